@@ -1,0 +1,24 @@
+"""Exception types. Every error a user can trigger with bad input is one of these, with a message
+that names what was wrong and what was expected."""
+
+from __future__ import annotations
+
+
+class AnyPPGError(Exception):
+    """Base class of all anyppg-edge errors."""
+
+
+class InvalidSignalError(AnyPPGError, ValueError):
+    """A signal cannot be used: NaN/Inf, flat, saturated, too short, wrong rate, wrong shape or dtype."""
+
+
+class DataFormatError(AnyPPGError, ValueError):
+    """A recording file is missing, corrupt, or lacks a required channel."""
+
+
+class CheckpointError(AnyPPGError, RuntimeError):
+    """A checkpoint is truncated, unreadable, or its keys/shapes do not match the model."""
+
+
+class ContractMismatchError(AnyPPGError, ValueError):
+    """A model's input contract does not match the preprocessing configuration in use."""
