@@ -1,0 +1,3 @@
+from anyppg_edge.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,83 @@
+"""The main job end to end, and the window extraction it is built on."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from anyppg_edge import preprocessing as pp
+from anyppg_edge.cli import main
+from anyppg_edge.data import read_ieee_spc2015, simulate_pair
+from anyppg_edge.data.simulator import SimulatorConfig
+from anyppg_edge.errors import InvalidSignalError
+from anyppg_edge.models import create_model
+from anyppg_edge.models.encode import check_model_input, encode_windows
+from anyppg_edge.windows import extract_windows
+
+
+def test_extract_windows_matches_reference_per_window():
+    rec = simulate_pair(SimulatorConfig(duration_s=60.0, sample_rate_hz=64.0, seed=3))
+    ws = extract_windows(rec, hop_s=5.0, ecg_quality=False)
+    # (60 - 10) / 5 + 1 windows, all clean in a noise-light simulation
+    assert len(ws) + sum(ws.rejected.values()) == 11
+    assert ws.ppg.shape[1:] == (1250,) and ws.ppg.dtype == np.float32
+    i = 3
+    a = round(ws.start_s[i] * 64)
+    ref = pp.preprocess_ppg_window(rec.ppg.data[a : a + 640], 64.0)
+    np.testing.assert_array_equal(ws.ppg[i], ref)
+
+
+def test_extract_windows_flags_bad_windows_instead_of_passing_them():
+    rec = simulate_pair(SimulatorConfig(duration_s=40.0, sample_rate_hz=125.0, seed=1))
+    rec.ppg.data[100:120] = np.nan  # window 0
+    rec.ppg.data[1300:2400] = rec.ppg.data[1300]  # window 1 mostly flat
+    ws = extract_windows(rec, ecg_quality=False)
+    assert ws.rejected["non-finite"] == 1 and ws.rejected["flat"] == 1
+    assert len(ws) == 2 and list(ws.start_s) == [20.0, 30.0]
+
+
+def test_extract_windows_corrects_inverted_ecg(shared):
+    rec = read_ieee_spc2015(shared / "data" / "ieee_spc2015" / "DATA_04_TYPE02.mat")
+    upright = extract_windows(rec, ecg_quality=False)
+    rec.ecg.data[:] = -rec.ecg.data
+    corrected = extract_windows(rec, ecg_quality=False)
+    np.testing.assert_allclose(corrected.ecg, upright.ecg, atol=1e-6)
+    uncorrected = extract_windows(rec, ecg_quality=False, correct_polarity=False)
+    assert np.abs(uncorrected.ecg + upright.ecg).max() < 1e-4
+
+
+def test_model_input_checks():
+    with pytest.raises(InvalidSignalError, match="1250 samples"):
+        check_model_input(np.zeros((2, 1000), np.float32), 1250)
+    with pytest.raises(InvalidSignalError, match="NaN/Inf"):
+        check_model_input(np.full((2, 1250), np.nan, np.float32), 1250)
+    with pytest.raises(InvalidSignalError, match="real numbers"):
+        check_model_input(np.zeros((2, 1250), complex), 1250)
+    with pytest.raises(InvalidSignalError, match="shape"):
+        check_model_input(np.zeros((2, 3, 1250), np.float32), 1250)
+    emb = encode_windows(create_model("tiny"), np.random.default_rng(0).standard_normal((5, 1250)), progress=False)
+    assert emb.shape == (5, 64) and np.isfinite(emb).all()
+
+
+def test_demo_end_to_end_on_embedded_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANYPPG_SHARED", str(tmp_path / "nowhere"))  # embedded default only
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--model", "tiny", "--sim-subjects", "2", "--sim-duration-s", "40"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_windows"] == np.load(out / "embeddings.npy").shape[0] > 0
+    assert summary["weights"].startswith("random init")
+    assert (out / "report.md").read_text().startswith("# anyppg-edge main job report")
+    assert (out / "demo.png").stat().st_size > 10_000
+
+
+def test_demo_uses_real_shared_data_and_golden_weights(shared, tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--sim-subjects", "1", "--sim-duration-s", "20", "--no-plot"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    datasets = {row["dataset"]: row for row in summary["datasets"]}
+    assert {"ieee_spc2015", "bidmc", "neurokit", "simulator"} <= set(datasets)
+    assert datasets["ieee_spc2015"]["subjects"] == 8 and datasets["ieee_spc2015"]["windows kept"] > 100
+    assert summary["weights"].endswith("net1d_anyppg_released.state_dict.pt")
+    assert summary["embedding_shape"][1] == 512
