@@ -18,6 +18,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         sim_subjects=args.sim_subjects,
         sim_duration_s=args.sim_duration_s,
         seed=args.seed,
+        pretrain_steps=args.pretrain_steps,
         plot=not args.no_plot,
     )
     summary = run_demo(cfg)
@@ -35,6 +36,80 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prepare_data(args: argparse.Namespace) -> int:
+    from anyppg_edge.data import load_shared_recordings, simulate_cohort
+    from anyppg_edge.data.shards import prepare_shards
+
+    sources: list = [Path(p) for p in args.sources]
+    if args.shared:
+        sources += load_shared_recordings()
+    if args.sim_subjects:
+        sources += simulate_cohort(args.sim_subjects, duration_s=args.sim_duration_s, seed=args.seed)
+    if not sources:
+        raise SystemExit("nothing to prepare: give recording files, --shared and/or --sim-subjects")
+    summary = prepare_shards(
+        sources, args.out, hop_s=args.hop_s, workers=args.workers, ecg_quality=not args.no_ecg_quality,
+        dtype=args.dtype, seed=args.seed,
+    )
+    print((Path(args.out) / "summary.md").read_text())
+    print(f"processed {summary['run']['processed']}, skipped (already done) {summary['run']['skipped']}")
+    return 0
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from anyppg_edge.report import markdown_table
+    from anyppg_edge.train import ClipConfig, TrainConfig
+    from anyppg_edge.train.pretrain import pretrain_from_shards
+
+    clip_cfg = ClipConfig(
+        ppg_model=args.model, ecg_model=args.ecg_model or args.model, ecg_frozen=args.ecg_frozen,
+        ecg_checkpoint=args.ecg_checkpoint,
+    )
+    train_cfg = TrainConfig(
+        max_steps=args.steps, warmup_steps=args.warmup_steps, batch_size=args.batch_size, lr=args.lr,
+        seed=args.seed, out_dir=args.out, resume=args.resume, num_workers=args.num_workers,
+        eval_every_steps=args.eval_every, checkpoint_every_steps=args.checkpoint_every,
+        group_batches=args.group_batches,
+    )
+    result = pretrain_from_shards(args.shards, clip_cfg, train_cfg, pool_size=args.pool_size)
+    if "retrieval" in result:
+        r = result["retrieval"]
+        rows = [{"method": k, **{m: round(r[k][m], 3) for m in ("R@1", "R@5", "R@10", "mAP@10", "MRR")}}
+                for k in ("model", "spectral_baseline")]
+        print(markdown_table(rows))
+    return 0
+
+
+def _cmd_physiology(args: argparse.Namespace) -> int:
+    from anyppg_edge.train.physiology import PhysiologyConfig, run_physiology
+
+    run_physiology(PhysiologyConfig(
+        out_dir=Path(args.out), model=args.model, folds=args.folds, run_folds=args.run_folds,
+        steps_per_fold=args.steps_per_fold,
+        batch_size=args.batch_size, lr=args.lr, group_batches=not args.random_batches,
+        sim_subjects=args.sim_subjects, seed=args.seed,
+    ))
+    print((Path(args.out) / "report.md").read_text())
+    return 0
+
+
+def _cmd_throughput(args: argparse.Namespace) -> int:
+    import json
+
+    from anyppg_edge.train.throughput import measure_throughput
+
+    res = measure_throughput(args.model, args.batch_size, args.steps, device=args.device)
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+def _cmd_bench_shards(args: argparse.Namespace) -> int:
+    from anyppg_edge.data.shards_bench import main as bench_main
+
+    bench_main(["--n-windows", str(args.n_windows), "--json", args.json])
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="anyppg-edge", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -47,12 +122,71 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--sim-subjects", type=int, default=8)
     d.add_argument("--sim-duration-s", type=float, default=120.0)
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--pretrain-steps", type=int, default=40)
     d.add_argument("--no-plot", action="store_true")
     d.set_defaults(func=_cmd_demo)
 
     m = sub.add_parser("models", help="list registered models with params, MACs and peak activation")
     m.add_argument("--input-samples", type=int, default=1250)
     m.set_defaults(func=_cmd_models)
+
+    pd = sub.add_parser("prepare-data", help="preprocess recordings into memory-mapped training shards")
+    pd.add_argument("sources", nargs="*", help="recording files (IEEE .mat, BIDMC/NeuroKit CSV, WFDB, EDF, NPZ)")
+    pd.add_argument("--shared", action="store_true", help="add the real recordings of ../shared")
+    pd.add_argument("--sim-subjects", type=int, default=0)
+    pd.add_argument("--sim-duration-s", type=float, default=300.0)
+    pd.add_argument("--out", required=True)
+    pd.add_argument("--hop-s", type=float, default=10.0)
+    pd.add_argument("--workers", type=int, default=1)
+    pd.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    pd.add_argument("--no-ecg-quality", action="store_true")
+    pd.add_argument("--seed", type=int, default=0)
+    pd.set_defaults(func=_cmd_prepare_data)
+
+    pt = sub.add_parser("pretrain", help="CLIP PPG-ECG pretraining from shards (works under torchrun)")
+    pt.add_argument("--shards", required=True)
+    pt.add_argument("--model", default="anyppg-paper")
+    pt.add_argument("--ecg-model", default=None)
+    pt.add_argument("--ecg-frozen", action="store_true")
+    pt.add_argument("--ecg-checkpoint", default=None)
+    pt.add_argument("--steps", type=int, default=200_000)
+    pt.add_argument("--warmup-steps", type=int, default=None)
+    pt.add_argument("--batch-size", type=int, default=256, help="per rank")
+    pt.add_argument("--lr", type=float, default=5e-4)
+    pt.add_argument("--eval-every", type=int, default=2000)
+    pt.add_argument("--checkpoint-every", type=int, default=2000)
+    pt.add_argument("--num-workers", type=int, default=0)
+    pt.add_argument("--group-batches", action="store_true", help="batches within one subject")
+    pt.add_argument("--pool-size", type=int, default=64)
+    pt.add_argument("--resume", action="store_true")
+    pt.add_argument("--seed", type=int, default=0)
+    pt.add_argument("--out", default="runs/pretrain")
+    pt.set_defaults(func=_cmd_pretrain)
+
+    ph = sub.add_parser("physiology", help="real-data pretraining benchmark: held-out retrieval vs baseline")
+    ph.add_argument("--out", default="runs/physiology")
+    ph.add_argument("--model", default="small")
+    ph.add_argument("--folds", type=int, default=5)
+    ph.add_argument("--run-folds", type=int, default=None, help="run only the first N folds (time budget)")
+    ph.add_argument("--steps-per-fold", type=int, default=600)
+    ph.add_argument("--batch-size", type=int, default=64)
+    ph.add_argument("--lr", type=float, default=1e-3)
+    ph.add_argument("--sim-subjects", type=int, default=0)
+    ph.add_argument("--random-batches", action="store_true", help="mix subjects within a batch")
+    ph.add_argument("--seed", type=int, default=0)
+    ph.set_defaults(func=_cmd_physiology)
+
+    tp = sub.add_parser("throughput", help="pretraining samples/s and GPU memory on this device")
+    tp.add_argument("--model", default="anyppg-paper")
+    tp.add_argument("--batch-size", type=int, default=256)
+    tp.add_argument("--steps", type=int, default=20)
+    tp.add_argument("--device", default=None)
+    tp.set_defaults(func=_cmd_throughput)
+
+    bs = sub.add_parser("bench-shards", help="write + iterate >= 100,000 shard windows, windows/s")
+    bs.add_argument("--n-windows", type=int, default=100_000)
+    bs.add_argument("--json", default="runs/shards_bench.json")
+    bs.set_defaults(func=_cmd_bench_shards)
     return p
 
 

@@ -588,6 +588,7 @@ class ShardDataset(_DatasetBase):
         self._shard = np.ascontiguousarray(idx["shard"][sel])
         self._row = np.ascontiguousarray(idx["row"][sel])
         self.subject_ids = idx["subject_id"][sel]
+        self.groups = self.subject_ids  # for Trainer(group_batches=True): batches within one subject
         self.datasets = idx["dataset"][sel]
         self.start_s = idx["start_s"][sel]
         self.max_open = max(1, int(max_open))

@@ -83,6 +83,7 @@ class TrainConfig:
     ddp_find_unused_parameters: bool = True
     tensorboard: bool = True  # only if torch.utils.tensorboard imports
     progress: bool = True  # tqdm bar on rank 0
+    group_batches: bool = False  # batches drawn within one group (dataset.groups, e.g. subject): hard negatives
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
@@ -120,9 +121,12 @@ class PairedArrayDataset(Dataset):
     """In-memory paired windows ``[N, L]`` (e.g. a :class:`~anyppg_edge.windows.WindowSet`'s arrays)
     → items ``{"ppg": float32 [1, L], "ecg": float32 [1, L]}``, the format the trainer consumes."""
 
-    def __init__(self, ppg: np.ndarray | torch.Tensor, ecg: np.ndarray | torch.Tensor):
+    def __init__(
+        self, ppg: np.ndarray | torch.Tensor, ecg: np.ndarray | torch.Tensor, groups: np.ndarray | None = None
+    ):
         self.ppg = torch.as_tensor(np.asarray(ppg, dtype=np.float32))
         self.ecg = torch.as_tensor(np.asarray(ecg, dtype=np.float32))
+        self.groups = None if groups is None else np.asarray(groups)  # e.g. subject ids, for group_batches
         if self.ppg.dim() != 2 or self.ppg.shape != self.ecg.shape:
             raise ValueError(
                 f"ppg and ecg must both be [N, L] with the same shape, got {tuple(self.ppg.shape)} "
@@ -155,7 +159,13 @@ class ShardedBatchSampler(Sampler[list[int]]):
         world_size: int = 1,
         shuffle: bool = True,
         drop_last: bool = True,
+        groups: np.ndarray | None = None,
     ):
+        if groups is not None and len(groups) != n:
+            raise ValueError(f"groups has {len(groups)} labels for {n} items")
+        # with groups: the epoch permutation visits groups in random order, each group's items shuffled,
+        # so most batches hold one group (e.g. one subject: hard negatives of the same person)
+        self.group_codes = None if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
         if drop_last and n < batch_size * world_size:
             raise ValueError(
                 f"dataset has {n} items, fewer than one global batch ({batch_size} x {world_size} ranks)"
@@ -178,7 +188,12 @@ class ShardedBatchSampler(Sampler[list[int]]):
         if not self.shuffle:
             return np.arange(self.n)
         ss = np.random.SeedSequence([int(self.seed) & 0xFFFFFFFF, int(epoch)])
-        return np.random.default_rng(ss).permutation(self.n)
+        rng = np.random.default_rng(ss)
+        perm = rng.permutation(self.n)
+        if self.group_codes is None:
+            return perm
+        group_rank = rng.permutation(int(self.group_codes.max()) + 1)[self.group_codes[perm]]
+        return perm[np.argsort(group_rank, kind="stable")]
 
     def __iter__(self) -> Iterator[list[int]]:
         perm = self.permutation(self.epoch)
@@ -411,8 +426,11 @@ class Trainer:
         self.autocast_enabled = cfg.precision == "bf16" and self.device.type == "cuda"
 
         self.train_dataset, self.val_dataset = train_dataset, val_dataset
+        groups = getattr(train_dataset, "groups", None) if cfg.group_batches else None
+        if cfg.group_batches and groups is None:
+            raise ValueError("group_batches needs a train dataset with a `groups` attribute (e.g. subject ids)")
         self.sampler = ShardedBatchSampler(
-            len(train_dataset), cfg.batch_size, cfg.seed, self.rank, self.world_size, shuffle=True
+            len(train_dataset), cfg.batch_size, cfg.seed, self.rank, self.world_size, shuffle=True, groups=groups
         )
         # A private generator: creating a DataLoader iterator draws a base seed from it, which must
         # not consume the global torch RNG (that would break exact resume mid-epoch).
