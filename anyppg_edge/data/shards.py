@@ -45,6 +45,7 @@ import numpy as np
 from anyppg_edge.data.readers import read_recording
 from anyppg_edge.data.recording import Recording
 from anyppg_edge.errors import ContractMismatchError, DataFormatError
+from anyppg_edge.io import atomic_write, write_json
 from anyppg_edge.preprocessing import PreprocessConfig
 
 try:  # torch is an optional extra: without it ShardDataset still works (get_batch, numpy items)
@@ -77,26 +78,8 @@ _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
 # --------------------------------------------------------------------------------------------------
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(fileobj)`` on a temporary file beside ``path``, fsync, then ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def _atomic_write_json(path: Path, obj: Any) -> None:
-    text = json.dumps(obj, indent=1, sort_keys=True)
-    _atomic_write_bytes(path, lambda f: f.write(text.encode()))
+    write_json(path, obj, indent=1)
 
 
 def _slug(text: str, max_len: int = 80) -> str:
@@ -205,7 +188,7 @@ def _process_one(
     if n:
         arr = np.stack([ws.ppg, ws.ecg], axis=1).astype(dtype)  # [N, 2, L]
         shard_name = f"{job.safe_id}.npy"
-        _atomic_write_bytes(sdir / shard_name, lambda f: np.save(f, arr, allow_pickle=False))
+        atomic_write(sdir / shard_name, lambda f: np.save(f, arr, allow_pickle=False))
     side = {
         "format_version": FORMAT_VERSION,
         "safe_id": job.safe_id,
@@ -340,7 +323,7 @@ def write_index(
         "config_hash": np.asarray(config_hash),
         "format_version": np.asarray(FORMAT_VERSION),
     }
-    _atomic_write_bytes(out / INDEX_FILE, lambda f: np.savez(f, **index))
+    atomic_write(out / INDEX_FILE, lambda f: np.savez(f, **index))
     summary = _summarise(sides, split_of, config_hash, seed, split_fractions)
     _atomic_write_json(out / "summary.json", summary)
     (out / "summary.md").write_text(_summary_markdown(summary))
@@ -707,7 +690,7 @@ def _write_synthetic(out: Path, n_windows: int, windows_per_shard: int, L: int, 
         off = int(rng.integers(0, 64))
         arr = pool[off : off + n]
         sid = f"bench_{k:05d}"
-        _atomic_write_bytes(sdir / f"{sid}.npy", lambda f, a=arr: np.save(f, a, allow_pickle=False))
+        atomic_write(sdir / f"{sid}.npy", lambda f, a=arr: np.save(f, a, allow_pickle=False))
         _atomic_write_json(
             sdir / f"{sid}.json",
             {

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +34,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from anyppg_edge.errors import CheckpointError
+from anyppg_edge.io import atomic_write
 from anyppg_edge.train import distributed as D
 from anyppg_edge.train.clip import ClipConfig, ClipLoss, ClipModel, ClipTask
 
@@ -282,28 +282,9 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temp file in the same folder, fsync, then ``os.replace``: a crash leaves
-    either the old file or the new one, never a partial file under ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    with contextlib.suppress(OSError):  # make the rename durable (not supported everywhere)
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    return path
+    """``torch.save`` through :func:`anyppg_edge.io.atomic_write`: a crash leaves either the old file or
+    the new one, never a partial file under ``path``."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 _REQUIRED_KEYS = ("format", "model", "optimizer", "scheduler", "step", "sampler", "rng", "train_config")
