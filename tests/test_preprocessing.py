@@ -91,19 +91,20 @@ def test_ppg_bandpass_matches_official_native(golden, record_property):
     )
 
 
-def test_ppg_window_matches_official_output(golden, record_property):
+@pytest.mark.parametrize("signal", ["ppg", "ecg"])
+def test_window_matches_official_output(golden, record_property, signal):
+    preprocess = {"ppg": pp.preprocess_ppg_window, "ecg": pp.preprocess_ecg_window}[signal]
+    key = f"{signal}_out_125hz"
     errors = []
-    for i, raw in enumerate(_rows(golden, "ppg")):
-        out = pp.preprocess_ppg_window(raw, float(golden["ppg_sr"][i]))
+    for i, raw in enumerate(_rows(golden, signal)):
+        out = preprocess(raw, float(golden[f"{signal}_sr"][i]))
         assert out.dtype == np.float32 and out.shape == (1250,)
-        errors.append(float(np.max(np.abs(out - golden["ppg_out_125hz"][i]))))
+        errors.append(float(np.max(np.abs(out - golden[key][i]))))
     worst = int(np.argmax(errors))
-    where = f"row {worst} ({golden['ppg_source'][worst]})"
-    _record("ppg_out_125hz", errors[worst], where)
-    record_property("ppg_out_125hz_max_abs", errors[worst])
-    assert errors[worst] <= TOLERANCES["ppg_out_125hz"], (
-        f"worst {where}: max abs error {errors[worst]:.3g} > {TOLERANCES['ppg_out_125hz']}"
-    )
+    where = f"row {worst} ({golden[f'{signal}_source'][worst]})"
+    _record(key, errors[worst], where)
+    record_property(f"{key}_max_abs", errors[worst])
+    assert errors[worst] <= TOLERANCES[key], f"worst {where}: max abs error {errors[worst]:.3g} > {TOLERANCES[key]}"
 
 
 def test_flat_ratio_matches_official_exactly(golden):
@@ -120,21 +121,6 @@ def test_flat_ratio_matches_official_exactly(golden):
         f"row {worst}: flat ratio {ours[worst]!r} != official {golden['ppg_flat_ratio'][worst]!r}"
     )
     assert np.count_nonzero(ours) >= 5  # the comparison is not vacuous: real rows with flat parts
-
-
-def test_ecg_window_matches_official_output(golden, record_property):
-    errors = []
-    for i, raw in enumerate(_rows(golden, "ecg")):
-        out = pp.preprocess_ecg_window(raw, float(golden["ecg_sr"][i]))
-        assert out.dtype == np.float32 and out.shape == (1250,)
-        errors.append(float(np.max(np.abs(out - golden["ecg_out_125hz"][i]))))
-    worst = int(np.argmax(errors))
-    where = f"row {worst} ({golden['ecg_source'][worst]})"
-    _record("ecg_out_125hz", errors[worst], where)
-    record_property("ecg_out_125hz_max_abs", errors[worst])
-    assert errors[worst] <= TOLERANCES["ecg_out_125hz"], (
-        f"worst {where}: max abs error {errors[worst]:.3g} > {TOLERANCES['ecg_out_125hz']}"
-    )
 
 
 def test_parity_tolerance_is_discriminating(golden):
