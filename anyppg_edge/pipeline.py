@@ -166,7 +166,10 @@ def render_report(summary: dict[str, Any], plot_path: Path | None, data_summary_
         "",
         "## Data (prepared shards, subject-level split)",
         "",
-        data_summary_md.read_text() if data_summary_md and data_summary_md.is_file() else "",
+        "\n".join(
+            line for line in (data_summary_md.read_text().splitlines() if data_summary_md else [])
+            if not line.startswith("# ")  # the shard summary's own title
+        ),
         "",
         "## Model budgets (per 10 s window at 125 Hz)",
         "",
