@@ -86,7 +86,7 @@ def _cmd_physiology(args: argparse.Namespace) -> int:
     run_physiology(PhysiologyConfig(
         out_dir=Path(args.out), model=args.model, folds=args.folds, run_folds=args.run_folds,
         steps_per_fold=args.steps_per_fold,
-        batch_size=args.batch_size, lr=args.lr, group_batches=not args.random_batches,
+        batch_size=args.batch_size, lr=args.lr, group_batches=args.group_batches,
         sim_subjects=args.sim_subjects, train_hop_s=args.train_hop_s, seed=args.seed,
     ))
     print((Path(args.out) / "report.md").read_text())
@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--lr", type=float, default=1e-3)
     ph.add_argument("--sim-subjects", type=int, default=0)
     ph.add_argument("--train-hop-s", type=float, default=1.0, help="hop between training windows")
-    ph.add_argument("--random-batches", action="store_true", help="mix subjects within a batch")
+    ph.add_argument("--group-batches", action="store_true", help="batches within one subject (hard negatives)")
     ph.add_argument("--seed", type=int, default=0)
     ph.set_defaults(func=_cmd_physiology)
 

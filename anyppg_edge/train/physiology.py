@@ -42,7 +42,7 @@ class PhysiologyConfig:
     lr: float = 1e-3
     pool_size: int = 64
     sim_subjects: int = 0  # simulator subjects added to every fold's training set
-    group_batches: bool = True  # batches within one subject, as the held-out pools are
+    group_batches: bool = False  # True: batches within one subject (hard negatives, as the held-out pools)
     progress: bool = False
     seed: int = 0
 
