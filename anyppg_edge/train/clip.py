@@ -4,13 +4,14 @@ the symmetric InfoNCE loss with embeddings all-gathered across DDP ranks (open_c
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anyppg_edge.config import dataclass_from_dict
 from anyppg_edge.models import create_model
 from anyppg_edge.train import distributed as D
 
@@ -53,11 +54,7 @@ class ClipConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ClipConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown ClipConfig keys {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d)
 
 
 class ClipModel(nn.Module):
