@@ -320,10 +320,6 @@ class ModelStats:
     peak_activation_elements: int  # live elements at the worst op, layer-by-layer execution
     activation_elements_per_layer: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def int8_weight_bytes(self) -> int:
-        return self.params  # one byte per weight (biases are int32 but few; see export size reports)
-
     def peak_activation_bytes(self, bytes_per_element: int = 1) -> int:
         return self.peak_activation_elements * bytes_per_element
 
@@ -333,7 +329,6 @@ class ModelStats:
             "input_samples": self.input_samples,
             "params": self.params,
             "MMACs/window": round(self.macs / 1e6, 2),
-            "int8 weights kB": round(self.int8_weight_bytes / 1e3, 1),
             "peak act int8 kB": round(self.peak_activation_bytes(1) / 1e3, 1),
             "peak act fp32 kB": round(self.peak_activation_bytes(4) / 1e3, 1),
         }
