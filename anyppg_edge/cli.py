@@ -19,6 +19,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         sim_duration_s=args.sim_duration_s,
         seed=args.seed,
         pretrain_steps=args.pretrain_steps,
+        distill_steps=args.distill_steps,
         plot=not args.no_plot,
     )
     summary = run_demo(cfg)
@@ -27,12 +28,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_models(args: argparse.Namespace) -> int:
-    from anyppg_edge.models import create_model, list_models, model_stats
+def _cmd_budget(args: argparse.Namespace) -> int:
+    from anyppg_edge.models.budget import TIERS, budget_table
     from anyppg_edge.report import markdown_table
 
-    rows = [model_stats(create_model(n), args.input_samples).as_row() for n in list_models()]
+    try:
+        rows = budget_table(args.names or None)
+    except KeyError as exc:
+        raise SystemExit(f"budget: {exc.args[0]}") from None
     print(markdown_table(rows))
+    limits = [
+        {"tier": t.name, "max params": t.max_params, "max MACs/window": t.max_macs_per_window,
+         "max int8 weight B": t.max_int8_weight_bytes, "max arena B": t.max_arena_bytes,
+         "arena B/element": t.arena_bytes_per_element}
+        for t in TIERS.values()
+    ]
+    print(markdown_table(limits))
     return 0
 
 
@@ -80,6 +91,26 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from anyppg_edge.train import TrainConfig
+    from anyppg_edge.train.distill import DistillConfig, distill_and_evaluate
+
+    cfg = DistillConfig(
+        student=args.student, feature_weight=args.feature_weight, cosine_weight=args.cosine_weight,
+        clip_weight=args.clip_weight, relational_weight=args.relational_weight,
+    )
+    train_cfg = TrainConfig(
+        max_steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, out_dir=args.out,
+        resume=args.resume, eval_every_steps=args.eval_every, checkpoint_every_steps=args.checkpoint_every,
+        tensorboard=False,
+    )
+    distill_and_evaluate(args.shards, args.teacher, cfg, train_cfg, teacher_model=args.teacher_model,
+                         heldout_splits=tuple(args.heldout_splits.split(",")), pool_size=args.pool_size,
+                         progress=True)
+    print((Path(args.out) / "retention.md").read_text())
+    return 0
+
+
 def _cmd_physiology(args: argparse.Namespace) -> int:
     from anyppg_edge.train.physiology import PhysiologyConfig, run_physiology
 
@@ -123,12 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--sim-duration-s", type=float, default=120.0)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--pretrain-steps", type=int, default=40)
+    d.add_argument("--distill-steps", type=int, default=40)
     d.add_argument("--no-plot", action="store_true")
     d.set_defaults(func=_cmd_demo)
 
-    m = sub.add_parser("models", help="list registered models with params, MACs and peak activation")
-    m.add_argument("--input-samples", type=int, default=1250)
-    m.set_defaults(func=_cmd_models)
+    for cmd in ("budget", "models"):
+        b = sub.add_parser(cmd, help="registered models: params, MACs, int8 bytes, peak activation vs device tiers")
+        b.add_argument("names", nargs="*", help="registered model names (default: all)")
+        b.set_defaults(func=_cmd_budget)
 
     pd = sub.add_parser("prepare-data", help="preprocess recordings into memory-mapped training shards")
     pd.add_argument("sources", nargs="*", help="recording files (IEEE .mat, BIDMC/NeuroKit CSV, WFDB, EDF, NPZ)")
@@ -162,6 +195,28 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--seed", type=int, default=0)
     pt.add_argument("--out", default="runs/pretrain")
     pt.set_defaults(func=_cmd_pretrain)
+
+    ds = sub.add_parser("distill", help="distil a student from a frozen teacher; budget + retention report")
+    ds.add_argument("--shards", required=True, help="prepared shards (the teacher's pretraining data)")
+    ds.add_argument("--teacher", required=True,
+                    help="pretraining checkpoint (best.pt/last.pt) or an official-layout Net1D state_dict")
+    ds.add_argument("--teacher-model", default="anyppg-released", help="registry config of a state_dict teacher")
+    ds.add_argument("--student", default="student-watch")
+    ds.add_argument("--feature-weight", type=float, default=1.0)
+    ds.add_argument("--cosine-weight", type=float, default=1.0)
+    ds.add_argument("--clip-weight", type=float, default=None, help="default: 1 for a CLIP teacher, else 0")
+    ds.add_argument("--relational-weight", type=float, default=1.0)
+    ds.add_argument("--steps", type=int, default=2000)
+    ds.add_argument("--batch-size", type=int, default=64)
+    ds.add_argument("--lr", type=float, default=2e-3)
+    ds.add_argument("--eval-every", type=int, default=500)
+    ds.add_argument("--checkpoint-every", type=int, default=500)
+    ds.add_argument("--heldout-splits", default="val,test")
+    ds.add_argument("--pool-size", type=int, default=64)
+    ds.add_argument("--resume", action="store_true")
+    ds.add_argument("--seed", type=int, default=0)
+    ds.add_argument("--out", default="runs/distill")
+    ds.set_defaults(func=_cmd_distill)
 
     ph = sub.add_parser("physiology", help="real-data pretraining benchmark: held-out retrieval vs baseline")
     ph.add_argument("--out", default="runs/physiology")

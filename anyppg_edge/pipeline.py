@@ -35,6 +35,8 @@ class DemoConfig:
     pretrain_model: str = "tiny"
     pretrain_steps: int = 40
     pretrain_batch_size: int = 32
+    student: str = "student-watch"
+    distill_steps: int = 40
     plot: bool = True
 
 
@@ -60,10 +62,12 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     import torch
 
     from anyppg_edge.data.shards import ShardDataset, prepare_shards
-    from anyppg_edge.models import create_model, list_models, model_stats
+    from anyppg_edge.models import create_model
+    from anyppg_edge.models.budget import budget_table
     from anyppg_edge.models.encode import encode_windows
     from anyppg_edge.preprocessing import PreprocessConfig
     from anyppg_edge.train import ClipConfig, TrainConfig
+    from anyppg_edge.train.distill import DistillConfig, distill_and_evaluate
     from anyppg_edge.train.pretrain import pretrain_from_shards
 
     out = Path(cfg.out_dir)
@@ -114,7 +118,27 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     )
     timings["pretrain s"] = time.perf_counter() - t
 
-    stats_rows = [model_stats(create_model(n), pcfg.window_samples).as_row() for n in list_models()]
+    # 4. distil the watch-tier student from that pretrained teacher; budget + retention tables
+    t = time.perf_counter()
+    kd = distill_and_evaluate(
+        out / "data",
+        pre["last_checkpoint"],
+        DistillConfig(student=cfg.student),
+        TrainConfig(
+            max_steps=cfg.distill_steps,
+            batch_size=min(cfg.pretrain_batch_size, n_train),
+            lr=2e-3,
+            seed=cfg.seed,
+            eval_every_steps=cfg.distill_steps,
+            checkpoint_every_steps=cfg.distill_steps,
+            log_every_steps=10,
+            out_dir=str(out / "distill"),
+            tensorboard=False,
+        ),
+    )
+    timings["distill s"] = time.perf_counter() - t
+
+    stats_rows = budget_table()
     retrieval = pre.get("retrieval", {})
     summary = {
         "config": {k: str(v) for k, v in asdict(cfg).items()},
@@ -134,6 +158,12 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             "samples_per_s": pre.get("samples_per_s"),
             "checkpoint": str(pre.get("last_checkpoint", "")),
             "retrieval": retrieval,
+        },
+        "distill": {
+            "student": cfg.student,
+            "steps": kd.get("step"),
+            "checkpoint": str(kd.get("last_checkpoint", "")),
+            "retention": kd["retention"],
         },
         "model_stats": stats_rows,
         "timings_s": timings,
@@ -157,6 +187,8 @@ def _retrieval_rows(retrieval: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def render_report(summary: dict[str, Any], plot_path: Path | None, data_summary_md: Path | None = None) -> str:
+    from anyppg_edge.train.distill import retention_tables
+
     pre = summary["pretrain"]
     lines = [
         "# anyppg-edge main job report",
@@ -187,6 +219,10 @@ def render_report(summary: dict[str, Any], plot_path: Path | None, data_summary_
         markdown_table(_retrieval_rows(pre["retrieval"])),
         "A short demo run; the real-data benchmark is `python -m anyppg_edge physiology` (README).",
         "",
+        f"## Distillation (`{summary['distill']['student']}` from the pretrained teacher, "
+        f"{summary['distill']['steps']} steps)",
+        "",
+        *[markdown_table(t) + "\n" for t in retention_tables(summary["distill"]["retention"])],
         "## Timings (this machine)",
         "",
         markdown_table([{k: round(v, 2) for k, v in summary["timings_s"].items()}]),

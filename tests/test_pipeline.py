@@ -65,7 +65,7 @@ def test_demo_end_to_end_on_embedded_default(tmp_path, monkeypatch):
     monkeypatch.setenv("ANYPPG_SHARED", str(tmp_path / "nowhere"))  # embedded default only
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--model", "tiny", "--sim-subjects", "4", "--sim-duration-s", "60",
-            "--pretrain-steps", "4"]
+            "--pretrain-steps", "4", "--distill-steps", "3"]
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_windows"] == np.load(out / "embeddings.npy").shape[0] > 0
@@ -75,6 +75,11 @@ def test_demo_end_to_end_on_embedded_default(tmp_path, monkeypatch):
     assert {"model", "spectral_baseline"} <= set(retrieval) and retrieval["n_windows"] > 0
     report = (out / "report.md").read_text()
     assert report.startswith("# anyppg-edge main job report") and "spectral_baseline" in report
+    # the watch-tier student distilled from that teacher, with its budget and retention tables
+    kd = summary["distill"]
+    assert kd["student"] == "student-watch" and kd["steps"] == 3
+    assert kd["retention"]["budget"][0]["watch"] == "ok" and "retrieval" in kd["retention"]
+    assert "## Distillation" in report and "cosine(student, teacher)" in report and "spectral peak" in report
     assert (out / "demo.png").stat().st_size > 10_000
     # the data preparation is resumable: a second run reuses every shard
     assert main(args) == 0
@@ -83,7 +88,7 @@ def test_demo_end_to_end_on_embedded_default(tmp_path, monkeypatch):
 def test_demo_uses_real_shared_data_and_golden_weights(shared, tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--sim-subjects", "1", "--sim-duration-s", "20", "--no-plot",
-                 "--pretrain-steps", "2"]) == 0
+                 "--pretrain-steps", "2", "--distill-steps", "2"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     report = (out / "report.md").read_text()
     for name in ("ieee_spc2015", "bidmc", "neurokit", "simulator"):

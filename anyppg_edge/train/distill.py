@@ -1,0 +1,551 @@
+"""Knowledge distillation: a frozen AnyPPG teacher → a small PPG student, on the pretraining trainer.
+
+The teacher is either
+
+* a **CLIP checkpoint of the pretraining command** (``runs/pretrain/best.pt``: PPG and ECG towers,
+  projectors and logit scale) — all four losses are available; or
+* an **official-layout Net1D ``state_dict``** (e.g. ``../shared/reference/net1d_anyppg_released.state_dict.pt``,
+  the released AnyPPG PPG encoder layout) — a PPG encoder only, so the CLIP-alignment loss is off and the
+  student learns the teacher's encoder features.
+
+Teacher outputs do not change (frozen, eval mode, no augmentation), so they are computed once over the
+training windows (:func:`teacher_targets`) and travel with each batch; a 108 M-MAC teacher then costs
+one forward pass per window instead of one per step.
+
+Losses of :class:`DistillTask` (weights in :class:`DistillConfig`; a zero weight removes the term):
+
+* ``feature_loss`` — MSE between ``adapter(student features)`` (a learned Linear, student dim →
+  teacher encoder dim) and the teacher's encoder features, centred per dimension and scaled by one
+  training-set spread (:meth:`StudentModel.set_feature_stats`), so the loss is ~1 for a student that
+  predicts only the mean;
+* ``cosine_loss`` — ``1 − cos`` between the student's embedding and the teacher's PPG embedding
+  (CLIP space for a CLIP teacher, the adapter space otherwise);
+* ``clip_loss`` — symmetric InfoNCE between the student's PPG embedding and the teacher's ECG
+  embedding at the teacher's (fixed) logit scale: the student is pulled into the teacher's CLIP space
+  against in-batch negatives, which is what PPG→ECG retrieval needs;
+* ``relational_loss`` — the batch similarity structure: KL(teacher ‖ student) between row-wise
+  softmaxes of the two in-batch cosine-similarity matrices (diagonal removed) at
+  ``relational_temperature``.
+
+Under DDP the losses are per-rank (no all-gather): distillation targets are per-sample, and only the
+two batch-level terms see a smaller batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from anyppg_edge.config import dataclass_from_dict
+from anyppg_edge.errors import CheckpointError
+from anyppg_edge.models.registry import create_model
+
+__all__ = [
+    "DistillConfig",
+    "DistillTask",
+    "StudentModel",
+    "Teacher",
+    "TensorDictDataset",
+    "load_teacher",
+    "teacher_targets",
+]
+
+log = logging.getLogger("anyppg_edge.distill")
+
+
+@dataclass
+class DistillConfig:
+    """What the student is and how it is pulled towards the teacher (JSON-serialisable)."""
+
+    student: str = "student-watch"  # registry name of the student encoder
+    feature_weight: float = 1.0
+    cosine_weight: float = 1.0
+    clip_weight: float | None = None  # None: 1.0 when the teacher has an ECG tower, else 0
+    relational_weight: float = 1.0
+    relational_temperature: float = 0.1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DistillConfig:
+        return dataclass_from_dict(cls, d)
+
+    def resolved(self, teacher_has_ecg: bool) -> DistillConfig:
+        clip_w = self.clip_weight
+        if clip_w is None:
+            clip_w = 1.0 if teacher_has_ecg else 0.0
+        if clip_w > 0 and not teacher_has_ecg:
+            raise ValueError(
+                "clip_weight > 0 needs a CLIP teacher (a pretraining checkpoint with an ECG tower); this teacher "
+                "is a PPG encoder only — set clip_weight to 0"
+            )
+        weights = (self.feature_weight, self.cosine_weight, clip_w, self.relational_weight)
+        if min(weights) < 0 or not math.isfinite(sum(weights)) or sum(weights) == 0:
+            raise ValueError(f"loss weights must be finite, >= 0 and not all 0, got {weights}")
+        if not self.relational_temperature > 0:
+            raise ValueError(f"relational_temperature must be > 0, got {self.relational_temperature}")
+        return DistillConfig(**{**asdict(self), "clip_weight": float(clip_w)})
+
+
+# ----------------------------------------------------------------------------- teacher
+
+
+class Teacher(nn.Module):
+    """A frozen teacher: ``features(ppg)`` (encoder output), and for a CLIP teacher ``ppg_embedding``
+    / ``ecg_embedding`` (L2-normalised CLIP space) and its logit scale."""
+
+    def __init__(self, ppg_encoder: nn.Module, clip: nn.Module | None = None, source: str = "", sha256: str = ""):
+        super().__init__()
+        self.ppg_encoder = ppg_encoder
+        self.clip = clip
+        self.source, self.sha256 = source, sha256
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> Teacher:  # always eval: BN statistics and dropout frozen
+        return super().train(False)
+
+    @property
+    def has_ecg(self) -> bool:
+        return self.clip is not None
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.ppg_encoder.out_dim)
+
+    @property
+    def embed_dim(self) -> int | None:
+        return None if self.clip is None else int(self.clip.embed_dim)
+
+    @torch.no_grad()
+    def outputs(self, ppg: torch.Tensor, ecg: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        feat = self.ppg_encoder(ppg)
+        out = {"t_feat": feat}
+        if self.clip is not None:
+            out["t_ppg"] = F.normalize(self.clip.ppg_proj(feat), dim=-1)
+            if ecg is not None:
+                out["t_ecg"] = self.clip.encode_ecg(ecg)
+        return out
+
+    def logit_scale(self) -> float:
+        return float(self.clip.scale()) if self.clip is not None else 1.0 / 0.07
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "sha256": self.sha256,
+            "kind": "clip" if self.has_ecg else "ppg-encoder",
+            "ppg_model": getattr(self.ppg_encoder, "name", ""),
+            "feature_dim": self.feature_dim,
+            "embed_dim": self.embed_dim,
+        }
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_teacher(path: str | Path, model: str = "anyppg-released") -> Teacher:
+    """A pretraining checkpoint (``best.pt``/``last.pt`` of the trainer: the CLIP model) or an
+    official-layout Net1D ``state_dict`` of registry config ``model`` (strict). Errors are
+    :class:`~anyppg_edge.errors.CheckpointError`."""
+    from anyppg_edge.train.clip import ClipConfig, ClipModel
+    from anyppg_edge.train.trainer import CHECKPOINT_FORMAT, load_checkpoint
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"teacher checkpoint {path} does not exist")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"teacher checkpoint {path} cannot be read (truncated or not a torch file): {exc}") from exc
+    sha = _sha256(path)
+    if isinstance(raw, dict) and raw.get("format") == CHECKPOINT_FORMAT:
+        ckpt = load_checkpoint(path)
+        clip_d = (ckpt.get("extra_config") or {}).get("clip")
+        if clip_d is None:
+            raise CheckpointError(f"{path} is a trainer checkpoint but not of a CLIP pretraining run (no clip config)")
+        clip = ClipModel(ClipConfig.from_dict({**clip_d, "ecg_checkpoint": None, "ppg_checkpoint": None}))
+        try:
+            clip.load_state_dict(ckpt["model"], strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: weights do not fit its own CLIP config: {exc}") from exc
+        return Teacher(clip.ppg_encoder, clip, source=str(path), sha256=sha)
+    encoder = create_model(model, checkpoint=path)
+    return Teacher(encoder, None, source=str(path), sha256=sha)
+
+
+@torch.no_grad()
+def teacher_targets(
+    teacher: Teacher, ppg: np.ndarray, ecg: np.ndarray | None = None, batch_size: int = 256, progress: bool = False
+) -> dict[str, np.ndarray]:
+    """Teacher outputs for windows ``[N, L]`` (float32 numpy): ``t_feat`` and, for a CLIP teacher,
+    ``t_ppg`` and (with ``ecg``) ``t_ecg``."""
+    from anyppg_edge.models.encode import check_model_input
+
+    n = len(ppg)
+    parts: dict[str, list[np.ndarray]] = {}
+    it = range(0, n, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, total=math.ceil(n / batch_size), desc="teacher", unit="batch")
+    window_samples = int(np.shape(ppg)[-1]) if n else 0
+    expected = getattr(teacher.ppg_encoder, "name", None)
+    if expected:
+        from anyppg_edge.models.registry import get_model_spec
+
+        window_samples = get_model_spec(expected).input_samples
+    for i in it:
+        x = torch.as_tensor(check_model_input(ppg[i : i + batch_size], window_samples))
+        e = None if ecg is None else torch.as_tensor(np.asarray(ecg[i : i + batch_size], np.float32))[:, None]
+        for k, v in teacher.outputs(x, e).items():
+            parts.setdefault(k, []).append(v.float().numpy())
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+# ----------------------------------------------------------------------------- student
+
+
+class StudentModel(nn.Module):
+    """Student encoder (the deployable part) + training heads: ``adapter`` (student dim → teacher
+    feature dim) and, for a CLIP teacher, ``clip_head`` (a projector into the teacher's CLIP space)."""
+
+    def __init__(self, student: str, teacher_feature_dim: int, teacher_embed_dim: int | None):
+        from anyppg_edge.train.clip import Projector
+
+        super().__init__()
+        self.encoder = create_model(student)
+        d = int(self.encoder.out_dim)
+        self.adapter = nn.Linear(d, int(teacher_feature_dim))
+        self.clip_head = None if teacher_embed_dim is None else Projector(d, max(d, teacher_embed_dim), teacher_embed_dim)
+        # teacher-feature standardisation (set from the training targets; saved with the checkpoint)
+        self.register_buffer("feat_mean", torch.zeros(int(teacher_feature_dim)))
+        self.register_buffer("feat_std", torch.ones(int(teacher_feature_dim)))
+
+    @torch.no_grad()
+    def set_feature_stats(self, teacher_features: torch.Tensor) -> None:
+        """Standardise the teacher's features for the MSE: per-dimension mean, one scale for all
+        dimensions (the RMS of the centred features, floored at 1 % of the features' RMS), so that a
+        near-constant teacher dimension is not blown up. The adapter starts exactly at the mean
+        (zero weight, bias = mean): the regression loss starts at 1 and its first steps are not spent
+        undoing a random projection."""
+        f = torch.as_tensor(teacher_features, dtype=torch.float32)
+        mean = f.mean(0)
+        spread = float((f - mean).pow(2).mean().sqrt())
+        scale = max(spread, 0.01 * float(f.pow(2).mean().sqrt()), 1e-8)
+        self.feat_mean.copy_(mean)
+        self.feat_std.fill_(scale)
+        self.adapter.weight.zero_()
+        self.adapter.bias.copy_(mean)
+
+    def forward(self, ppg: torch.Tensor) -> dict[str, torch.Tensor]:
+        feat = self.encoder(ppg)
+        pred = self.adapter(feat)
+        emb = F.normalize(self.clip_head(feat) if self.clip_head is not None else pred, dim=-1)
+        return {"feat": feat, "pred_feat": pred, "emb": emb}
+
+    @torch.no_grad()
+    def embed(self, ppg: torch.Tensor) -> torch.Tensor:
+        return self.forward(ppg)["emb"]
+
+
+def _relational_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    n = student.shape[0]
+    if n < 3:
+        return student.sum() * 0.0
+    mask = torch.eye(n, dtype=torch.bool, device=student.device)
+    s = (student @ student.T / temperature).masked_fill(mask, -1e4)
+    t = (teacher @ teacher.T / temperature).masked_fill(mask, -1e4)
+    return F.kl_div(F.log_softmax(s, dim=-1), F.log_softmax(t, dim=-1), log_target=True, reduction="batchmean")
+
+
+class DistillTask(nn.Module):
+    """Trainer task (see :mod:`anyppg_edge.train.trainer`): batches hold ``ppg`` and the teacher's
+    precomputed targets (``t_feat``, and ``t_ppg``/``t_ecg`` for a CLIP teacher)."""
+
+    def __init__(self, model: StudentModel, cfg: DistillConfig, teacher_logit_scale: float):
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+        self.register_buffer("logit_scale", torch.tensor(float(teacher_logit_scale)))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        cfg, m = self.cfg, self.model
+        out = m(batch["ppg"])
+        t_feat = (batch["t_feat"] - m.feat_mean) / m.feat_std
+        t_emb = batch["t_ppg"] if "t_ppg" in batch else F.normalize(batch["t_feat"], dim=-1)
+        losses: dict[str, torch.Tensor] = {}
+        if cfg.feature_weight:
+            pred = (out["pred_feat"] - m.feat_mean) / m.feat_std
+            losses["feature_loss"] = cfg.feature_weight * F.mse_loss(pred, t_feat)
+        if cfg.cosine_weight:
+            losses["cosine_loss"] = cfg.cosine_weight * (1 - (out["emb"] * t_emb).sum(-1)).mean()
+        if cfg.clip_weight:
+            logits = self.logit_scale * out["emb"] @ batch["t_ecg"].T
+            labels = torch.arange(len(logits), device=logits.device)
+            losses["clip_loss"] = cfg.clip_weight * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+        if cfg.relational_weight:
+            losses["relational_loss"] = cfg.relational_weight * _relational_kl(
+                out["emb"], t_emb, cfg.relational_temperature
+            )
+        cos = (out["emb"].detach() * t_emb).sum(-1).mean()
+        return {**losses, "teacher_cosine": cos}
+
+    @torch.no_grad()
+    def embed(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        out = self.model(batch["ppg"])
+        return out["emb"], out["feat"]
+
+
+class TensorDictDataset(Dataset):
+    """Aligned numpy arrays → dict items; ``ppg`` ``[N, L]`` becomes ``[1, L]`` per item."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], groups: np.ndarray | None = None):
+        lengths = {k: len(v) for k, v in arrays.items()}
+        if "ppg" not in arrays or len(set(lengths.values())) != 1:
+            raise ValueError(f"need a 'ppg' array and equal lengths, got {lengths}")
+        self.arrays = {k: torch.as_tensor(np.asarray(v, np.float32)) for k, v in arrays.items()}
+        self.groups = None if groups is None else np.asarray(groups)
+
+    def __len__(self) -> int:
+        return len(self.arrays["ppg"])
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        item = {k: v[i] for k, v in self.arrays.items()}
+        item["ppg"] = item["ppg"].unsqueeze(0)
+        return item
+
+
+# ----------------------------------------------------------------------------- run + retention
+
+
+def load_student(path: str | Path) -> StudentModel:
+    """A student written by :func:`distill_from_shards` (trainer checkpoint ``best.pt``/``last.pt``)."""
+    from anyppg_edge.train.trainer import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    extra = ckpt.get("extra_config") or {}
+    if "distill" not in extra:
+        raise CheckpointError(f"{path} is not a distillation checkpoint (no distill config)")
+    t = extra["teacher"]
+    model = StudentModel(extra["distill"]["student"], t["feature_dim"], t["embed_dim"])
+    try:
+        model.load_state_dict(ckpt["model"], strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit its student config: {exc}") from exc
+    return model.eval()
+
+
+def _split_arrays(ds, with_ecg: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    ppg, ecg = ds.get_batch(np.arange(len(ds)))
+    return ppg[:, 0].astype(np.float32), (ecg[:, 0].astype(np.float32) if with_ecg else None)
+
+
+def distill_from_shards(
+    shards_dir: str | Path,
+    teacher_path: str | Path,
+    cfg: DistillConfig,
+    train_cfg,
+    teacher_model: str = "anyppg-released",
+    val_split: str = "val",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Distil ``cfg.student`` from a frozen teacher on the ``train`` split of prepared shards (the
+    pretraining's), validating on ``val_split``; checkpoints/logs in ``train_cfg.out_dir`` exactly as
+    pretraining. Returns the trainer summary plus ``teacher`` (its description) and ``config``."""
+    from anyppg_edge.data.shards import ShardDataset
+    from anyppg_edge.train import distributed as D
+    from anyppg_edge.train.trainer import Trainer, seed_everything
+
+    D.init_distributed()
+    teacher = load_teacher(teacher_path, teacher_model)
+    cfg = cfg.resolved(teacher.has_ecg)
+    need_ecg = bool(cfg.clip_weight)
+
+    def dataset(split: str) -> TensorDictDataset | None:
+        ds = ShardDataset(shards_dir, split=split)
+        if len(ds) == 0:
+            return None
+        ppg, ecg = _split_arrays(ds, need_ecg)
+        targets = teacher_targets(teacher, ppg, ecg, progress=progress)
+        return TensorDictDataset({"ppg": ppg, **targets}, groups=ds.subject_ids)
+
+    train_ds = dataset("train")
+    if train_ds is None:
+        raise ValueError(f"{shards_dir}: the train split is empty")
+    val_ds = dataset(val_split)
+    seed_everything(train_cfg.seed)
+    student = StudentModel(cfg.student, teacher.feature_dim, teacher.embed_dim)
+    student.set_feature_stats(train_ds.arrays["t_feat"])
+    task = DistillTask(student, cfg, teacher.logit_scale())
+    extra = {"distill": cfg.to_dict(), "teacher": teacher.describe(), "shards": str(shards_dir)}
+    trainer = Trainer(task, train_ds, val_ds, train_cfg, extra_config=extra)
+    result = trainer.fit()
+    result.update({"teacher": teacher.describe(), "config": cfg.to_dict()})
+    return result
+
+
+def _cos_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return (a * b).sum(1)
+
+
+@torch.no_grad()
+def student_outputs(student: StudentModel, ppg: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
+    student.eval()
+    parts: dict[str, list[np.ndarray]] = {}
+    for i in range(0, len(ppg), batch_size):
+        x = torch.as_tensor(np.asarray(ppg[i : i + batch_size], np.float32))[:, None]
+        for k, v in student(x).items():
+            parts.setdefault(k, []).append(v.numpy())
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def retention_report(
+    teacher: Teacher,
+    student: StudentModel,
+    heldout_ppg: np.ndarray,
+    heldout_ecg: np.ndarray,
+    probe_ppg: np.ndarray,
+    probe_hr_bpm: np.ndarray,
+    probe_groups: np.ndarray,
+    pool_size: int = 64,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """What the student keeps of the teacher.
+
+    On held-out windows: cosine(student, teacher) of the embeddings (CLIP space for a CLIP teacher,
+    the teacher-feature space through the adapter otherwise) and — CLIP teacher — PPG→ECG retrieval
+    (pools of ``pool_size``, gallery = the teacher's ECG embeddings) for teacher and student.
+    On the probe windows (frozen encoder features, several subjects): the HR linear probe
+    (:func:`~anyppg_edge.eval.probe.linear_probe`, ridge, subject-grouped nested CV) for teacher and
+    student, next to the two spectral baselines on the same windows."""
+    from anyppg_edge.eval.probe import linear_probe, spectral_hr_baselines
+    from anyppg_edge.train.pretrain import evaluate_retrieval
+
+    t = teacher_targets(teacher, heldout_ppg, heldout_ecg if teacher.has_ecg else None)
+    s = student_outputs(student, heldout_ppg)
+    t_emb = t["t_ppg"] if teacher.has_ecg else t["t_feat"]
+    s_emb = s["emb"] if teacher.has_ecg else s["pred_feat"]
+    cos = _cos_rows(s_emb, t_emb)
+    report: dict[str, Any] = {
+        "n_heldout_windows": len(heldout_ppg),
+        "cosine": {"mean": float(cos.mean()), "p1": float(np.percentile(cos, 1)), "min": float(cos.min())},
+    }
+    if teacher.has_ecg:
+        rt = evaluate_retrieval(t["t_ppg"], t["t_ecg"], pool_size, seed=seed)
+        rs = evaluate_retrieval(s["emb"], t["t_ecg"], pool_size, seed=seed)
+        report["retrieval"] = {"pool_size": rt["pool_size"], "chance_R@1": rt["chance_R@1"], "teacher": rt, "student": rs,
+                               "R@1_retention": rs["R@1"] / rt["R@1"] if rt["R@1"] > 0 else math.nan}
+    keep = np.isfinite(np.asarray(probe_hr_bpm, np.float64))
+    ppg_k, hr_k, g_k = probe_ppg[keep], np.asarray(probe_hr_bpm)[keep], np.asarray(probe_groups)[keep]
+    t_feat = teacher_targets(teacher, ppg_k)["t_feat"]
+    s_feat = student_outputs(student, ppg_k)["feat"]
+    hr = {
+        "teacher": linear_probe(t_feat, hr_k, g_k).summary(),
+        "student": linear_probe(s_feat, hr_k, g_k).summary(),
+        **{k: v for k, v in spectral_hr_baselines(ppg_k, hr_k, g_k).items() if k in ("spectral_peak", "ridge_log_spectrum")},
+        "n_windows": int(keep.sum()),
+        "n_subjects": len(np.unique(g_k)),
+    }
+    hr["student_minus_teacher_mae_bpm"] = hr["student"]["MAE"] - hr["teacher"]["MAE"]
+    report["hr_probe"] = hr
+    return report
+
+
+def retention_tables(report: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """Markdown-ready rows: retrieval/cosine, and the HR probe next to the baselines."""
+    r = report.get("retrieval")
+    first = [{"": "cosine(student, teacher)", "mean": round(report["cosine"]["mean"], 4),
+              "p1": round(report["cosine"]["p1"], 4), "min": round(report["cosine"]["min"], 4)}]
+    tables = [first]
+    if r:
+        tables.append([
+            {"model": who, **{k: round(r[who][k], 3) for k in ("R@1", "R@5", "R@10", "MRR")}}
+            for who in ("teacher", "student")
+        ] + [{"model": f"retention (student/teacher R@1), chance {r['chance_R@1']:.3f}",
+              "R@1": round(r["R@1_retention"], 3)}])
+    hr = report["hr_probe"]
+    tables.append([
+        {"HR estimate": name, "MAE bpm": round(m["MAE"], 2), "RMSE bpm": round(m["RMSE"], 2), "r": round(m["pearson_r"], 3)}
+        for name, m in (
+            ("teacher ridge probe", hr["teacher"]),
+            ("student ridge probe", hr["student"]),
+            ("spectral peak (0.7-3.5 Hz)", hr["spectral_peak"]),
+            ("ridge on PPG log spectrum", hr["ridge_log_spectrum"]),
+        )
+    ])
+    return tables
+
+
+def distill_and_evaluate(
+    shards_dir: str | Path,
+    teacher_path: str | Path,
+    cfg: DistillConfig,
+    train_cfg,
+    teacher_model: str = "anyppg-released",
+    heldout_splits: tuple[str, ...] = ("val", "test"),
+    pool_size: int = 64,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """:func:`distill_from_shards`, then :func:`retention_report` of the final student: retrieval and
+    cosine on the held-out subjects (``heldout_splits`` of the shards: never trained on by teacher or
+    student), the HR probe over every subject of the shards (frozen features, subject-grouped CV; HR
+    reference from each window's ECG). Writes ``retention.json`` and ``retention.md`` in the run dir."""
+    from anyppg_edge.data.shards import ShardDataset
+    from anyppg_edge.eval.probe import ecg_heart_rate_bpm
+    from anyppg_edge.models.budget import budget_table
+    from anyppg_edge.report import atomic_write_text, markdown_table, write_json
+    from anyppg_edge.train import distributed as D
+
+    result = distill_from_shards(shards_dir, teacher_path, cfg, train_cfg, teacher_model, progress=progress)
+    if not D.is_main():
+        return result
+    teacher = load_teacher(teacher_path, teacher_model)
+    student = load_student(Path(train_cfg.out_dir) / "last.pt")
+    held = [ShardDataset(shards_dir, split=s) for s in heldout_splits]
+    held = [d for d in held if len(d)]
+    if not held:
+        raise ValueError(f"{shards_dir}: no windows in the held-out splits {heldout_splits}")
+    h_ppg = np.concatenate([_split_arrays(d, True)[0] for d in held])
+    h_ecg = np.concatenate([_split_arrays(d, True)[1] for d in held])
+    every = [ShardDataset(shards_dir, split=s) for s in ("train", "val", "test")]
+    every = [d for d in every if len(d)]
+    p_ppg = np.concatenate([_split_arrays(d, True)[0] for d in every])
+    p_ecg = np.concatenate([_split_arrays(d, True)[1] for d in every])
+    p_groups = np.concatenate([d.subject_ids for d in every]).astype(str)
+    hr_ref = ecg_heart_rate_bpm(p_ecg)
+    report = retention_report(teacher, student, h_ppg, h_ecg, p_ppg, hr_ref, p_groups, pool_size)
+    report["heldout_splits"] = list(heldout_splits)
+    report["budget"] = budget_table([cfg.student])
+    result["retention"] = report
+    out = Path(train_cfg.out_dir)
+    write_json(out / "retention.json", {**report, "teacher": result["teacher"], "config": result["config"]})
+    tables = retention_tables(report)
+    atomic_write_text(out / "retention.md", "\n".join([
+        f"# Distillation: `{cfg.student}` from `{result['teacher']['source']}`", "",
+        f"Held-out subjects (splits {', '.join(heldout_splits)}): {report['n_heldout_windows']} windows. "
+        f"HR probe: {report['hr_probe']['n_windows']} windows of {report['hr_probe']['n_subjects']} subjects "
+        "(frozen encoder features, ridge, subject-grouped nested CV; reference HR from the ECG).", "",
+        markdown_table(report["budget"]), "",
+        *[markdown_table(t) + "\n" for t in tables],
+    ]))
+    return result
