@@ -57,6 +57,14 @@ def golden_checkpoint(model_name: str) -> Path | None:
     return p if p.is_file() else None
 
 
+def _demo_train_config(steps: int, batch_size: int, lr: float, seed: int, out_dir: Path):
+    """A short CPU run of the shared trainer: one validation and one checkpoint, at the end."""
+    from anyppg_edge.train import TrainConfig
+
+    return TrainConfig(max_steps=steps, batch_size=batch_size, lr=lr, seed=seed, eval_every_steps=steps,
+                       checkpoint_every_steps=steps, log_every_steps=10, out_dir=str(out_dir), tensorboard=False)
+
+
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run the whole chain as far as it exists; write ``report.md``, ``summary.json`` and plots."""
     import torch
@@ -66,7 +74,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     from anyppg_edge.models.budget import budget_table
     from anyppg_edge.models.encode import encode_windows
     from anyppg_edge.preprocessing import PreprocessConfig
-    from anyppg_edge.train import ClipConfig, TrainConfig
+    from anyppg_edge.train import ClipConfig
     from anyppg_edge.train.distill import DistillConfig, distill_and_evaluate
     from anyppg_edge.train.pretrain import pretrain_from_shards
 
@@ -104,17 +112,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     pre = pretrain_from_shards(
         out / "data",
         ClipConfig(ppg_model=cfg.pretrain_model, ecg_model=cfg.pretrain_model),
-        TrainConfig(
-            max_steps=cfg.pretrain_steps,
-            batch_size=min(cfg.pretrain_batch_size, n_train),  # tiny demo datasets
-            lr=1e-3,
-            seed=cfg.seed,
-            eval_every_steps=cfg.pretrain_steps,
-            checkpoint_every_steps=cfg.pretrain_steps,
-            log_every_steps=10,
-            out_dir=str(out / "pretrain"),
-            tensorboard=False,
-        ),
+        _demo_train_config(cfg.pretrain_steps, min(cfg.pretrain_batch_size, n_train), 1e-3, cfg.seed, out / "pretrain"),
     )
     timings["pretrain s"] = time.perf_counter() - t
 
@@ -124,17 +122,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         out / "data",
         pre["last_checkpoint"],
         DistillConfig(student=cfg.student),
-        TrainConfig(
-            max_steps=cfg.distill_steps,
-            batch_size=min(cfg.pretrain_batch_size, n_train),
-            lr=2e-3,
-            seed=cfg.seed,
-            eval_every_steps=cfg.distill_steps,
-            checkpoint_every_steps=cfg.distill_steps,
-            log_every_steps=10,
-            out_dir=str(out / "distill"),
-            tensorboard=False,
-        ),
+        _demo_train_config(cfg.distill_steps, min(cfg.pretrain_batch_size, n_train), 2e-3, cfg.seed, out / "distill"),
     )
     timings["distill s"] = time.perf_counter() - t
 

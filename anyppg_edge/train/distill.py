@@ -521,17 +521,16 @@ def distill_and_evaluate(
         return result
     teacher = load_teacher(teacher_path, teacher_model)
     student = load_student(Path(train_cfg.out_dir) / "last.pt")
-    held = [ShardDataset(shards_dir, split=s) for s in heldout_splits]
-    held = [d for d in held if len(d)]
+    splits = {}
+    for name in ("train", "val", "test"):
+        ds = ShardDataset(shards_dir, split=name)
+        if len(ds):
+            splits[name] = (*_split_arrays(ds, True), ds.subject_ids.astype(str))
+    held = [splits[s] for s in heldout_splits if s in splits]
     if not held:
         raise ValueError(f"{shards_dir}: no windows in the held-out splits {heldout_splits}")
-    h_ppg = np.concatenate([_split_arrays(d, True)[0] for d in held])
-    h_ecg = np.concatenate([_split_arrays(d, True)[1] for d in held])
-    every = [ShardDataset(shards_dir, split=s) for s in ("train", "val", "test")]
-    every = [d for d in every if len(d)]
-    p_ppg = np.concatenate([_split_arrays(d, True)[0] for d in every])
-    p_ecg = np.concatenate([_split_arrays(d, True)[1] for d in every])
-    p_groups = np.concatenate([d.subject_ids for d in every]).astype(str)
+    h_ppg, h_ecg = (np.concatenate([h[k] for h in held]) for k in (0, 1))
+    p_ppg, p_ecg, p_groups = (np.concatenate([v[k] for v in splits.values()]) for k in (0, 1, 2))
     hr_ref = ecg_heart_rate_bpm(p_ecg)
     report = retention_report(teacher, student, h_ppg, h_ecg, p_ppg, hr_ref, p_groups, pool_size)
     report["heldout_splits"] = list(heldout_splits)
