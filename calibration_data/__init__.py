@@ -1,3 +1,4 @@
-"""Calibration-set builder and manifests for int8 quantization (issue 5): stratified preprocessed
-windows drawn from real shards and the simulator; real windows are built, never committed. Not built
-yet."""
+"""Calibration sets for int8 quantization (issue 5): the command line over
+:mod:`anyppg_edge.deploy.calibration` (``python -m calibration_data build|default|show``) and the
+committed default set in ``default/`` (simulator only). Sets built from real data go to ``built/``
+(git-ignored): real windows are built, never committed."""

@@ -1,0 +1,409 @@
+"""One call from a trained Net1D to its four deployable artifacts, with graph and parity reports.
+
+:func:`export_all`:
+
+1. fold BN, build the deploy graph (float) and check it against the PyTorch model;
+2. **float artifacts**: ONNX (dynamo export) and TFLite (TF-native rebuild), each with its contract;
+3. **PTQ baseline**: brevitas calibration of every activation scale on the calibration iterator;
+4. **QAT**: the PTQ model fine-tuned on the trainer with a distillation loss against the float model;
+5. **int8 artifacts**: TFLite full-int8 carrying the QAT brevitas scales (plus the PTQ model's TFLite
+   for comparison), and ONNX int8 QDQ (onnxruntime static quantization on the same calibration
+   iterator; S8S8, the format ARM kernels execute as int8);
+6. **reports**: graph report (op census, float compute ops, Flex ops, transposes, size), embedding
+   parity of every artifact against the float PyTorch model on real windows with the verdict of
+   :data:`~anyppg_edge.deploy.parity.TOLERANCES`, and per-layer SQNR / TFLite-vs-brevitas step
+   agreement for the int8 TFLite; markdown + JSON + a plot.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from anyppg_edge.contract import InputContract, sha256_file
+from anyppg_edge.errors import CheckpointError
+from anyppg_edge.io import atomic_write_text
+from anyppg_edge.models.net1d import Net1D
+from anyppg_edge.preprocessing import DEFAULT_CONFIG, PreprocessConfig
+from anyppg_edge.report import markdown_table, write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExportConfig:
+    out_dir: Path = Path("runs/export")
+    qat_steps: int = 100
+    qat_batch_size: int = 32
+    qat_lr: float = 2e-5
+    calib_batch_size: int = 16
+    onnx_activation_type: str = "s8"
+    # MinMax is hurt by rare extreme activations: on the released golden weights, real windows,
+    # percentile (99.999 %) gives cosine 0.998 vs 0.990 for MinMax (measured, see README).
+    onnx_calibrate_method: str = "percentile"
+    int8_io: bool = False  # int8 input/output tensors in the int8 TFLite (else float I/O)
+    layer_windows: int = 8  # windows for the per-layer table
+    export_ptq_tflite: bool = True  # also write the PTQ model's TFLite, for the QAT-vs-PTQ comparison
+    seed: int = 0
+    progress: bool = True
+    plot: bool = True
+    preprocess: PreprocessConfig = field(default_factory=lambda: DEFAULT_CONFIG)
+
+
+def load_net1d(model_name: str, checkpoint: str | Path | None) -> tuple[Net1D, str]:
+    """The encoder to export and the sha256 of its source checkpoint.
+
+    ``checkpoint`` may be an official-layout Net1D ``state_dict`` of registry config ``model_name``, a
+    distillation checkpoint (the student's encoder) or a CLIP pretraining checkpoint (the PPG
+    encoder). ``None``: the registry config with its seeded random init (sha256 ``"random-init"``)."""
+    from anyppg_edge.models import create_model
+
+    if checkpoint is None:
+        torch.manual_seed(0)
+        return create_model(model_name).eval(), "random-init"
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    sha = sha256_file(path)
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"checkpoint {path} cannot be read (truncated or not a torch file): {exc}") from exc
+    extra = raw.get("extra_config") or {} if isinstance(raw, dict) else {}
+    if "distill" in extra:
+        from anyppg_edge.train.distill import load_student
+
+        enc = load_student(path).encoder
+    elif "clip" in extra:
+        from anyppg_edge.train.distill import load_teacher
+
+        enc = load_teacher(path).encoder
+    else:
+        enc = create_model(model_name, checkpoint=path)
+    if getattr(enc, "name", model_name) != model_name and model_name:
+        log.info("checkpoint holds %s (asked for %s)", getattr(enc, "name", "?"), model_name)
+    return enc.eval(), sha
+
+
+def _batches(windows: np.ndarray, batch_size: int):
+    for i in range(0, len(windows), batch_size):
+        yield windows[i : i + batch_size, None, :]
+
+
+def export_all(
+    model: Net1D,
+    model_name: str,
+    source_sha256: str,
+    calibration_windows: np.ndarray,
+    qat_windows: np.ndarray,
+    eval_windows: np.ndarray,
+    cfg: ExportConfig,
+    eval_source: str = "",
+) -> dict[str, Any]:
+    """Export ``model`` to ONNX/TFLite float and int8 (see module docstring); returns the report dict
+    (also written to ``cfg.out_dir/export_report.{json,md}``)."""
+    from anyppg_edge.deploy.graph_report import graph_report_markdown, onnx_graph_report, tflite_graph_report
+    from anyppg_edge.deploy.onnx_export import export_onnx_float, onnx_int8_execution, quantize_onnx_int8
+    from anyppg_edge.deploy.parity import (
+        embedding_parity,
+        layer_parity_table,
+        tolerance_failures,
+        worst_layers,
+    )
+    from anyppg_edge.deploy.quantize import (
+        QatConfig,
+        build_deploy_model,
+        float_embeddings,
+        qat_finetune,
+        quantize_ptq,
+    )
+    from anyppg_edge.deploy.runtime import open_encoder
+    from anyppg_edge.deploy.tflite_export import export_tflite
+
+    t0 = time.time()
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pp = cfg.preprocess
+    L = pp.window_samples
+    calib = np.ascontiguousarray(np.asarray(calibration_windows, np.float32).reshape(-1, L))
+    evalw = np.ascontiguousarray(np.asarray(eval_windows, np.float32).reshape(-1, L))
+    model = model.eval()
+    timings: dict[str, float] = {}
+
+    def contract(kind: str) -> InputContract:
+        return InputContract.for_model(model_name, kind, model.out_dim, source_sha256, pp)
+
+    def tick(name: str, start: float) -> None:
+        timings[name] = round(time.time() - start, 2)
+        log.info("%s: %.1f s", name, timings[name])
+
+    # 1. deploy graph, float reference
+    t = time.time()
+    ref = float_embeddings(model, evalw)
+    float_d = build_deploy_model(model, L)
+    fold_err = float(np.abs(float_embeddings(float_d, evalw) - ref).max())
+    tick("fold", t)
+
+    # 2. float artifacts
+    stem = model_name
+    paths: dict[str, Path] = {}
+    t = time.time()
+    paths["onnx-float"] = export_onnx_float(model, out / f"{stem}.float.onnx", contract("onnx-float"))
+    paths["tflite-float"] = export_tflite(float_d, out / f"{stem}.float.tflite", contract("tflite-float"))
+    tick("float export", t)
+
+    # 3. PTQ baseline, 4. QAT
+    t = time.time()
+    ptq = quantize_ptq(model, _batches(calib, cfg.calib_batch_size), L, progress=cfg.progress)
+    tick("ptq calibration", t)
+    t = time.time()
+    qat = copy.deepcopy(ptq)
+    qat_result: dict[str, Any] = {"steps": 0}
+    if cfg.qat_steps > 0:
+        qcfg = QatConfig(
+            steps=cfg.qat_steps,
+            batch_size=cfg.qat_batch_size,
+            lr=cfg.qat_lr,
+            seed=cfg.seed,
+            out_dir=str(out / "qat"),
+            progress=cfg.progress,
+            checkpoint_every_steps=max(1, cfg.qat_steps // 2),
+        )
+        qat, res = qat_finetune(qat, model, np.asarray(qat_windows, np.float32).reshape(-1, L), qcfg)
+        qat_result = {"steps": cfg.qat_steps, "lr": cfg.qat_lr, "train_windows": len(qat_windows),
+                      **{k: v for k, v in res.items() if isinstance(v, int | float | str)}}
+    tick("qat", t)
+
+    # 5. int8 artifacts
+    t = time.time()
+    paths["tflite-int8"] = export_tflite(qat, out / f"{stem}.int8.tflite", contract("tflite-int8"), int8_io=cfg.int8_io)
+    if cfg.export_ptq_tflite:
+        paths["tflite-int8 (PTQ)"] = export_tflite(
+            ptq, out / "ptq" / f"{stem}.int8-ptq.tflite", contract("tflite-int8"), int8_io=cfg.int8_io
+        )
+    paths["onnx-int8"] = quantize_onnx_int8(
+        paths["onnx-float"],
+        out / f"{stem}.int8.onnx",
+        _batches(calib, cfg.calib_batch_size),
+        activation_type=cfg.onnx_activation_type,
+        calibrate_method=cfg.onnx_calibrate_method,
+    )
+    tick("int8 export", t)
+
+    # 6. parity + graph reports
+    t = time.time()
+    parity_rows: list[dict[str, Any]] = []
+    embeddings: dict[str, np.ndarray] = {}
+
+    def add_row(label: str, kind: str, emb: np.ndarray, path: Path | None) -> None:
+        m = embedding_parity(ref, emb)
+        fails = tolerance_failures(kind, m)
+        embeddings[label] = emb
+        parity_rows.append(
+            {
+                "artifact": label,
+                "kind": kind,
+                "file": path.name if path else "",
+                **{k: m[k] for k in ("max_abs", "cos_mean", "cos_p1", "cos_min")},
+                "pass": not fails,
+                "failures": "; ".join(fails),
+            }
+        )
+
+    add_row("brevitas PTQ (fake-quant)", "brevitas-int8", float_embeddings(ptq, evalw), None)
+    add_row("brevitas QAT (fake-quant)", "brevitas-int8", float_embeddings(qat, evalw), None)
+    for label, p in paths.items():
+        kind = label.split(" ")[0]
+        enc = open_encoder(p, pp)
+        add_row(label, kind, enc.embed(evalw), p)
+    tick("parity", t)
+    t = time.time()
+    n_l = min(cfg.layer_windows, len(evalw))
+    layers = layer_parity_table(float_d, qat, evalw[:n_l], str(paths["tflite-int8"]))
+    ptq_layers = layer_parity_table(float_d, ptq, evalw[:n_l])
+    for row, prow in zip(layers, ptq_layers, strict=True):
+        row["sqnr_ptq_db"] = prow["sqnr_brevitas_db"]
+    tick("per-layer", t)
+    graphs = []
+    for label, p in paths.items():
+        g = tflite_graph_report(p) if p.suffix == ".tflite" else onnx_graph_report(p)
+        g["artifact"] = label
+        graphs.append(g)
+    ort_exec = onnx_int8_execution(paths["onnx-int8"])
+
+    by = {r["artifact"]: r for r in parity_rows}
+    qat_vs_ptq = {
+        "tflite_cos_mean_qat": by["tflite-int8"]["cos_mean"],
+        "tflite_cos_mean_ptq": by.get("tflite-int8 (PTQ)", {}).get("cos_mean"),
+        "brevitas_cos_mean_qat": by["brevitas QAT (fake-quant)"]["cos_mean"],
+        "brevitas_cos_mean_ptq": by["brevitas PTQ (fake-quant)"]["cos_mean"],
+    }
+    qat_vs_ptq["qat_beats_ptq"] = bool(qat_vs_ptq["brevitas_cos_mean_qat"] > qat_vs_ptq["brevitas_cos_mean_ptq"])
+    report = {
+        "model": model_name,
+        "source_sha256": source_sha256,
+        "eval_windows": len(evalw),
+        "eval_source": eval_source,
+        "calibration_windows": len(calib),
+        "fold_max_abs": fold_err,
+        "artifacts": {k: str(v) for k, v in paths.items()},
+        "parity": parity_rows,
+        "parity_pass": all(r["pass"] for r in parity_rows),
+        "qat": qat_result,
+        "qat_vs_ptq": qat_vs_ptq,
+        "layers": layers,
+        "worst_layers_qat": worst_layers(layers, "sqnr_brevitas_db"),
+        "graphs": graphs,
+        "onnx_int8_execution": ort_exec,
+        "timings_s": timings,
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "preprocess"},
+    }
+    report["timings_s"]["total"] = round(time.time() - t0, 1)
+    if cfg.plot:
+        report["plot"] = plot_export(report, embeddings, ref, out / "export_parity.png")
+    write_json(out / "export_report.json", report)
+    atomic_write_text(out / "export_report.md", render_export_report(report, graph_report_markdown(graphs)))
+    return report
+
+
+PARITY_COLUMNS = ["artifact", "max_abs", "cos_mean", "cos_p1", "cos_min", "pass"]
+LAYER_COLUMNS = [
+    "point",
+    "elements",
+    "sqnr_ptq_db",
+    "sqnr_brevitas_db",
+    "sqnr_tflite_db",
+    "tflite_vs_brevitas_max_steps",
+    "tflite_eq_brevitas_pct",
+]
+
+
+def render_export_report(report: dict[str, Any], graph_md: str) -> str:
+    q = report["qat_vs_ptq"]
+    ex = report["onnx_int8_execution"]
+    lines = [
+        f"# Export report: {report['model']}",
+        "",
+        f"Source checkpoint sha256 `{report['source_sha256'][:16]}`; BN folding max abs {report['fold_max_abs']:.2e}; "
+        f"parity on {report['eval_windows']} windows ({report['eval_source'] or 'given windows'}); "
+        f"calibration {report['calibration_windows']} windows; QAT {report['qat'].get('steps', 0)} steps.",
+        "",
+        "## Parity vs the float PyTorch model (tolerances: `anyppg_edge.deploy.parity.TOLERANCES`)",
+        "",
+        markdown_table(report["parity"], PARITY_COLUMNS),
+        "",
+        f"QAT vs PTQ (mean cosine vs float): brevitas {q['brevitas_cos_mean_qat']:.5f} vs {q['brevitas_cos_mean_ptq']:.5f}; "
+        f"TFLite {q['tflite_cos_mean_qat']:.5f} vs {q['tflite_cos_mean_ptq']}. "
+        + ("QAT beats PTQ." if q["qat_beats_ptq"] else "QAT does **not** beat PTQ here (see per-layer SQNR)."),
+        "",
+        "## Graphs",
+        "",
+        graph_md,
+        "",
+        f"ONNX int8 on this host: {_ort_summary(ex)}",
+        "",
+        "## Per-layer SQNR (dB, vs the float deploy graph) and int8 TFLite vs brevitas (quantization steps)",
+        "",
+        "Worst five points (QAT): "
+        + ", ".join(f"{r['point']} {r['sqnr_brevitas_db']} dB" for r in report["worst_layers_qat"]),
+        "",
+        markdown_table(report["layers"], LAYER_COLUMNS),
+        "",
+        "Timings (s): " + ", ".join(f"{k} {v}" for k, v in report["timings_s"].items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _ort_summary(ex: dict[str, Any]) -> str:
+    keys = [k for k in ("provider", "providers", "int8_ops", "float_ops", "summary") if k in ex]
+    return "; ".join(f"{k}: {ex[k]}" for k in keys) if keys else str(ex)[:400]
+
+
+def plot_export(report: dict[str, Any], embeddings: dict[str, np.ndarray], ref: np.ndarray, path: Path) -> str | None:
+    """Left: per-layer SQNR of PTQ vs QAT (and the int8 TFLite). Right: per-window cosine vs float."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    from anyppg_edge.deploy.parity import cosine_rows
+
+    layers = [r for r in report["layers"] if r.get("sqnr_tflite_db") is not None]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(14, 4.5), gridspec_kw={"width_ratios": [2, 1]})
+    x = np.arange(len(layers))
+    a1.plot(x, [r["sqnr_ptq_db"] for r in layers], ".-", lw=0.8, label="brevitas PTQ")
+    a1.plot(x, [r["sqnr_brevitas_db"] for r in layers], ".-", lw=0.8, label="brevitas QAT")
+    a1.plot(x, [r["sqnr_tflite_db"] for r in layers], "x", ms=4, label="int8 TFLite (QAT)")
+    a1.set_xlabel("activation point (execution order; sigmoid outputs omitted)")
+    a1.set_ylabel("SQNR vs float (dB)")
+    a1.set_title(f"{report['model']}: per-layer SQNR")
+    a1.legend()
+    a1.grid(alpha=0.3)
+    for label, emb in embeddings.items():
+        if "float" in label:
+            continue
+        cos = cosine_rows(ref, emb)
+        a2.hist(1 - cos, bins=40, histtype="step", label=label)
+    a2.set_xscale("symlog", linthresh=1e-4)
+    a2.set_xlabel("1 - cosine vs float model (per window)")
+    a2.set_ylabel("windows")
+    a2.set_title("int8 embedding error")
+    a2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
+@dataclass
+class ExportData:
+    """Windows for one export run: calibration, QAT training, and parity evaluation (real windows
+    of subjects that neither calibration nor QAT saw)."""
+
+    calibration: np.ndarray
+    qat: np.ndarray
+    eval: np.ndarray
+    description: str
+    calibration_manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def shared_export_data(
+    n_calibration: int = 256,
+    n_eval: int = 256,
+    hop_s: float = 5.0,
+    seed: int = 0,
+    cfg: PreprocessConfig = DEFAULT_CONFIG,
+    progress: bool = False,
+) -> ExportData:
+    """Real windows from ``../shared``: subjects split 8:1:1 (:func:`subject_split`); calibration set
+    (stratified builder) and QAT windows from the train subjects, parity windows from val + test."""
+    from anyppg_edge.data import load_shared_recordings
+    from anyppg_edge.data.shards import subject_split
+    from anyppg_edge.deploy.calibration import build_calibration_set
+    from anyppg_edge.paths import shared_dir
+    from anyppg_edge.windows import extract_windows
+
+    recs = load_shared_recordings(shared_dir() / "data")
+    split = subject_split([f"{r.dataset}/{r.subject_id}" for r in recs], seed=seed)
+    train = [r for r in recs if split[f"{r.dataset}/{r.subject_id}"] == "train"]
+    held = [r for r in recs if split[f"{r.dataset}/{r.subject_id}"] != "train"]
+    cs = build_calibration_set([train], n_windows=n_calibration, seed=seed, cfg=cfg, hop_s=hop_s, progress=progress)
+    qat = np.concatenate([extract_windows(r, cfg, hop_s=hop_s, ecg_quality=False).ppg for r in train])
+    ev = np.concatenate([extract_windows(r, cfg, hop_s=hop_s, ecg_quality=False).ppg for r in held])
+    rng = np.random.default_rng(seed)
+    if len(ev) > n_eval:
+        ev = ev[np.sort(rng.choice(len(ev), n_eval, replace=False))]
+    desc = (
+        f"../shared: {len(held)} held-out subjects ({', '.join(sorted({r.dataset for r in held}))}), "
+        f"{len(ev)} windows; calibration/QAT from {len(train)} other subjects"
+    )
+    return ExportData(cs.windows, qat.astype(np.float32), ev.astype(np.float32), desc, cs.manifest)

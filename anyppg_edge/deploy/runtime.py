@@ -1,0 +1,506 @@
+"""One interface over the runtimes an encoder can run in: PyTorch, onnxruntime and LiteRT (TFLite).
+
+An :class:`Encoder` maps preprocessed windows ``[N, L]`` or ``[N, 1, L]`` (float32, L =
+``contract.window_samples``) to embeddings ``[N, D]`` float32. Inputs are validated first
+(NaN/Inf, shape, dtype → :class:`~anyppg_edge.errors.InvalidSignalError`). File-backed encoders
+read the artifact's :class:`~anyppg_edge.contract.InputContract` and compare it with the
+:class:`~anyppg_edge.preprocessing.PreprocessConfig` in use: a mismatch (another PPG band, window
+length, sample rate, ...) is a :class:`~anyppg_edge.errors.ContractMismatchError`, and so is a file
+without a contract unless ``allow_missing_contract=True``.
+
+    enc = open_encoder("student-watch.int8.tflite")   # or .onnx, or an nn.Module
+    z = enc.embed(windows)                              # [N, D] float32
+
+Only numpy is imported at module level; torch, onnxruntime and ai_edge_litert are imported by the
+encoder that needs them, so the ONNX/TFLite encoders run on a device without torch.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from anyppg_edge.contract import CONTRACT_KEY, InputContract, QuantParams
+from anyppg_edge.errors import ContractMismatchError, InvalidSignalError
+from anyppg_edge.preprocessing import DEFAULT_CONFIG, PreprocessConfig
+
+__all__ = [
+    "Encoder",
+    "OnnxEncoder",
+    "TFLiteEncoder",
+    "TorchEncoder",
+    "open_encoder",
+    "read_contract",
+    "validate_windows",
+]
+
+
+def validate_windows(windows: Any, window_samples: int) -> np.ndarray:
+    """Check ``[N, L]`` / ``[N, 1, L]`` real, finite windows; return ``[N, 1, L]`` float32.
+
+    This is :func:`anyppg_edge.models.encode.check_model_input`; that module imports torch, so on
+    a torch-free device install an equivalent copy is used."""
+    try:
+        from anyppg_edge.models.encode import check_model_input
+    except ImportError:  # no torch (device install)
+        check_model_input = _check_model_input_no_torch
+    return check_model_input(windows, window_samples)
+
+
+def _check_model_input_no_torch(windows: Any, window_samples: int) -> np.ndarray:
+    # Keep in step with anyppg_edge.models.encode.check_model_input (tested against each other).
+    arr = np.asarray(windows)
+    if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
+        raise InvalidSignalError(f"model input must be real numbers, got dtype {arr.dtype}")
+    if arr.ndim == 2:
+        arr = arr[:, None, :]
+    if arr.ndim != 3 or arr.shape[1] != 1:
+        raise InvalidSignalError(
+            f"model input must have shape [N, {window_samples}] or [N, 1, {window_samples}], got {arr.shape}"
+        )
+    if arr.shape[-1] != window_samples:
+        raise InvalidSignalError(
+            f"model input windows must have {window_samples} samples, got {arr.shape[-1]} "
+            "(too short or resampled at the wrong rate?)"
+        )
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        rows = np.unique(np.nonzero(bad)[0])
+        raise InvalidSignalError(
+            f"model input has {int(bad.sum())} NaN/Inf values in windows {rows[:10].tolist()}"
+        )
+    return arr.astype(np.float32, copy=False)
+
+
+def _validate_float_windows(windows: Any, window_samples: int) -> np.ndarray:
+    """Encoders take preprocessed (z-scored) float windows: an integer array is raw ADC counts or a
+    quantized tensor and is refused rather than silently cast."""
+    arr = np.asarray(windows)
+    if arr.dtype.kind in "iu" or arr.dtype == np.bool_:
+        raise InvalidSignalError(
+            f"encoder input must be preprocessed float windows (float32), got dtype {arr.dtype}: raw "
+            "counts or already-quantized values? Run the preprocessing chain first; int8 models "
+            "quantize internally with their own input scale"
+        )
+    return validate_windows(arr, window_samples)
+
+
+class Encoder(ABC):
+    """Preprocessed windows → embeddings, whatever runs underneath.
+
+    Attributes: ``name`` (model name), ``contract`` (:class:`InputContract`), ``kind`` (artifact
+    kind: ``pytorch-float``, ``onnx-float``, ``onnx-int8``, ``tflite-float``, ``tflite-int8``),
+    ``path`` (the artifact, None for an in-memory model).
+    """
+
+    contract: InputContract
+    path: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.contract.model_name
+
+    @property
+    def kind(self) -> str:
+        return self.contract.artifact_kind
+
+    @property
+    def window_samples(self) -> int:
+        return self.contract.window_samples
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.contract.embedding_dim
+
+    def embed(self, windows: Any) -> np.ndarray:
+        """Embeddings ``[N, D]`` float32 of windows ``[N, L]`` or ``[N, 1, L]`` (float)."""
+        x = _validate_float_windows(windows, self.window_samples)
+        if len(x) == 0:
+            return np.zeros((0, self.embedding_dim), np.float32)
+        out = np.asarray(self._run(np.ascontiguousarray(x)), dtype=np.float32)
+        if out.shape != (len(x), self.embedding_dim):
+            raise ContractMismatchError(
+                f"{self!r} produced embeddings of shape {out.shape}, contract says "
+                f"[{len(x)}, {self.embedding_dim}]"
+            )
+        return out
+
+    __call__ = embed
+
+    @abstractmethod
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        """Validated ``[N, 1, L]`` float32 → ``[N, D]``."""
+
+    def __repr__(self) -> str:
+        where = f", path={str(self.path)!r}" if self.path is not None else ""
+        return f"{type(self).__name__}(name={self.name!r}, kind={self.kind!r}{where})"
+
+
+# --------------------------------------------------------------------------------------------------
+# contracts
+# --------------------------------------------------------------------------------------------------
+
+
+def read_contract(path: str | Path) -> InputContract:
+    """The input contract of an ``.onnx`` or ``.tflite`` artifact (ContractMismatchError if none)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model artifact not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        from anyppg_edge.deploy.onnx_export import read_onnx_contract
+
+        return read_onnx_contract(path)
+    if suffix == ".tflite":
+        from anyppg_edge.deploy.metadata import read_tflite_contract
+
+        return read_tflite_contract(path)
+    raise ValueError(f"{path}: unknown artifact type {suffix!r} (expected .onnx or .tflite)")
+
+
+def _assumed_contract(
+    path: Path, kind: str, window_samples: int, embedding_dim: int, cfg: PreprocessConfig
+) -> InputContract:
+    """Stand-in contract for a file that has none (``allow_missing_contract=True``): the model's own
+    input length must still equal the config's window."""
+    if window_samples != cfg.window_samples:
+        raise ContractMismatchError(
+            f"{path} carries no input contract and its input has {window_samples} samples, but the "
+            f"preprocessing config gives {cfg.window_samples}-sample windows "
+            f"({cfg.window_s:g} s at {cfg.target_sample_rate_hz} Hz)"
+        )
+    return InputContract.for_model(
+        path.stem,
+        kind,
+        embedding_dim,
+        source_checkpoint_sha256="",
+        cfg=cfg,
+        extra={"contract": f"assumed: {path.name} carries no input contract"},
+    )
+
+
+def _checked_contract(
+    path: Path,
+    reader: Callable[[], InputContract],
+    cfg: PreprocessConfig,
+    allow_missing: bool,
+    fallback: Callable[[], InputContract],
+    is_missing: Callable[[ContractMismatchError], bool],
+) -> InputContract:
+    """The artifact's contract checked against ``cfg``; with ``allow_missing`` an *absent* contract
+    (never a malformed one) is replaced by ``fallback()``."""
+    try:
+        contract = reader()
+    except ContractMismatchError as e:
+        if not (allow_missing and is_missing(e)):
+            raise
+        return fallback()
+    return contract.check(cfg, what=str(path))
+
+
+def _says_no_contract(e: ContractMismatchError, path: Path) -> bool:
+    # read_tflite_contract says "... no input contract ..." for an absent contract and "malformed
+    # ..." / "unknown input-contract schema" for a bad one (the path is cut out: it may contain anything).
+    msg = str(e).replace(str(path), "<path>").lower()
+    return "no input contract" in msg and "malformed" not in msg
+
+
+# --------------------------------------------------------------------------------------------------
+# PyTorch
+# --------------------------------------------------------------------------------------------------
+
+
+class TorchEncoder(Encoder):
+    """An in-memory PyTorch encoder (eval mode, no grad, batches of ``batch_size``).
+
+    ``contract`` defaults to a ``pytorch-float`` contract for ``cfg`` (source checkpoint unknown);
+    a given contract is checked against ``cfg`` when ``cfg`` is passed."""
+
+    def __init__(
+        self,
+        model: Any,
+        contract: InputContract | None = None,
+        cfg: PreprocessConfig | None = None,
+        batch_size: int = 64,
+        threads: int | None = None,
+    ):
+        self.model = model
+        self.batch_size = int(batch_size)
+        self.threads = threads
+        if contract is None:
+            contract = InputContract.for_model(
+                getattr(model, "name", type(model).__name__),
+                "pytorch-float",
+                int(model.out_dim),
+                source_checkpoint_sha256="",
+                cfg=cfg or DEFAULT_CONFIG,
+            )
+        elif cfg is not None:
+            contract.check(cfg, what=f"model {getattr(model, 'name', type(model).__name__)}")
+        out_dim = getattr(model, "out_dim", contract.embedding_dim)
+        if out_dim != contract.embedding_dim:
+            raise ContractMismatchError(
+                f"contract says embedding_dim={contract.embedding_dim}, the model outputs {out_dim}"
+            )
+        self.contract = contract
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        from anyppg_edge.models.encode import encode_windows
+
+        old_threads = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(int(self.threads))
+        try:
+            return encode_windows(self.model, x, self.window_samples, self.batch_size, progress=False)
+        finally:
+            torch.set_num_threads(old_threads)
+
+
+# --------------------------------------------------------------------------------------------------
+# onnxruntime
+# --------------------------------------------------------------------------------------------------
+
+
+class OnnxEncoder(Encoder):
+    """An ONNX file (float or int8 QDQ) in onnxruntime on the CPU EP, ``Pad_Fusion`` disabled.
+
+    Runs the whole batch in one call when the model's batch dimension is symbolic, else window by
+    window. ``int8_allowed`` sets ``session.qdqisint8allowed=1`` (int8 convs on x86 for S8S8)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        cfg: PreprocessConfig = DEFAULT_CONFIG,
+        threads: int = 1,
+        int8_allowed: bool = False,
+        allow_missing_contract: bool = False,
+        batch_size: int = 64,
+    ):
+        from anyppg_edge.deploy.onnx_export import contract_from_metadata, ort_session
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {self.path}")
+        self.session = ort_session(self.path, threads=threads, int8_allowed=int8_allowed)
+        inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        self.input_name, self.output_name = inp.name, out.name
+        if inp.type != "tensor(float)":
+            raise ContractMismatchError(
+                f"{self.path}: input {inp.name!r} is {inp.type}, expected tensor(float)"
+            )
+        self._batch_fixed = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        self.batch_size = int(batch_size)
+        props = dict(self.session.get_modelmeta().custom_metadata_map)
+
+        def fallback() -> InputContract:
+            length, dim = inp.shape[-1], out.shape[-1]
+            if not isinstance(length, int) or not isinstance(dim, int):
+                raise ContractMismatchError(
+                    f"{self.path} carries no input contract and its input/output shapes "
+                    f"{inp.shape}/{out.shape} are not static"
+                )
+            return _assumed_contract(self.path, _onnx_kind(self.path), length, dim, cfg)
+
+        self.contract = _checked_contract(
+            self.path,
+            lambda: contract_from_metadata(props, str(self.path)),
+            cfg,
+            allow_missing_contract,
+            fallback,
+            is_missing=lambda e: CONTRACT_KEY not in props,
+        )
+        if isinstance(inp.shape[-1], int) and inp.shape[-1] != self.contract.window_samples:
+            raise ContractMismatchError(
+                f"{self.path}: input has {inp.shape[-1]} samples, its contract says {self.contract.window_samples}"
+            )
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        step = self._batch_fixed or self.batch_size
+        outs = []
+        for i in range(0, len(x), step):
+            xb = x[i : i + step]
+            if self._batch_fixed is not None and len(xb) != self._batch_fixed:  # ragged tail
+                pad = np.zeros((self._batch_fixed - len(xb), *xb.shape[1:]), np.float32)
+                y = self.session.run([self.output_name], {self.input_name: np.concatenate([xb, pad])})[0]
+                outs.append(y[: len(xb)])
+            else:
+                outs.append(self.session.run([self.output_name], {self.input_name: xb})[0])
+        return np.concatenate(outs).reshape(len(x), -1)
+
+
+def _onnx_kind(path: Path) -> str:
+    try:
+        import onnx
+    except ImportError:
+        return "onnx-float"
+    g = onnx.load_model(str(path), load_external_data=False).graph
+    return (
+        "onnx-int8" if any(n.op_type in ("QuantizeLinear", "QLinearConv") for n in g.node) else "onnx-float"
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# LiteRT / TFLite
+# --------------------------------------------------------------------------------------------------
+
+
+def _tensor_quant(detail: dict[str, Any]) -> QuantParams | None:
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind not in "iu":
+        return None
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    qp = detail.get("quantization_parameters") or {}
+    scales = np.asarray(qp.get("scales", []))
+    if scales.size > 1:
+        raise ContractMismatchError(
+            f"tensor {detail['name']!r} is per-channel quantized; expected per-tensor"
+        )
+    if not scale:
+        raise ContractMismatchError(f"tensor {detail['name']!r} is {dtype} without a quantization scale")
+    return QuantParams(float(scale), int(zero_point), dtype.name)
+
+
+def _same_quant(a: QuantParams, b: QuantParams) -> bool:
+    return (
+        a.dtype == b.dtype
+        and a.zero_point == b.zero_point
+        and np.isclose(a.scale, b.scale, rtol=1e-5, atol=0)
+    )
+
+
+class TFLiteEncoder(Encoder):
+    """A ``.tflite`` file in the LiteRT ``Interpreter`` (``ai_edge_litert``), one window per invoke.
+
+    Float inputs are quantized with the input tensor's own scale/zero point when the model input is
+    int8/uint8; an int8 output is dequantized with the output tensor's. The layout of the input
+    tensor (NCW ``[1, 1, L]`` or NWC ``[1, L, 1]``) does not matter (one channel). A model with
+    another batch size is resized to batch 1. ``use_xnnpack=False`` runs the builtin kernels
+    without the default XNNPACK delegate (``OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES``)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        cfg: PreprocessConfig = DEFAULT_CONFIG,
+        threads: int = 1,
+        use_xnnpack: bool = True,
+        allow_missing_contract: bool = False,
+    ):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"TFLite model not found: {self.path}")
+        self.use_xnnpack = bool(use_xnnpack)
+        resolver = OpResolverType.AUTO if use_xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        self.interpreter = Interpreter(
+            model_path=str(self.path), num_threads=int(threads), experimental_op_resolver_type=resolver
+        )
+        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ContractMismatchError(
+                f"{self.path}: expected one input and one output tensor, got {len(inputs)} and {len(outputs)}"
+            )
+        inp = inputs[0]
+        shape = [int(v) for v in inp["shape"]]
+        if len(shape) < 2 or np.prod(shape[1:]) != max(shape[1:]):
+            raise ContractMismatchError(f"{self.path}: input shape {shape} is not a single-channel window")
+        if shape[0] != 1:
+            self.interpreter.resize_tensor_input(inp["index"], [1, *shape[1:]])
+        self.interpreter.allocate_tensors()
+        inp = self.interpreter.get_input_details()[0]
+        out = self.interpreter.get_output_details()[0]
+        self._in_index, self._out_index = inp["index"], out["index"]
+        self._in_shape = tuple(int(v) for v in inp["shape"])
+        self.input_quant, self.output_quant = _tensor_quant(inp), _tensor_quant(out)
+        length, dim = int(np.prod(self._in_shape[1:])), int(np.prod(out["shape"][1:]))
+
+        def fallback() -> InputContract:
+            is_int8 = self.input_quant is not None or any(
+                np.dtype(t["dtype"]) == np.int8 for t in self.interpreter.get_tensor_details()
+            )
+            return _assumed_contract(
+                self.path, "tflite-int8" if is_int8 else "tflite-float", length, dim, cfg
+            )
+
+        self.contract = _checked_contract(
+            self.path,
+            self._read_contract,
+            cfg,
+            allow_missing_contract,
+            fallback,
+            is_missing=lambda e: _says_no_contract(e, self.path),
+        )
+        if length != self.contract.window_samples:
+            raise ContractMismatchError(
+                f"{self.path}: input tensor holds {length} samples, its contract says {self.contract.window_samples}"
+            )
+        for which, ours, theirs in (
+            ("input", self.input_quant, self.contract.input_quant),
+            ("output", self.output_quant, self.contract.output_quant),
+        ):
+            if theirs is not None and (ours is None or not _same_quant(ours, theirs)):
+                raise ContractMismatchError(
+                    f"{self.path}: {which} quantization in the contract ({theirs}) differs from the "
+                    f"model's {which} tensor ({ours})"
+                )
+
+    def _read_contract(self) -> InputContract:
+        from anyppg_edge.deploy.metadata import read_tflite_contract
+
+        return read_tflite_contract(self.path)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        it = self.interpreter
+        outs = []
+        for w in x:
+            xin = w.reshape(self._in_shape)
+            if self.input_quant is not None:
+                xin = self.input_quant.quantize(xin)
+            it.set_tensor(self._in_index, np.ascontiguousarray(xin))
+            it.invoke()
+            y = it.get_tensor(self._out_index)
+            if self.output_quant is not None:
+                y = self.output_quant.dequantize(y)
+            outs.append(np.asarray(y, np.float32).reshape(-1))
+        return np.stack(outs)
+
+
+# --------------------------------------------------------------------------------------------------
+# dispatch
+# --------------------------------------------------------------------------------------------------
+
+
+def open_encoder(path_or_model: Any, cfg: PreprocessConfig = DEFAULT_CONFIG, **kw: Any) -> Encoder:
+    """An :class:`Encoder` for an ``.onnx`` / ``.tflite`` file or an ``nn.Module``.
+
+    ``kw`` goes to the encoder (``threads``, ``int8_allowed``, ``use_xnnpack``,
+    ``allow_missing_contract``, ``contract`` for a module, ...)."""
+    if isinstance(path_or_model, Encoder):
+        path_or_model.contract.check(cfg, what=repr(path_or_model))
+        return path_or_model
+    if isinstance(path_or_model, (str, os.PathLike)):
+        path = Path(path_or_model)
+        suffix = path.suffix.lower()
+        if suffix == ".onnx":
+            return OnnxEncoder(path, cfg, **kw)
+        if suffix == ".tflite":
+            return TFLiteEncoder(path, cfg, **kw)
+        raise ValueError(
+            f"{path}: cannot open {suffix or 'a file without suffix'!r} as an encoder (.onnx, .tflite)"
+        )
+    try:
+        from torch import nn
+    except ImportError:
+        nn = None
+    if nn is not None and isinstance(path_or_model, nn.Module):
+        return TorchEncoder(path_or_model, kw.pop("contract", None), cfg=cfg, **kw)
+    raise TypeError(
+        f"open_encoder takes a .onnx/.tflite path or a torch nn.Module, got {type(path_or_model).__name__}"
+    )
