@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: on this machine it is a local CPU wheel
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	# tflite-support's metadata modules work beside TF 2.21 but declare protobuf<4: no deps
+	$(BIN)/python -m pip install -q --no-deps tflite-support==0.4.4
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -20,6 +20,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         pretrain_steps=args.pretrain_steps,
         distill_steps=args.distill_steps,
+        export=not args.no_export,
+        export_qat_steps=args.export_qat_steps,
         plot=not args.no_plot,
     )
     summary = run_demo(cfg)
@@ -155,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--pretrain-steps", type=int, default=40)
     d.add_argument("--distill-steps", type=int, default=40)
+    d.add_argument("--export-qat-steps", type=int, default=30, help="QAT steps before the int8 export")
+    d.add_argument("--no-export", action="store_true", help="stop after distillation (no QAT/TFLite/ONNX)")
     d.add_argument("--no-plot", action="store_true")
     d.set_defaults(func=_cmd_demo)
 

@@ -37,6 +37,8 @@ class DemoConfig:
     pretrain_batch_size: int = 32
     student: str = "student-watch"
     distill_steps: int = 40
+    export: bool = True  # QAT + ONNX/TFLite float and int8 artifacts of the distilled student
+    export_qat_steps: int = 30
     plot: bool = True
 
 
@@ -126,6 +128,14 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     )
     timings["distill s"] = time.perf_counter() - t
 
+    # 5. QAT (brevitas) + export of the distilled student: ONNX/TFLite float and int8, contracts,
+    #    graph and parity reports against the float student on held-out windows
+    export_report = None
+    if cfg.export:
+        t = time.perf_counter()
+        export_report = _export_student(cfg, out, kd["last_checkpoint"], pcfg)
+        timings["qat + export s"] = time.perf_counter() - t
+
     stats_rows = budget_table()
     retrieval = pre.get("retrieval", {})
     summary = {
@@ -153,6 +163,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             "checkpoint": str(kd.get("last_checkpoint", "")),
             "retention": kd["retention"],
         },
+        "export": None if export_report is None else {
+            k: export_report[k] for k in ("artifacts", "parity", "parity_pass", "qat_vs_ptq", "graphs", "timings_s")
+        },
         "model_stats": stats_rows,
         "timings_s": timings,
     }
@@ -162,6 +175,30 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         plot_path = plot_demo(ds, ppg[:, 0], emb, out / "demo.png")
     atomic_write_text(out / "report.md", render_report(summary, plot_path, out / "data" / "summary.md"))
     return summary
+
+
+def _export_student(cfg: DemoConfig, out: Path, checkpoint: Path | str, pcfg) -> dict[str, Any]:
+    from anyppg_edge.data.shards import ShardDataset
+    from anyppg_edge.deploy.build import ExportConfig, export_all, load_net1d
+    from anyppg_edge.deploy.calibration import load_default_calibration_set
+
+    model, sha = load_net1d(cfg.student, checkpoint)
+    rng = np.random.default_rng(cfg.seed)
+    train = ShardDataset(out / "data", split="train")
+    train_w = train.get_batch(np.arange(len(train)))[0][:, 0].astype(np.float32)
+    held = [ShardDataset(out / "data", split=s) for s in ("val", "test")]
+    eval_w = np.concatenate([d.get_batch(np.arange(len(d)))[0][:, 0] for d in held if len(d)]).astype(np.float32)
+    if len(eval_w) > 128:
+        eval_w = eval_w[np.sort(rng.choice(len(eval_w), 128, replace=False))]
+    # calibration: the committed simulator default plus real training windows (stratified builder:
+    # python -m calibration_data build)
+    calib = np.concatenate(
+        [load_default_calibration_set(pcfg).windows, train_w[rng.choice(len(train_w), min(128, len(train_w)), replace=False)]]
+    )
+    ecfg = ExportConfig(out_dir=out / "export", qat_steps=cfg.export_qat_steps, seed=cfg.seed, progress=False,
+                        plot=cfg.plot, preprocess=pcfg)
+    return export_all(model, cfg.student, sha, calib, train_w, eval_w, ecfg,
+                      eval_source=f"demo held-out split (val+test subjects), {len(eval_w)} windows")
 
 
 def _retrieval_rows(retrieval: dict[str, Any]) -> list[dict[str, Any]]:
@@ -211,6 +248,7 @@ def render_report(summary: dict[str, Any], plot_path: Path | None, data_summary_
         f"{summary['distill']['steps']} steps)",
         "",
         *[markdown_table(t) + "\n" for t in retention_tables(summary["distill"]["retention"])],
+        *_export_section(summary.get("export")),
         "## Timings (this machine)",
         "",
         markdown_table([{k: round(v, 2) for k, v in summary["timings_s"].items()}]),
@@ -218,6 +256,26 @@ def render_report(summary: dict[str, Any], plot_path: Path | None, data_summary_
     if plot_path:
         lines += ["", f"![demo]({plot_path.name})", ""]
     return "\n".join(lines)
+
+
+def _export_section(ex: dict[str, Any] | None) -> list[str]:
+    if not ex:
+        return []
+    from anyppg_edge.deploy.build import PARITY_COLUMNS
+    from anyppg_edge.deploy.graph_report import graph_report_markdown
+
+    q = ex["qat_vs_ptq"]
+    return [
+        "## QAT + export (student, brevitas int8; details in `export/export_report.md`)",
+        "",
+        "Parity vs the float student (tolerances: `anyppg_edge.deploy.parity.TOLERANCES`):",
+        "",
+        markdown_table(ex["parity"], PARITY_COLUMNS),
+        f"QAT vs PTQ mean cosine (brevitas): {q['brevitas_cos_mean_qat']:.5f} vs {q['brevitas_cos_mean_ptq']:.5f}.",
+        "",
+        graph_report_markdown(ex["graphs"]).split("\nOp census:")[0],
+        "",
+    ]
 
 
 def plot_demo(ds, ppg: np.ndarray, emb: np.ndarray, path: Path) -> Path | None:

@@ -322,8 +322,7 @@ def render_export_report(report: dict[str, Any], graph_md: str) -> str:
 
 
 def _ort_summary(ex: dict[str, Any]) -> str:
-    keys = [k for k in ("provider", "providers", "int8_ops", "float_ops", "summary") if k in ex]
-    return "; ".join(f"{k}: {ex[k]}" for k in keys) if keys else str(ex)[:400]
+    return str(ex.get("summary") or ex)[:600]
 
 
 def plot_export(report: dict[str, Any], embeddings: dict[str, np.ndarray], ref: np.ndarray, path: Path) -> str | None:

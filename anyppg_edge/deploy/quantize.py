@@ -380,13 +380,13 @@ def quantize_ptq(
 
 class QatTask(nn.Module):
     """Trainer task: the int8 fake-quant model distilled against the float model's embeddings
-    (``batch['t_emb']``, precomputed): MSE normalised by the teacher's per-dimension variance plus
-    (1 - cosine)."""
+    (``batch['t_emb']``, precomputed): MSE relative to the teacher's mean per-dimension variance
+    (a scalar: per-dimension normalisation blows up on near-constant dimensions) plus (1 - cosine)."""
 
     def __init__(self, model: DeployNet1D, t_var: torch.Tensor, mse_weight: float = 1.0, cosine_weight: float = 1.0):
         super().__init__()
         self.model = model
-        self.register_buffer("t_var", t_var.clamp_min(1e-12))
+        self.register_buffer("t_var", t_var.mean().clamp_min(1e-12))
         self.mse_weight, self.cosine_weight = mse_weight, cosine_weight
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
