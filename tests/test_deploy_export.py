@@ -180,3 +180,18 @@ def test_cli_check_rejects_mismatching_contract(student, tmp_path):
     assert bad.returncode == 1 and "ppg_band_hz" in bad.stderr
     with pytest.raises(ContractMismatchError):
         TFLiteEncoder(p, cfg=PreprocessConfig(ppg_band_hz=(0.5, 4.0)))
+
+
+def test_load_net1d_rejects_truncated_and_missing_checkpoints(shared, tmp_path):
+    from anyppg_edge.deploy.build import load_net1d
+    from anyppg_edge.errors import CheckpointError
+
+    src = (shared / "reference" / "net1d_anyppg_released.state_dict.pt").read_bytes()
+    bad = tmp_path / "truncated.pt"
+    bad.write_bytes(src[: len(src) // 3])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_net1d("anyppg-released", bad)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_net1d("anyppg-released", tmp_path / "nope.pt")
+    model, sha = load_net1d("anyppg-released", shared / "reference" / "net1d_anyppg_released.state_dict.pt")
+    assert len(sha) == 64 and model.out_dim == 512

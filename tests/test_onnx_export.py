@@ -205,7 +205,8 @@ def test_int8_onnx_quantization(float_onnx, int8_onnx, windows):
 
 def test_int8_options(float_onnx, windows, tmp_path):
     out = ox.quantize_onnx_int8(
-        float_onnx, tmp_path / "u8.onnx", [windows[:8]], activation_type="u8", calibrate_method="percentile"
+        # ragged batches (5 + 3): ORT's histogram collector cannot stack them, the reader re-batches
+        float_onnx, tmp_path / "u8.onnx", [windows[:5], windows[5:8]], activation_type="u8", calibrate_method="percentile"
     )
     q = ox.read_onnx_contract(out).extra["quantization"]
     assert q["activation_type"] == "uint8" and q["reduce_range"] is True and q["calibration_windows"] == 8

@@ -467,6 +467,9 @@ def quantize_onnx_int8(
     fmodel = onnx.load_model(str(float_path), load_external_data=False)
     in_dims = fmodel.graph.input[0].type.tensor_type.shape.dim
     batch_one = bool(in_dims) and in_dims[0].HasField("dim_value") and in_dims[0].dim_value == 1
+    # onnxruntime's histogram collector (percentile/entropy/distribution) stacks the per-batch arrays
+    # with np.asarray and fails on a ragged last batch: feed those calibrators one window at a time.
+    batch_one = batch_one or calibrate_method.lower() != "minmax"
     input_name = fmodel.graph.input[0].name
     del fmodel
 
