@@ -195,3 +195,21 @@ def test_load_net1d_rejects_truncated_and_missing_checkpoints(shared, tmp_path):
         load_net1d("anyppg-released", tmp_path / "nope.pt")
     model, sha = load_net1d("anyppg-released", shared / "reference" / "net1d_anyppg_released.state_dict.pt")
     assert len(sha) == 64 and model.out_dim == 512
+
+
+def test_swish_ablation_measures_the_alternatives(student, real_windows):
+    from anyppg_edge.deploy.ablation import VARIANTS, swish_ablation
+    from anyppg_edge.deploy.quantize import QuantVariant
+
+    rows = swish_ablation(student, real_windows[:32], real_windows[64:80])
+    by = {(r["variant"], r["stage"]): r for r in rows}
+    exported = by[(VARIANTS[0].name, "PTQ")]
+    wide = by[("all activations at 16 bit (upper bound)", "PTQ")]
+    assert wide["cos_mean"] > exported["cos_mean"]  # activation precision is what int8 loses
+    assert by[("hard-sigmoid / hard-swish, float (approximation alone)", "float")]["cos_mean"] < 1.0
+    with pytest.raises(ValueError, match="ablation"):
+        export_tflite(
+            build_deploy_model(student, variant=QuantVariant("x", hard_sigmoid=True)),
+            "/tmp/never.tflite",
+            _contract("tflite-float"),
+        )

@@ -51,6 +51,7 @@ class ExportConfig:
     int8_io: bool = False  # int8 input/output tensors in the int8 TFLite (else float I/O)
     layer_windows: int = 8  # windows for the per-layer table
     export_ptq_tflite: bool = True  # also write the PTQ model's TFLite, for the QAT-vs-PTQ comparison
+    ablation: bool = False  # measure the Swish/sigmoid/SE alternatives (anyppg_edge.deploy.ablation)
     seed: int = 0
     progress: bool = True
     plot: bool = True
@@ -238,6 +239,17 @@ def export_all(
         graphs.append(g)
     ort_exec = onnx_int8_execution(paths["onnx-int8"])
 
+    ablation_rows = None
+    if cfg.ablation:
+        from anyppg_edge.deploy.ablation import swish_ablation
+
+        t = time.time()
+        ablation_rows = swish_ablation(
+            model, calib, evalw, np.asarray(qat_windows, np.float32).reshape(-1, L), cfg.qat_steps,
+            out_dir=out / "ablation", seed=cfg.seed,
+        )
+        tick("ablation", t)
+
     by = {r["artifact"]: r for r in parity_rows}
     qat_vs_ptq = {
         "tflite_cos_mean_qat": by["tflite-int8"]["cos_mean"],
@@ -258,6 +270,7 @@ def export_all(
         "parity_pass": all(r["pass"] for r in parity_rows),
         "qat": qat_result,
         "qat_vs_ptq": qat_vs_ptq,
+        "ablation": ablation_rows,
         "layers": layers,
         "worst_layers_qat": worst_layers(layers, "sqnr_brevitas_db"),
         "graphs": graphs,
@@ -303,6 +316,11 @@ def render_export_report(report: dict[str, Any], graph_md: str) -> str:
         f"TFLite {q['tflite_cos_mean_qat']:.5f} vs {q['tflite_cos_mean_ptq']}. "
         + ("QAT beats PTQ." if q["qat_beats_ptq"] else "QAT does **not** beat PTQ here (see per-layer SQNR)."),
         "",
+        *(
+            ["## Swish / sigmoid / SE alternatives (cosine vs the float model, same windows)", "",
+             markdown_table(report["ablation"]), ""]
+            if report.get("ablation") else []
+        ),
         "## Graphs",
         "",
         graph_md,

@@ -83,7 +83,13 @@ def _quantizers() -> dict[str, Any]:
         restrict_scaling_type = RestrictValueType.FP
         max_val = 255.0 / 256.0
 
+    class Int16ActPerTensorFloat(Int8ActPerTensorFloat):
+        """16-bit variant, for the higher-precision ablation only (not exportable to int8 TFLite)."""
+
+        bit_width = 16
+
     return {
+        "act16": Int16ActPerTensorFloat,
         "act": Int8ActPerTensorFloat,
         "weight": Int8WeightPerChannelFloat,
         "bias": Int32Bias,
@@ -226,11 +232,34 @@ class _Linear(nn.Module):
         return self.fc(x)
 
 
+@dataclass(frozen=True)
+class QuantVariant:
+    """How Swish/sigmoid/SE are quantized. The default is what exports: every point int8, sigmoid
+    outputs on TFLite's fixed 1/256 LOGISTIC grid. The others are measured alternatives
+    (:mod:`anyppg_edge.deploy.ablation`): activation points whose name contains one of
+    ``wide_points`` kept at 16 bit, or hard-sigmoid (``relu6(x + 3) / 6``) in place of the sigmoid
+    in every Swish and SE gate (hard-swish)."""
+
+    name: str = "int8"
+    wide_points: tuple[str, ...] = ()
+    hard_sigmoid: bool = False
+
+    @property
+    def exportable(self) -> bool:
+        return not self.wide_points and not self.hard_sigmoid
+
+
+DEFAULT_VARIANT = QuantVariant()
+
+
 class DeployNet1D(nn.Module):
     """Net1D as its int8 deploy graph (see module docstring). ``[N, 1, L]`` → ``[N, D]``."""
 
-    def __init__(self, spec: DeploySpec, quant: bool = False, name: str = "net1d"):
+    def __init__(
+        self, spec: DeploySpec, quant: bool = False, name: str = "net1d", variant: QuantVariant = DEFAULT_VARIANT
+    ):
         super().__init__()
+        self.variant = variant
         self.spec_input_samples = spec.input_samples
         self.quant = quant
         self.name = name
@@ -279,7 +308,9 @@ class DeployNet1D(nn.Module):
             import brevitas.nn as qnn
 
             qz = _quantizers()
-            mod: nn.Module = qnn.QuantIdentity(act_quant=qz["sigmoid" if sigmoid else "act"], return_quant_tensor=True)
+            wide = any(w in name for w in self.variant.wide_points)
+            kind = "act16" if wide else "sigmoid" if sigmoid and not self.variant.hard_sigmoid else "act"
+            mod: nn.Module = qnn.QuantIdentity(act_quant=qz[kind], return_quant_tensor=True)
         else:
             mod = nn.Identity()
         self.q[name] = mod
@@ -293,8 +324,11 @@ class DeployNet1D(nn.Module):
 
     def _swish(self, x: torch.Tensor, prefix: str) -> Any:
         x = self.q[f"{prefix}_pre"](x)
-        s = self.q[f"{prefix}_sig"](torch.sigmoid(_val(x)))
+        s = self.q[f"{prefix}_sig"](self._sigmoid(_val(x)))
         return self.q[f"{prefix}_out"](_val(x) * _val(s))
+
+    def _sigmoid(self, x: torch.Tensor) -> torch.Tensor:
+        return F.hardsigmoid(x) if self.variant.hard_sigmoid else torch.sigmoid(x)
 
     # -- forward ----------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -315,7 +349,7 @@ class DeployNet1D(nn.Module):
             se = q[f"{p}_se_mean"](_val(out).mean(-1))
             se = self._swish(mods["se_fc1"](se), f"{p}_seh")
             se = q[f"{p}_se_fc2"](mods["se_fc2"](se))
-            gate = q[f"{p}_se_gate"](torch.sigmoid(_val(se)))
+            gate = q[f"{p}_se_gate"](self._sigmoid(_val(se)))
             out = q[f"{p}_se_out"](_val(out) * _val(gate).unsqueeze(-1))
             if meta["pool_kernel"]:
                 identity = F.max_pool1d(F.pad(identity, meta["pool_pad"]), meta["pool_kernel"])
@@ -326,7 +360,9 @@ class DeployNet1D(nn.Module):
         return _val(q["pool"](_val(h).mean(-1)))
 
 
-def build_deploy_model(model: Net1D, input_samples: int = 1250, quant: bool = False) -> DeployNet1D:
+def build_deploy_model(
+    model: Net1D, input_samples: int = 1250, quant: bool = False, variant: QuantVariant = DEFAULT_VARIANT
+) -> DeployNet1D:
     """Fold ``model`` and build its deploy graph (float, or brevitas int8 when ``quant``)."""
     was = model.training
     model.eval()
@@ -334,7 +370,7 @@ def build_deploy_model(model: Net1D, input_samples: int = 1250, quant: bool = Fa
         spec = deploy_spec(model, input_samples)
     finally:
         model.train(was)
-    return DeployNet1D(spec, quant=quant, name=getattr(model, "name", "net1d")).eval()
+    return DeployNet1D(spec, quant=quant, name=getattr(model, "name", "net1d"), variant=variant).eval()
 
 
 # ------------------------------------------------------------------------ calibration / QAT
@@ -372,10 +408,14 @@ def calibrate(qmodel: DeployNet1D, batches: Iterable[np.ndarray | torch.Tensor],
 
 
 def quantize_ptq(
-    model: Net1D, batches: Iterable[np.ndarray | torch.Tensor], input_samples: int = 1250, progress: bool = False
+    model: Net1D,
+    batches: Iterable[np.ndarray | torch.Tensor],
+    input_samples: int = 1250,
+    progress: bool = False,
+    variant: QuantVariant = DEFAULT_VARIANT,
 ) -> DeployNet1D:
     """Fold, build the brevitas int8 graph, calibrate: the PTQ baseline."""
-    return calibrate(build_deploy_model(model, input_samples, quant=True), batches, progress=progress)
+    return calibrate(build_deploy_model(model, input_samples, quant=True, variant=variant), batches, progress=progress)
 
 
 class QatTask(nn.Module):

@@ -185,6 +185,8 @@ def export_tflite(
 
     from anyppg_edge.deploy.metadata import write_tflite_metadata
 
+    if not dmodel.variant.exportable:
+        raise ValueError(f"quantization variant {dmodel.variant.name!r} is an ablation, not an int8 TFLite graph")
     tf = _tf()
     int8 = dmodel.quant or representative is not None
     want = "tflite-int8" if int8 else "tflite-float"
