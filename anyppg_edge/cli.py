@@ -22,6 +22,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         distill_steps=args.distill_steps,
         export=not args.no_export,
         export_qat_steps=args.export_qat_steps,
+        bench_runs=args.bench_runs,
         plot=not args.no_plot,
     )
     summary = run_demo(cfg)
@@ -159,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--distill-steps", type=int, default=40)
     d.add_argument("--export-qat-steps", type=int, default=30, help="QAT steps before the int8 export")
     d.add_argument("--no-export", action="store_true", help="stop after distillation (no QAT/TFLite/ONNX)")
+    d.add_argument("--bench-runs", type=int, default=50, help="timed runs per artifact in the latency table")
     d.add_argument("--no-plot", action="store_true")
     d.set_defaults(func=_cmd_demo)
 

@@ -37,8 +37,9 @@ class DemoConfig:
     pretrain_batch_size: int = 32
     student: str = "student-watch"
     distill_steps: int = 40
-    export: bool = True  # QAT + ONNX/TFLite float and int8 artifacts of the distilled student
+    export: bool = True  # QAT + ONNX/TFLite float and int8 artifacts of the student (and PTQ of the teacher)
     export_qat_steps: int = 30
+    bench_runs: int = 50  # timed single-window runs per artifact in the latency table
     plot: bool = True
 
 
@@ -128,13 +129,26 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     )
     timings["distill s"] = time.perf_counter() - t
 
-    # 5. QAT (brevitas) + export of the distilled student: ONNX/TFLite float and int8, contracts,
-    #    graph and parity reports against the float student on held-out windows
-    export_report = None
+    # 5. QAT (brevitas) + export of the distilled student, PTQ export of the teacher: ONNX/TFLite float
+    #    and int8, contracts, graph and parity reports; 6. latency table; 7. parity vs golden sets
+    export_reports: dict[str, Any] = {}
+    bench_md = parity_md = None
+    bench_rows: list[dict[str, Any]] = []
+    parity_rows: list[dict[str, Any]] = []
     if cfg.export:
         t = time.perf_counter()
-        export_report = _export_student(cfg, out, kd["last_checkpoint"], pcfg)
+        windows = _export_windows(cfg, out, pcfg)
+        export_reports = {
+            "student": _export_model(cfg, out, cfg.student, kd["last_checkpoint"], cfg.export_qat_steps, windows, pcfg),
+            "teacher": _export_model(cfg, out, cfg.model, ckpt, 0, windows, pcfg),
+        }
         timings["qat + export s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        bench_rows, bench_md = _bench_stage(cfg, out, export_reports, windows["eval"], pcfg)
+        timings["bench s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        parity_rows, parity_md = _parity_stage(out, export_reports, windows, pcfg)
+        timings["parity s"] = time.perf_counter() - t
 
     stats_rows = budget_table()
     retrieval = pre.get("retrieval", {})
@@ -163,9 +177,14 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             "checkpoint": str(kd.get("last_checkpoint", "")),
             "retention": kd["retention"],
         },
-        "export": None if export_report is None else {
-            k: export_report[k] for k in ("artifacts", "parity", "parity_pass", "qat_vs_ptq", "graphs", "timings_s")
-        },
+        "export": {
+            role: {k: r[k] for k in ("model", "artifacts", "parity", "parity_pass", "qat_vs_ptq", "graphs", "timings_s")}
+            for role, r in export_reports.items()
+        } or None,
+        "bench": bench_rows,
+        "bench_md": bench_md,
+        "parity": parity_rows,
+        "parity_md": parity_md,
         "model_stats": stats_rows,
         "timings_s": timings,
     }
@@ -177,28 +196,68 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     return summary
 
 
-def _export_student(cfg: DemoConfig, out: Path, checkpoint: Path | str, pcfg) -> dict[str, Any]:
+def _export_windows(cfg: DemoConfig, out: Path, pcfg) -> dict[str, Any]:
+    """Calibration (the committed simulator default + real training windows), QAT (training split)
+    and evaluation windows (val + test subjects) from the demo's shards."""
     from anyppg_edge.data.shards import ShardDataset
-    from anyppg_edge.deploy.build import ExportConfig, export_all, load_net1d
     from anyppg_edge.deploy.calibration import load_default_calibration_set
 
-    model, sha = load_net1d(cfg.student, checkpoint)
     rng = np.random.default_rng(cfg.seed)
     train = ShardDataset(out / "data", split="train")
     train_w = train.get_batch(np.arange(len(train)))[0][:, 0].astype(np.float32)
     held = [ShardDataset(out / "data", split=s) for s in ("val", "test")]
     eval_w = np.concatenate([d.get_batch(np.arange(len(d)))[0][:, 0] for d in held if len(d)]).astype(np.float32)
+    idx = np.arange(len(eval_w))
     if len(eval_w) > 128:
-        eval_w = eval_w[np.sort(rng.choice(len(eval_w), 128, replace=False))]
-    # calibration: the committed simulator default plus real training windows (stratified builder:
-    # python -m calibration_data build)
+        idx = np.sort(rng.choice(len(eval_w), 128, replace=False))
     calib = np.concatenate(
         [load_default_calibration_set(pcfg).windows, train_w[rng.choice(len(train_w), min(128, len(train_w)), replace=False)]]
     )
-    ecfg = ExportConfig(out_dir=out / "export", qat_steps=cfg.export_qat_steps, seed=cfg.seed, progress=False,
-                        plot=cfg.plot, preprocess=pcfg)
-    return export_all(model, cfg.student, sha, calib, train_w, eval_w, ecfg,
-                      eval_source=f"demo held-out split (val+test subjects), {len(eval_w)} windows")
+    return {"calibration": calib, "qat": train_w, "eval": eval_w[idx], "eval_ids": [f"demo-heldout-{i}" for i in idx],
+            "description": f"demo held-out split (val+test subjects), {len(idx)} windows"}
+
+
+def _export_model(cfg: DemoConfig, out: Path, name: str, checkpoint, qat_steps: int, w: dict[str, Any], pcfg):
+    from anyppg_edge.deploy.build import ExportConfig, export_all, load_net1d
+
+    model, sha = load_net1d(name, checkpoint)
+    ecfg = ExportConfig(out_dir=out / "export" / name, qat_steps=qat_steps, seed=cfg.seed, progress=False,
+                        plot=cfg.plot, preprocess=pcfg, export_ptq_tflite=qat_steps > 0)
+    rep = export_all(model, name, sha, w["calibration"], w["qat"], w["eval"], ecfg, eval_source=w["description"])
+    rep["_model"], rep["_sha"] = model, sha
+    return rep
+
+
+def _bench_stage(cfg: DemoConfig, out: Path, reports: dict[str, Any], windows: np.ndarray, pcfg):
+    """Latency per 10 s window on this host, 1 thread: every artifact + both PyTorch eager models."""
+    from anyppg_edge.deploy.bench import bench_artifacts, bench_markdown, write_bench_report
+
+    items: list[Any] = [("pytorch", r["_model"], f"{r['model']} pytorch-float") for r in reports.values()]
+    for r in reports.values():
+        items += [Path(p) for k, p in r["artifacts"].items() if "PTQ" not in k]
+    results = bench_artifacts(items, windows[:16], threads=1, warmup=5, runs=cfg.bench_runs, cfg=pcfg)
+    write_bench_report(results, out / "bench", plot=cfg.plot)
+    md = bench_markdown(results, baseline=f"{reports['teacher']['model']} pytorch-float")
+    rows = [{"name": r["name"], "kind": r.get("kind"), "error": r.get("error"),
+             **{f"{k}_ms": r["latency_ms"].get(k) for k in ("p50", "p90", "p99")}} for r in results]
+    return rows, md
+
+
+def _parity_stage(out: Path, reports: dict[str, Any], w: dict[str, Any], pcfg):
+    """Golden sets from the float models (CPU here; GPU when present) and the parity table of every
+    artifact the job produced."""
+    from anyppg_edge.deploy.golden import make_golden_set
+    from anyppg_edge.deploy.parity_suite import parity_table_for
+
+    rows, parts = [], []
+    for r in reports.values():
+        golden = make_golden_set(r["_model"], r["model"], r["_sha"], w["eval"], w["eval_ids"],
+                                 out / "parity" / f"{r['model']}.golden.npz", cfg=pcfg, window_source=w["description"])
+        arts = {k: p for k, p in r["artifacts"].items() if "PTQ" not in k}
+        rws, md = parity_table_for(arts, golden)
+        rows += [{"model": r["model"], **x} for x in rws]
+        parts.append(f"**{r['model']}**: " + md)
+    return rows, "\n\n".join(parts)
 
 
 def _retrieval_rows(retrieval: dict[str, Any]) -> list[dict[str, Any]]:
@@ -255,6 +314,7 @@ def render_report(summary: dict[str, Any], plot_path: Path | None, data_summary_
     ]
     if plot_path:
         lines += ["", f"![demo]({plot_path.name})", ""]
+    lines += _tail_sections(summary)  # the report ends with the parity table of every artifact
     return "\n".join(lines)
 
 
@@ -264,18 +324,28 @@ def _export_section(ex: dict[str, Any] | None) -> list[str]:
     from anyppg_edge.deploy.build import PARITY_COLUMNS
     from anyppg_edge.deploy.graph_report import graph_report_markdown
 
-    q = ex["qat_vs_ptq"]
-    return [
-        "## QAT + export (student, brevitas int8; details in `export/export_report.md`)",
-        "",
-        "Parity vs the float student (tolerances: `anyppg_edge.deploy.parity.TOLERANCES`):",
-        "",
-        markdown_table(ex["parity"], PARITY_COLUMNS),
-        f"QAT vs PTQ mean cosine (brevitas): {q['brevitas_cos_mean_qat']:.5f} vs {q['brevitas_cos_mean_ptq']:.5f}.",
-        "",
-        graph_report_markdown(ex["graphs"]).split("\nOp census:")[0],
-        "",
-    ]
+    lines = ["## QAT + export (brevitas int8; details in `export/<model>/export_report.md`)", ""]
+    for role, r in ex.items():
+        q = r["qat_vs_ptq"]
+        lines += [
+            f"**{role} `{r['model']}`** — parity vs its float model on the held-out windows:",
+            "",
+            markdown_table(r["parity"], PARITY_COLUMNS),
+            f"QAT vs PTQ mean cosine (brevitas): {q['brevitas_cos_mean_qat']:.5f} vs {q['brevitas_cos_mean_ptq']:.5f}.",
+            "",
+            graph_report_markdown(r["graphs"]).split("\nOp census:")[0],
+            "",
+        ]
+    return lines
+
+
+def _tail_sections(summary: dict[str, Any]) -> list[str]:
+    lines = []
+    if summary.get("bench_md"):
+        lines += ["## Latency per 10 s window (this host, 1 thread; details in `bench/`)", "", summary["bench_md"], ""]
+    if summary.get("parity_md"):
+        lines += ["## Parity of every artifact vs the golden sets of the float models", "", summary["parity_md"], ""]
+    return lines
 
 
 def plot_demo(ds, ppg: np.ndarray, emb: np.ndarray, path: Path) -> Path | None:

@@ -66,7 +66,8 @@ def test_demo_end_to_end_on_embedded_default(tmp_path, monkeypatch):
     monkeypatch.setenv("ANYPPG_SHARED", str(tmp_path / "nowhere"))  # embedded default only
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--model", "tiny", "--sim-subjects", "4", "--sim-duration-s", "60",
-            "--pretrain-steps", "4", "--distill-steps", "3", "--export-qat-steps", "2"]
+            "--pretrain-steps", "4", "--distill-steps", "3", "--export-qat-steps", "2",
+            "--bench-runs", "3"]
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_windows"] == np.load(out / "embeddings.npy").shape[0] > 0
@@ -82,12 +83,18 @@ def test_demo_end_to_end_on_embedded_default(tmp_path, monkeypatch):
     assert kd["retention"]["budget"][0]["watch"] == "ok" and "retrieval" in kd["retention"]
     assert "## Distillation" in report and "cosine(student, teacher)" in report and "spectral peak" in report
     assert (out / "demo.png").stat().st_size > 10_000
-    # QAT + export of that student: four artifacts, each at parity with the float student
-    ex = summary["export"]
-    assert set(ex["artifacts"]) >= {"onnx-float", "onnx-int8", "tflite-float", "tflite-int8"}
-    assert all(Path(p).is_file() for p in ex["artifacts"].values())
-    assert ex["parity_pass"], ex["parity"]
-    assert "## QAT + export" in report and (out / "export" / "export_report.md").is_file()
+    # QAT + export of that student and PTQ export of the teacher: four artifacts each, at parity with
+    # their float models; the latency table; the report ends with the parity table vs golden sets
+    for role in ("student", "teacher"):
+        ex = summary["export"][role]
+        assert set(ex["artifacts"]) >= {"onnx-float", "onnx-int8", "tflite-float", "tflite-int8"}
+        assert all(Path(p).is_file() for p in ex["artifacts"].values())
+        assert ex["parity_pass"], ex["parity"]
+    assert (out / "export" / "student-watch" / "export_report.md").is_file()
+    assert "## QAT + export" in report and "## Latency per 10 s window" in report
+    assert all(r["p50_ms"] > 0 and not r["error"] for r in summary["bench"]), summary["bench"]
+    assert len(summary["parity"]) == 8 and all(r["pass"] for r in summary["parity"]), summary["parity"]
+    assert report.rstrip().splitlines()[-1].startswith("|")  # ends with the parity table
     # the data preparation is resumable: a second run reuses every shard
     assert main([*args, "--no-export"]) == 0
 
@@ -95,7 +102,8 @@ def test_demo_end_to_end_on_embedded_default(tmp_path, monkeypatch):
 def test_demo_uses_real_shared_data_and_golden_weights(shared, tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--sim-subjects", "1", "--sim-duration-s", "20", "--no-plot",
-                 "--pretrain-steps", "2", "--distill-steps", "2", "--export-qat-steps", "2"]) == 0
+                 "--pretrain-steps", "2", "--distill-steps", "2", "--export-qat-steps", "2",
+                 "--bench-runs", "3"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     report = (out / "report.md").read_text()
     for name in ("ieee_spc2015", "bidmc", "neurokit", "simulator"):
@@ -103,4 +111,4 @@ def test_demo_uses_real_shared_data_and_golden_weights(shared, tmp_path):
     assert summary["n_windows"] > 300
     assert summary["weights"].endswith("net1d_anyppg_released.state_dict.pt")
     assert summary["embedding_shape"][1] == 512
-    assert summary["export"]["parity_pass"]
+    assert summary["export"]["teacher"]["parity_pass"] and summary["export"]["student"]["parity_pass"]
