@@ -1,0 +1,166 @@
+"""``python -m firmware_harness``: thin CLI over :mod:`anyppg_edge.stream`.
+
+Commands:
+
+* ``replay --artifact A --recording shared:<subject>|sim[:seed]|<path> --odr-hz 25 --hop-s 5 [--faults]
+  --out DIR``: emulated sensor → streaming preprocessor → encoder, per-window embeddings, flags, HR from
+  a linear head, latency; report ``DIR/replay.md`` + JSON + plots;
+* ``bench``: the speed benchmark (streaming preprocessing per window on one core; 1 h of 25 Hz PPG
+  end to end through the int8 student);
+* ``summary --artifact A --out DIR``: what the main job runs (parity at every rate, chunking, fault
+  replays of the shared recordings), ``DIR/harness_report.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+DEFAULT_FLOAT_CHECKPOINT = Path("runs/distill_watch/best.pt")
+
+
+def _float_model(args: argparse.Namespace):
+    if args.no_float:
+        return None
+    ckpt = args.float_checkpoint or (DEFAULT_FLOAT_CHECKPOINT if DEFAULT_FLOAT_CHECKPOINT.is_file() else None)
+    if ckpt is None:
+        print("note: no float checkpoint (--float-checkpoint); float-model cosines are skipped", file=sys.stderr)
+        return None
+    from anyppg_edge.deploy.build import load_net1d
+
+    model, _ = load_net1d(args.float_model, ckpt)
+    return model
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from anyppg_edge.deploy.runtime import open_encoder
+    from anyppg_edge.preprocessing import PreprocessConfig
+    from anyppg_edge.stream import SensorConfig, emulate, fault_config
+    from anyppg_edge.stream.replay import (
+        fit_hr_head,
+        hr_training_recordings,
+        load_recording,
+        replay,
+        write_replay_report,
+    )
+
+    cfg = PreprocessConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else PreprocessConfig()
+    rec = load_recording(args.recording, sim_duration_s=args.duration_s or 300.0)
+    dur = args.duration_s or rec.channel("ppg").duration_s - 1.0
+    if args.faults:
+        scfg = fault_config(args.odr_hz, dur, stall_s=args.stall_s, seed=args.seed, watermark=args.watermark,
+                            fifo_depth=args.fifo_depth)
+    else:
+        scfg = SensorConfig(odr_hz=args.odr_hz, duration_s=dur, seed=args.seed, watermark=args.watermark,
+                            fifo_depth=args.fifo_depth)
+    run = emulate(rec, scfg)
+    enc = open_encoder(args.artifact, cfg, threads=1) if not str(args.artifact).endswith(".pt") else None
+    if enc is None:
+        from anyppg_edge.deploy.build import load_net1d
+
+        enc = open_encoder(load_net1d(args.float_model, args.artifact)[0], cfg)
+    head = None
+    if not args.no_hr:
+        head = fit_hr_head(enc, hr_training_recordings(rec, None, args.seed), cfg, hop_s=args.hop_s)
+    res = replay(run, enc, hop_s=args.hop_s, mode=args.mode, cfg=cfg, float_encoder=_float_model(args), hr_head=head)
+    paths = write_replay_report(res, args.out, plot=not args.no_plot)
+    s = res.summary
+    print(f"replayed {s['subject_id']} at {s['odr_hz']:g} Hz ({s['duration_s']:.0f} s, mode {s['mode']}) "
+          f"through {s['encoder_kind']}")
+    print(f"  windows {s['n_windows']}: {s['n_ok']} to the model; flags {s['flag_counts']}")
+    print(f"  sensor {s['sensor_counts']}; drift {s['drift_ppm_config']:g} ppm configured, "
+          f"{s['drift_ppm_estimated']:.1f} estimated")
+    print(f"  fault-touched windows {s['n_affected']}, unflagged {s['n_affected_unflagged']} "
+          f"(all flagged: {s['all_affected_flagged']}); clean windows {s['n_clean_unaffected']}, "
+          f"max abs vs offline {s['parity_max_abs_clean']:.3g}")
+    c = s["cos_vs_offline_same_encoder"]
+    print(f"  embedding cosine vs offline (same encoder): mean {c.get('mean', float('nan')):.6f} "
+          f"min {c.get('min', float('nan')):.6f}")
+    c = s["cos_vs_float_offline_recording"]
+    if c.get("n"):
+        print(f"  embedding cosine vs float model on the recording's offline window: mean {c['mean']:.5f} min {c['min']:.5f}")
+    print(f"  HR MAE {s['hr_mae_bpm']:.2f} bpm over {s['hr_n']} windows; latency p50 {s['latency_ms']['p50']:.3f} ms "
+          f"p95 {s['latency_ms']['p95']:.3f} ms")
+    print(f"  report: {paths['md']}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from firmware_harness.bench import render_bench, run_bench
+
+    art = None if args.no_e2e else args.artifact
+    result = run_bench(art, duration_s=args.duration_s, e2e_duration_s=args.e2e_duration_s,
+                       rates_hz=tuple(args.rates), modes=tuple(args.modes), cpu=args.cpu, out=args.out)
+    print(render_bench(result))
+    return 0
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from anyppg_edge.data import load_shared_recordings
+    from anyppg_edge.stream.replay import harness_summary, load_recording
+
+    recs = load_shared_recordings() if args.recordings == ["shared"] else [load_recording(r) for r in args.recordings]
+    s = harness_summary(args.artifact, _float_model(args), recs, args.out, odr_hz=args.odr_hz, hop_s=args.hop_s,
+                        max_fault_recordings=args.max_recordings, hr=not args.no_hr, plot=not args.no_plot)
+    for name, b in s["bars"].items():
+        print(f"{name}: {b['value']} (threshold {b.get('threshold', '-')}) pass={b['pass']}")
+    print(f"int8 cosine vs offline (min over recordings) {s['int8_cos_vs_offline_min']:.6f}; "
+          f"vs float model on the recordings (mean) {s['int8_cos_vs_float_recording_mean']:.5f}")
+    print(f"report: {Path(args.out) / 'harness_report.md'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m firmware_harness", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    def float_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--float-model", default="student-watch", help="registry name of the float model")
+        p.add_argument("--float-checkpoint", type=Path, default=None,
+                       help=f"float model checkpoint for the cosines (default {DEFAULT_FLOAT_CHECKPOINT} if present)")
+        p.add_argument("--no-float", action="store_true", help="skip the float-model cosines")
+        p.add_argument("--no-hr", action="store_true", help="skip the heart-rate head")
+        p.add_argument("--no-plot", action="store_true")
+
+    r = sub.add_parser("replay", help="sensor -> stream -> encoder on one recording, with a report")
+    r.add_argument("--artifact", required=True, help=".tflite / .onnx artifact (or a .pt checkpoint of --float-model)")
+    r.add_argument("--recording", default="shared:DATA_01", help="shared:<subject> | sim[:seed] | <path>")
+    r.add_argument("--odr-hz", type=float, default=25.0)
+    r.add_argument("--hop-s", type=float, default=5.0)
+    r.add_argument("--mode", choices=("reference", "device", "causal"), default="reference")
+    r.add_argument("--faults", action="store_true",
+                   help="+50 ppm drift, 1 %% dropped samples, jitter, one reset (and --stall-s host stall)")
+    r.add_argument("--stall-s", type=float, default=3.0, help="host stall (FIFO overflow) with --faults; 0: none")
+    r.add_argument("--duration-s", type=float, default=None)
+    r.add_argument("--fifo-depth", type=int, default=64)
+    r.add_argument("--watermark", type=int, default=16)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--config", default=None, help="preprocessing config JSON (default: the toolkit's chain)")
+    r.add_argument("--out", required=True)
+    float_args(r)
+
+    b = sub.add_parser("bench", help="speed: streaming preprocessing per window, 1 h of 25 Hz through the int8 student")
+    b.add_argument("--artifact", default="runs/export/student-watch/student-watch.int8.tflite")
+    b.add_argument("--duration-s", type=float, default=600.0, help="signal per rate for the preprocessing benchmark")
+    b.add_argument("--e2e-duration-s", type=float, default=3600.0)
+    b.add_argument("--rates", type=float, nargs="+", default=[25.0, 50.0, 64.0, 100.0, 125.0])
+    b.add_argument("--modes", nargs="+", default=["reference", "device"], choices=("reference", "device", "causal"))
+    b.add_argument("--no-e2e", action="store_true")
+    b.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: the first allowed)")
+    b.add_argument("--out", default="runs/firmware_bench")
+
+    s = sub.add_parser("summary", help="the main job's harness section: parity, chunking, fault replays")
+    s.add_argument("--artifact", required=True)
+    s.add_argument("--recordings", nargs="+", default=["shared"], help="'shared' or recording specs")
+    s.add_argument("--odr-hz", type=float, default=25.0)
+    s.add_argument("--hop-s", type=float, default=5.0)
+    s.add_argument("--max-recordings", type=int, default=None)
+    s.add_argument("--out", required=True)
+    float_args(s)
+
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return {"replay": _cmd_replay, "bench": _cmd_bench, "summary": _cmd_summary}[args.cmd](args)
