@@ -132,6 +132,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     # 5. QAT (brevitas) + export of the distilled student, PTQ export of the teacher: ONNX/TFLite float
     #    and int8, contracts, graph and parity reports; 6. latency table; 7. parity vs golden sets
     export_reports: dict[str, Any] = {}
+    harness: dict[str, Any] | None = None
     bench_md = parity_md = None
     bench_rows: list[dict[str, Any]] = []
     parity_rows: list[dict[str, Any]] = []
@@ -143,6 +144,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             "teacher": _export_model(cfg, out, cfg.model, ckpt, 0, windows, pcfg),
         }
         timings["qat + export s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        harness = _harness_stage(cfg, out, export_reports["student"], recordings, pcfg)
+        timings["firmware harness s"] = time.perf_counter() - t
         t = time.perf_counter()
         bench_rows, bench_md = _bench_stage(cfg, out, export_reports, windows["eval"], pcfg)
         timings["bench s"] = time.perf_counter() - t
@@ -181,6 +185,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             role: {k: r[k] for k in ("model", "artifacts", "parity", "parity_pass", "qat_vs_ptq", "graphs", "timings_s")}
             for role, r in export_reports.items()
         } or None,
+        "harness": None if harness is None else {k: harness[k] for k in ("bars",) if k in harness},
+        "harness_md": None if harness is None else harness.get("_md"),
         "bench": bench_rows,
         "bench_md": bench_md,
         "parity": parity_rows,
@@ -226,6 +232,18 @@ def _export_model(cfg: DemoConfig, out: Path, name: str, checkpoint, qat_steps: 
     rep = export_all(model, name, sha, w["calibration"], w["qat"], w["eval"], ecfg, eval_source=w["description"])
     rep["_model"], rep["_sha"] = model, sha
     return rep
+
+
+def _harness_stage(cfg: DemoConfig, out: Path, student: dict[str, Any], recordings: list, pcfg) -> dict[str, Any]:
+    """Replay recordings through emulated watch sensors (25 Hz, FIFO bursts, faults) and the streaming
+    preprocessor into the student's int8 TFLite; parity with the offline chain and the float model."""
+    from anyppg_edge.stream.replay import harness_summary, render_harness_markdown
+
+    real = [r for r in recordings if r.dataset != "simulator"]
+    h = harness_summary(student["artifacts"]["tflite-int8"], student["_model"], real or recordings, out / "harness",
+                        max_fault_recordings=3, cfg=pcfg, seed=cfg.seed, plot=cfg.plot)
+    h["_md"] = render_harness_markdown(h)
+    return h
 
 
 def _bench_stage(cfg: DemoConfig, out: Path, reports: dict[str, Any], windows: np.ndarray, pcfg):
@@ -341,6 +359,10 @@ def _export_section(ex: dict[str, Any] | None) -> list[str]:
 
 def _tail_sections(summary: dict[str, Any]) -> list[str]:
     lines = []
+    if summary.get("harness_md"):
+        md = summary["harness_md"].split("\n", 1)[-1]  # drop its own title
+        lines += ["## Firmware harness (emulated watch sensor → streaming → int8 student; details in `harness/`)",
+                  md, ""]
     if summary.get("bench_md"):
         lines += ["## Latency per 10 s window (this host, 1 thread; details in `bench/`)", "", summary["bench_md"], ""]
     if summary.get("parity_md"):

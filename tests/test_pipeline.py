@@ -95,6 +95,11 @@ def test_demo_end_to_end_on_embedded_default(tmp_path, monkeypatch):
     assert all(r["p50_ms"] > 0 and not r["error"] for r in summary["bench"]), summary["bench"]
     assert len(summary["parity"]) == 8 and all(r["pass"] for r in summary["parity"]), summary["parity"]
     assert report.rstrip().splitlines()[-1].startswith("|")  # ends with the parity table
+    # the firmware harness replayed the recordings through emulated sensors into the int8 student
+    bars = summary["harness"]["bars"]
+    assert bars and not any(b["pass"] is False for b in bars.values()), bars  # None: nothing to measure
+    assert bars["parity_max_abs_float64"]["pass"] and bars["faults_all_affected_flagged"]["pass"]
+    assert "## Firmware harness" in report
     # the data preparation is resumable: a second run reuses every shard
     assert main([*args, "--no-export"]) == 0
 
