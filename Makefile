@@ -1,6 +1,7 @@
 # Two commands on a fresh machine:
 #   make demo   -> creates .venv, installs, runs the main job end to end on the embedded default
 #   make test   -> creates .venv, installs, runs the test suite (what CI runs)
+SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed
 EXTRAS ?= all
 OUT ?= runs/demo
 
-.PHONY: venv demo test test-slow lint clean
+.PHONY: venv demo test test-slow lint clean parity
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +31,18 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q
+
+# Parity table of the teacher (golden released weights) and the watch student, each artifact vs a
+# golden set of its float model on held-out ../shared windows (artifacts from `python -m export all`).
+TEACHER_CKPT ?= ../shared/reference/net1d_anyppg_released.state_dict.pt
+STUDENT_CKPT ?= runs/distill_watch/best.pt
+parity: $(STAMP)
+	$(BIN)/python -m export golden --model anyppg-released --checkpoint $(TEACHER_CKPT) --out runs/parity/anyppg-released.golden.npz
+	$(BIN)/python -m export parity runs/export/anyppg-released/anyppg-released.{float,int8}.{onnx,tflite} \
+		--golden runs/parity/anyppg-released.golden.npz --checkpoint $(TEACHER_CKPT) --downstream --out runs/parity/anyppg-released
+	$(BIN)/python -m export golden --model student-watch --checkpoint $(STUDENT_CKPT) --out runs/parity/student-watch.golden.npz
+	$(BIN)/python -m export parity runs/export/student-watch/student-watch.{float,int8}.{onnx,tflite} \
+		--golden runs/parity/student-watch.golden.npz --checkpoint $(STUDENT_CKPT) --downstream --out runs/parity/student-watch
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

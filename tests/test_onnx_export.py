@@ -25,7 +25,6 @@ from anyppg_edge.deploy import onnx_export as ox  # noqa: E402
 from anyppg_edge.deploy import runtime as rt  # noqa: E402
 from anyppg_edge.errors import ContractMismatchError, InvalidSignalError  # noqa: E402
 from anyppg_edge.models import create_model  # noqa: E402
-from anyppg_edge.models.encode import check_model_input  # noqa: E402
 from anyppg_edge.preprocessing import DEFAULT_CONFIG, PreprocessConfig  # noqa: E402
 from anyppg_edge.windows import extract_windows  # noqa: E402
 
@@ -262,12 +261,18 @@ def test_torch_encoder_and_dispatch(student, float_onnx, contract, tmp_path):
         rt.open_encoder(42)
 
 
-def test_torch_free_input_check_agrees_with_check_model_input():
-    good = np.random.default_rng(3).standard_normal((2, 1, L))
-    np.testing.assert_array_equal(rt._check_model_input_no_torch(good, L), check_model_input(good, L))
+def test_runtime_input_check_needs_no_torch():
+    """The device runtimes validate windows with the numpy-only check the PyTorch encoders use."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np; from anyppg_edge.deploy.runtime import validate_windows; "
+        "validate_windows(np.zeros((2, 1250), np.float32), 1250); "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
     for bad in (np.full((1, L), np.nan), np.zeros((1, 3, L)), np.zeros((1, 10)), np.zeros((1, L), bool)):
-        with pytest.raises(InvalidSignalError) as a:
-            check_model_input(bad, L)
-        with pytest.raises(InvalidSignalError) as b:
-            rt._check_model_input_no_torch(bad, L)
-        assert str(a.value) == str(b.value)
+        with pytest.raises(InvalidSignalError):
+            rt.validate_windows(bad, L)

@@ -41,40 +41,11 @@ __all__ = [
 
 
 def validate_windows(windows: Any, window_samples: int) -> np.ndarray:
-    """Check ``[N, L]`` / ``[N, 1, L]`` real, finite windows; return ``[N, 1, L]`` float32.
+    """Check ``[N, L]`` / ``[N, 1, L]`` real, finite windows; return ``[N, 1, L]`` float32
+    (:func:`anyppg_edge.model_input.check_model_input`, numpy only: no torch on a device install)."""
+    from anyppg_edge.model_input import check_model_input
 
-    This is :func:`anyppg_edge.models.encode.check_model_input`; that module imports torch, so on
-    a torch-free device install an equivalent copy is used."""
-    try:
-        from anyppg_edge.models.encode import check_model_input
-    except ImportError:  # no torch (device install)
-        check_model_input = _check_model_input_no_torch
     return check_model_input(windows, window_samples)
-
-
-def _check_model_input_no_torch(windows: Any, window_samples: int) -> np.ndarray:
-    # Keep in step with anyppg_edge.models.encode.check_model_input (tested against each other).
-    arr = np.asarray(windows)
-    if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
-        raise InvalidSignalError(f"model input must be real numbers, got dtype {arr.dtype}")
-    if arr.ndim == 2:
-        arr = arr[:, None, :]
-    if arr.ndim != 3 or arr.shape[1] != 1:
-        raise InvalidSignalError(
-            f"model input must have shape [N, {window_samples}] or [N, 1, {window_samples}], got {arr.shape}"
-        )
-    if arr.shape[-1] != window_samples:
-        raise InvalidSignalError(
-            f"model input windows must have {window_samples} samples, got {arr.shape[-1]} "
-            "(too short or resampled at the wrong rate?)"
-        )
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        rows = np.unique(np.nonzero(bad)[0])
-        raise InvalidSignalError(
-            f"model input has {int(bad.sum())} NaN/Inf values in windows {rows[:10].tolist()}"
-        )
-    return arr.astype(np.float32, copy=False)
 
 
 def _validate_float_windows(windows: Any, window_samples: int) -> np.ndarray:

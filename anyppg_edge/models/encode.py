@@ -6,30 +6,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from anyppg_edge.errors import InvalidSignalError
+from anyppg_edge.model_input import check_model_input
 
-
-def check_model_input(windows: np.ndarray, window_samples: int) -> np.ndarray:
-    """Validate ``[N, window_samples]`` (or ``[N, 1, window_samples]``) float windows; return ``[N,1,L]`` float32."""
-    arr = np.asarray(windows)
-    if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
-        raise InvalidSignalError(f"model input must be real numbers, got dtype {arr.dtype}")
-    if arr.ndim == 2:
-        arr = arr[:, None, :]
-    if arr.ndim != 3 or arr.shape[1] != 1:
-        raise InvalidSignalError(
-            f"model input must have shape [N, {window_samples}] or [N, 1, {window_samples}], got {arr.shape}"
-        )
-    if arr.shape[-1] != window_samples:
-        raise InvalidSignalError(
-            f"model input windows must have {window_samples} samples, got {arr.shape[-1]} "
-            "(too short or resampled at the wrong rate?)"
-        )
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        rows = np.unique(np.nonzero(bad)[0])
-        raise InvalidSignalError(f"model input has {int(bad.sum())} NaN/Inf values in windows {rows[:10].tolist()}")
-    return arr.astype(np.float32, copy=False)
+__all__ = ["check_model_input", "encode_windows"]
 
 
 @torch.no_grad()
