@@ -360,7 +360,7 @@ def _export_section(ex: dict[str, Any] | None) -> list[str]:
 def _tail_sections(summary: dict[str, Any]) -> list[str]:
     lines = []
     if summary.get("harness_md"):
-        md = summary["harness_md"].split("\n", 1)[-1]  # drop its own title
+        md = summary["harness_md"].split("\n", 1)[-1].replace("\n## ", "\n### ")  # its title dropped, one level down
         lines += ["## Firmware harness (emulated watch sensor → streaming → int8 student; details in `harness/`)",
                   md, ""]
     if summary.get("bench_md"):
