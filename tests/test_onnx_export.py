@@ -24,7 +24,6 @@ from anyppg_edge.data.simulator import simulate_cohort  # noqa: E402
 from anyppg_edge.deploy import onnx_export as ox  # noqa: E402
 from anyppg_edge.deploy import runtime as rt  # noqa: E402
 from anyppg_edge.errors import ContractMismatchError, InvalidSignalError  # noqa: E402
-from anyppg_edge.models import create_model  # noqa: E402
 from anyppg_edge.preprocessing import DEFAULT_CONFIG, PreprocessConfig  # noqa: E402
 from anyppg_edge.windows import extract_windows  # noqa: E402
 
@@ -34,22 +33,6 @@ L = DEFAULT_CONFIG.window_samples
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-
-
-@pytest.fixture(scope="module")
-def student():
-    torch.manual_seed(0)
-    model = create_model("student-watch")
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm1d):
-                c = m.num_features
-                m.running_mean.copy_(0.2 * torch.randn(c, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(c, generator=g))
-                m.weight.copy_(1.0 + 0.2 * torch.randn(c, generator=g))
-                m.bias.copy_(0.1 * torch.randn(c, generator=g))
-    return model.eval()
 
 
 @pytest.fixture(scope="module")

@@ -54,22 +54,6 @@ CORRUPT_TFLITE_CONV = 20  # 21st conv op in execution order = deploy layer b3_co
 
 
 @pytest.fixture(scope="module")
-def student():
-    torch.manual_seed(0)
-    model = create_model("student-watch")
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm1d):
-                c = m.num_features
-                m.running_mean.copy_(0.2 * torch.randn(c, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(c, generator=g))
-                m.weight.copy_(1.0 + 0.2 * torch.randn(c, generator=g))
-                m.bias.copy_(0.1 * torch.randn(c, generator=g))
-    return model.eval()
-
-
-@pytest.fixture(scope="module")
 def windows():
     from anyppg_edge.data.simulator import simulate_cohort
     from anyppg_edge.windows import extract_windows

@@ -14,8 +14,6 @@ converted by QUANTIZE at the input and DEQUANTIZE at the output.
 from __future__ import annotations
 
 import functools
-import io
-import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -127,7 +125,9 @@ def tflite_graph_report(path: str | Path) -> dict[str, Any]:
         for side in ("inputs", "outputs")
     }
     metadata_names = [_str(m.name) for m in (model.metadata or [])]
-    packed = _packed_files(buf)
+    from anyppg_edge.deploy.metadata import packed_files
+
+    packed = packed_files(buf)
     integer_only = n_ops > 0 and not float_compute
     fully_int8 = (
         integer_only
@@ -190,14 +190,6 @@ def _tflite_io(t: Any, type_names: dict[int, str]) -> dict[str, Any]:
         )
     shape = [int(v) for v in (t.shape if t.shape is not None else [])]
     return {"name": _tensor_name(t), "shape": shape, "dtype": dtype, "quant": quant}
-
-
-def _packed_files(buf: bytes) -> list[str]:
-    try:
-        with zipfile.ZipFile(io.BytesIO(buf)) as zf:
-            return zf.namelist()
-    except zipfile.BadZipFile:
-        return []
 
 
 # -- ONNX ---------------------------------------------------------------------------------------

@@ -327,7 +327,7 @@ def _needs_reserialise(buf: bytes) -> bool:
         for oi in range(g.OperatorsLength()):
             if g.Operators(oi).LargeCustomOptionsOffset() > 1:
                 return True
-    return _packed_files(buf) != []
+    return packed_files(buf) != []
 
 
 def _reserialise(buf: bytes) -> bytes:
@@ -340,7 +340,8 @@ def _reserialise(buf: bytes) -> bytes:
     return bytes(fu.convert_object_to_bytearray(model))
 
 
-def _packed_files(buf: bytes) -> list[str]:
+def packed_files(buf: bytes) -> list[str]:
+    """Names of the files packed in a TFLite model's metadata zip (empty when there is none)."""
     try:
         with zipfile.ZipFile(io.BytesIO(buf)) as zf:
             return zf.namelist()
