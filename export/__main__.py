@@ -170,12 +170,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_mcu(args: argparse.Namespace) -> int:
-    from anyppg_edge.deploy.bench import tflite_contract_from_zip
     from anyppg_edge.deploy.mcu import mcu_markdown
+    from anyppg_edge.deploy.metadata import read_tflite_contract_zip
 
     measured = {}
     for art in args.tflite:  # the contract names the model; read as a zip, no TensorFlow import
-        measured[tflite_contract_from_zip(Path(art)).model_name] = Path(art).stat().st_size
+        measured[read_tflite_contract_zip(Path(art)).model_name] = Path(art).stat().st_size
     text = mcu_markdown(args.models or None, args.mcu or None, include_optional=args.npu, measured_file_bytes=measured)
     print(text)
     if args.out:

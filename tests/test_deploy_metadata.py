@@ -127,6 +127,9 @@ def test_contract_round_trip_and_identical_output(annotated, name):
     # tflite-support's schema would drop offset buffers ("Input tensor lacks data"): re-serialised first
     assert md._needs_reserialise(src.read_bytes()) == (name == "offset")
     assert md.read_tflite_contract(dst) == c
+    assert md.read_tflite_contract_zip(dst) == c  # the runtimes' TensorFlow-free reader agrees
+    with pytest.raises(ContractMismatchError, match="no input contract"):
+        md.read_tflite_contract_zip(src)
     x = _windows(4, 2)
     np.testing.assert_array_equal(_run(dst, x), _run(src, x))
     assert dst.stat().st_size - src.stat().st_size < 20_000  # a few KB of metadata and JSON

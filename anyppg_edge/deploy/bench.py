@@ -52,15 +52,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from anyppg_edge.contract import CONTRACT_KEY, InputContract
-from anyppg_edge.errors import ContractMismatchError
 from anyppg_edge.preprocessing import DEFAULT_CONFIG, PreprocessConfig
 
 __all__ = [
@@ -75,7 +72,6 @@ __all__ = [
     "peak_flops_one_core",
     "plot_latencies",
     "speedups",
-    "tflite_contract_from_zip",
     "write_bench_report",
 ]
 
@@ -89,7 +85,6 @@ FLAGS_OF_INTEREST = (
 )  # fmt: skip
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
 WORKER_TIMEOUT_S = 1800
-_TFLITE_CONTRACT_FILE = f"{CONTRACT_KEY}.json"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -322,30 +317,10 @@ class _RssProbe:
 # --------------------------------------------------------------------------------------------------
 
 
-def tflite_contract_from_zip(path: str | Path) -> InputContract:
-    """The contract packed in a ``.tflite`` file, read as the zip archive appended to the flatbuffer
-    (no tflite-support / TensorFlow import, so loading stays what a device pays)."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            text = zf.read(_TFLITE_CONTRACT_FILE)
-    except (zipfile.BadZipFile, KeyError) as e:
-        raise ContractMismatchError(f"{path} has no input contract ({_TFLITE_CONTRACT_FILE}): {e}") from e
-    try:
-        return InputContract.from_json(text)
-    except (TypeError, ValueError, KeyError, AttributeError) as e:
-        if isinstance(e, ContractMismatchError):
-            raise ContractMismatchError(f"{path}: {e}") from e
-        raise ContractMismatchError(f"{path}: malformed input contract: {e}") from e
-
-
 def _open_tflite(path: Path, cfg: PreprocessConfig, threads: int, use_xnnpack: bool) -> Any:
     from anyppg_edge.deploy.runtime import TFLiteEncoder
 
-    class _ZipContractTFLiteEncoder(TFLiteEncoder):
-        def _read_contract(self) -> InputContract:
-            return tflite_contract_from_zip(self.path)
-
-    return _ZipContractTFLiteEncoder(path, cfg, threads=threads, use_xnnpack=use_xnnpack)
+    return TFLiteEncoder(path, cfg, threads=threads, use_xnnpack=use_xnnpack)
 
 
 def _open(spec: dict[str, Any], module: Any, cfg: PreprocessConfig) -> tuple[Any, dict[str, Any]]:

@@ -52,6 +52,7 @@ __all__ = [
     "CONTRACT_FILE_NAME",
     "ensure_libusb",
     "read_tflite_contract",
+    "read_tflite_contract_zip",
     "tflite_metadata_json",
     "write_tflite_metadata",
 ]
@@ -400,6 +401,24 @@ def _contract_from_buffer(buf: bytes, what: str) -> InputContract:
         raise ContractMismatchError(f"{what}: {e}") from e
     except (TypeError, ValueError, AttributeError, KeyError) as e:
         raise ContractMismatchError(f"{what}: malformed input contract in {CONTRACT_FILE_NAME}: {e}") from e
+
+
+def read_tflite_contract_zip(path: str | Path) -> InputContract:
+    """The contract packed by :func:`write_tflite_metadata`, read as the zip archive tflite-support
+    appends to the flatbuffer: no tflite-support / TensorFlow import, so what a runtime pays to load a
+    model stays what a device pays. :func:`read_tflite_contract` (MetadataDisplayer) is the checked
+    reader the writer verifies with; both return the same contract (tested)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            text = zf.read(CONTRACT_FILE_NAME)
+    except (zipfile.BadZipFile, KeyError) as e:
+        raise ContractMismatchError(f"{path} has no input contract ({CONTRACT_FILE_NAME}): {e}") from e
+    try:
+        return InputContract.from_json(text)
+    except ContractMismatchError as e:
+        raise ContractMismatchError(f"{path}: {e}") from e
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise ContractMismatchError(f"{path}: malformed input contract: {e}") from e
 
 
 def read_tflite_contract(path: str | Path, cfg: Any = None) -> InputContract:

@@ -423,9 +423,10 @@ class TFLiteEncoder(Encoder):
                 )
 
     def _read_contract(self) -> InputContract:
-        from anyppg_edge.deploy.metadata import read_tflite_contract
+        # the metadata zip directly: tflite-support would import TensorFlow (~5 s) on every load
+        from anyppg_edge.deploy.metadata import read_tflite_contract_zip
 
-        return read_tflite_contract(self.path)
+        return read_tflite_contract_zip(self.path)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         it = self.interpreter
