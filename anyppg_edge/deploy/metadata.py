@@ -394,7 +394,11 @@ def _contract_from_buffer(buf: bytes, what: str) -> InputContract:
             f"{what} has TFLite metadata but no input contract: associated file {CONTRACT_FILE_NAME!r} "
             f"is missing (packed files: {files or 'none'})"
         )
-    text = displayer.get_associated_file_buffer(CONTRACT_FILE_NAME)
+    return _parse_contract(displayer.get_associated_file_buffer(CONTRACT_FILE_NAME), what)
+
+
+def _parse_contract(text: bytes | str, what: str) -> InputContract:
+    """The contract JSON of a TFLite file; every failure is a :class:`ContractMismatchError`."""
     try:
         return InputContract.from_json(text)
     except ContractMismatchError as e:
@@ -413,12 +417,7 @@ def read_tflite_contract_zip(path: str | Path) -> InputContract:
             text = zf.read(CONTRACT_FILE_NAME)
     except (zipfile.BadZipFile, KeyError) as e:
         raise ContractMismatchError(f"{path} has no input contract ({CONTRACT_FILE_NAME}): {e}") from e
-    try:
-        return InputContract.from_json(text)
-    except ContractMismatchError as e:
-        raise ContractMismatchError(f"{path}: {e}") from e
-    except (TypeError, ValueError, KeyError, AttributeError) as e:
-        raise ContractMismatchError(f"{path}: malformed input contract: {e}") from e
+    return _parse_contract(text, str(path))
 
 
 def read_tflite_contract(path: str | Path, cfg: Any = None) -> InputContract:
