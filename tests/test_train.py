@@ -30,6 +30,7 @@ from anyppg_edge.train import (
     seed_everything,
     train_clip,
 )
+from anyppg_edge.train.augment import AugmentConfig
 
 TOLERANCES = {
     # 2-rank DDP (gloo, all-gathered embeddings, BN statistics all-reduced) vs one process on the
@@ -242,7 +243,9 @@ def _resume_worker(out_dir: str, ppg: np.ndarray, ecg: np.ndarray, resume: bool,
         if kill_at is not None and step == kill_at:
             os._exit(17)  # hard kill: no cleanup, no further writes
 
-    res = train_clip(ds, val, ClipConfig("tiny", "tiny"), cfg, embed_val=False, after_checkpoint=after_checkpoint)
+    # with the joint augmentation on: its random crops/noise come from the checkpointed torch RNG
+    res = train_clip(ds, val, ClipConfig("tiny", "tiny"), cfg, embed_val=False, after_checkpoint=after_checkpoint,
+                     augment=AugmentConfig(crop_scale_min=0.7, noise_std=0.05))
     Path(out_dir, "result.json").write_text(json.dumps({"resumed_from": res["resumed_from"], "step": res["step"]}))
 
 

@@ -14,6 +14,7 @@ from torch import nn
 from anyppg_edge.config import dataclass_from_dict
 from anyppg_edge.models import create_model
 from anyppg_edge.train import distributed as D
+from anyppg_edge.train.augment import AugmentConfig, joint_augment
 
 
 class Projector(nn.Module):
@@ -141,17 +142,22 @@ class ClipLoss(nn.Module):
 class ClipTask(nn.Module):
     """Trainer task: ``forward(batch)`` → losses (keys ending ``_loss``) and metrics; ``embed(batch)``.
 
-    In training mode the loss gathers over ranks; in eval mode it is computed on the local batch
+    In training mode the batch is augmented (``augment``, off by default) and the loss gathers over
+    ranks; in eval mode it is computed on the local batch
     only (the trainer validates every rank on the whole validation set with the global batch size).
     """
 
-    def __init__(self, model: ClipModel, loss: ClipLoss | None = None):
+    def __init__(self, model: ClipModel, loss: ClipLoss | None = None, augment: AugmentConfig | None = None):
         super().__init__()
         self.model = model
         self.loss = loss or ClipLoss()
+        self.augment = augment or AugmentConfig()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        out = self.model(batch["ppg"], batch["ecg"])
+        ppg, ecg = batch["ppg"], batch["ecg"]
+        if self.training and self.augment.enabled:
+            ppg, ecg = joint_augment(ppg, ecg, self.augment)
+        out = self.model(ppg, ecg)
         losses = self.loss(out["ppg"], out["ecg"], out["logit_scale"], gather=self.training)
         return {**losses, "logit_scale": out["logit_scale"].detach()}
 

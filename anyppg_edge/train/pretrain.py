@@ -24,7 +24,7 @@ def evaluate_retrieval(ppg_emb, ecg_emb, pool_size: int = 64, groups=None, seed:
 
 
 def pretrain_from_shards(
-    shards_dir: str | Path, clip_cfg, train_cfg, pool_size: int = 64, eval_split: str = "val"
+    shards_dir: str | Path, clip_cfg, train_cfg, pool_size: int = 64, eval_split: str = "val", augment=None
 ) -> dict[str, Any]:
     """Train CLIP on the ``train`` split, evaluate PPG→ECG retrieval on ``eval_split`` (rank 0) next to
     the spectral baseline on the same windows; writes ``retrieval.json`` in ``train_cfg.out_dir``."""
@@ -37,7 +37,7 @@ def pretrain_from_shards(
 
     train_ds = ShardDataset(shards_dir, split="train")
     eval_ds = ShardDataset(shards_dir, split=eval_split)
-    result = train_clip(train_ds, eval_ds if len(eval_ds) else None, clip_cfg, train_cfg)
+    result = train_clip(train_ds, eval_ds if len(eval_ds) else None, clip_cfg, train_cfg, augment=augment)
     if not D.is_main() or "val_ppg_emb" not in result:
         return result
     ppg, ecg = eval_ds.get_batch(np.arange(len(eval_ds)))

@@ -37,6 +37,7 @@ from anyppg_edge.config import dataclass_from_dict
 from anyppg_edge.errors import CheckpointError
 from anyppg_edge.io import atomic_write
 from anyppg_edge.train import distributed as D
+from anyppg_edge.train.augment import AugmentConfig
 from anyppg_edge.train.clip import ClipConfig, ClipLoss, ClipModel, ClipTask
 
 __all__ = [
@@ -669,16 +670,21 @@ def train_clip(
     device: torch.device | str | None = None,
     embed_val: bool = True,
     after_checkpoint: Callable[[int, Path | None], None] | None = None,
+    augment: AugmentConfig | None = None,
 ) -> dict[str, Any]:
-    """CLIP PPG↔ECG pretraining (under torchrun: DDP). Returns the :meth:`Trainer.fit` summary plus,
+    """CLIP PPG↔ECG pretraining (under torchrun: DDP), with optional joint augmentation of the
+    training batches (:mod:`anyppg_edge.train.augment`). Returns the :meth:`Trainer.fit` summary plus,
     with ``embed_val``, ``val_ppg_emb``/``val_ecg_emb`` (numpy, best weights not reloaded: last step)
     for retrieval metrics."""
     D.init_distributed()
     seed_everything(train_cfg.seed)  # identical initial weights on every rank
-    task = ClipTask(ClipModel(clip_cfg), ClipLoss())
-    trainer = Trainer(task, train_ds, val_ds, train_cfg, device=device, extra_config={"clip": clip_cfg.to_dict()})
+    augment = augment or AugmentConfig()
+    task = ClipTask(ClipModel(clip_cfg), ClipLoss(), augment=augment)
+    extra = {"clip": clip_cfg.to_dict(), "augment": augment.to_dict()}
+    trainer = Trainer(task, train_ds, val_ds, train_cfg, device=device, extra_config=extra)
     result = trainer.fit(after_checkpoint=after_checkpoint)
     result["clip_config"] = clip_cfg.to_dict()
+    result["augment_config"] = augment.to_dict()
     if embed_val and val_ds is not None and len(val_ds) > 0 and D.is_main():
         result["val_ppg_emb"], result["val_ecg_emb"] = trainer.embed(val_ds)
     return result

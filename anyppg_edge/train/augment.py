@@ -1,0 +1,99 @@
+"""Joint PPG–ECG augmentations for contrastive pretraining, applied to a batch on the device.
+
+What makes a PPG window match its ECG window is *timing*: the beats of both signals occur at the
+same instants, shifted by the pulse transit time. With few subjects a CLIP model can instead solve
+its training batches by recognising the person (waveform morphology), which does not transfer to new
+subjects. The augmentations here keep the PPG↔ECG timing relation intact and change everything
+else, so that timing is what the embeddings must carry:
+
+* **joint random resized crop** (time-stretch): both signals are cut at the same random offset to a
+  random fraction ``crop_scale ∈ [crop_scale_min, 1]`` of the window and stretched back to the full
+  length by linear interpolation — a new heart rate (slower by ``1/crop_scale``) and a new beat
+  phase for every sample, identical in both signals;
+* **additive Gaussian noise** (independent per signal), as a fraction of the unit standard
+  deviation of a z-scored window;
+* **re-standardisation**: each window is z-scored again afterwards, the model's input contract.
+
+Randomness comes from the global torch RNG, which the trainer checkpoints, so resumed runs stay
+bit-identical. Validation and embedding never augment (the task applies this in training mode only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from anyppg_edge.config import dataclass_from_dict
+
+__all__ = ["AugmentConfig", "joint_augment", "random_resized_crop"]
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation of paired windows (all off by default: the paper's recipe)."""
+
+    crop_scale_min: float = 1.0  # < 1 enables the joint time-stretch crop (e.g. 0.7: up to 1.43x slower)
+    noise_std: float = 0.0  # Gaussian noise std relative to the window's std (0: off)
+    eps: float = 1e-8  # z-score epsilon, as in the reference preprocessing
+
+    def __post_init__(self) -> None:
+        if not 0.1 <= self.crop_scale_min <= 1.0:
+            raise ValueError(f"crop_scale_min must be in [0.1, 1], got {self.crop_scale_min}")
+        if self.noise_std < 0:
+            raise ValueError(f"noise_std must be >= 0, got {self.noise_std}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.crop_scale_min < 1.0 or self.noise_std > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> AugmentConfig:
+        return dataclass_from_dict(cls, d or {})
+
+
+def random_resized_crop(signals: list[torch.Tensor], scale_min: float) -> list[torch.Tensor]:
+    """The same random crop of each ``[B, C, L]`` signal (per sample: length ``scale * L`` at a
+    random offset, ``scale ~ U[scale_min, 1]``), linearly resampled back to ``L`` samples."""
+    x0 = signals[0]
+    b, length = x0.shape[0], x0.shape[-1]
+    for s in signals:
+        if s.shape[0] != b or s.shape[-1] != length:
+            raise ValueError(f"paired signals must share batch and length, got {[tuple(t.shape) for t in signals]}")
+    dev = x0.device
+    scale = scale_min + (1.0 - scale_min) * torch.rand(b, 1, device=dev)  # [B, 1]
+    span = scale * (length - 1)  # source span in samples
+    offset = torch.rand(b, 1, device=dev) * (length - 1 - span)
+    pos = offset + span * torch.linspace(0.0, 1.0, length, device=dev)  # [B, L] source positions
+    i0 = pos.floor().long().clamp(0, length - 2)
+    frac = (pos - i0).clamp(0.0, 1.0)
+    out = []
+    for s in signals:
+        flat = s.reshape(b, -1, length)
+        idx = i0.unsqueeze(1).expand(-1, flat.shape[1], -1)
+        f = frac.unsqueeze(1).to(flat.dtype)
+        y = flat.gather(-1, idx) * (1 - f) + flat.gather(-1, idx + 1) * f
+        out.append(y.reshape(s.shape))
+    return out
+
+
+def _zscore(x: torch.Tensor, eps: float) -> torch.Tensor:
+    mean = x.mean(dim=-1, keepdim=True)
+    std = x.std(dim=-1, unbiased=False, keepdim=True)
+    return (x - mean) / (std + eps)
+
+
+def joint_augment(ppg: torch.Tensor, ecg: torch.Tensor, cfg: AugmentConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply ``cfg`` to a batch of paired ``[B, 1, L]`` windows (see the module docstring)."""
+    if not cfg.enabled:
+        return ppg, ecg
+    if cfg.crop_scale_min < 1.0:
+        ppg, ecg = random_resized_crop([ppg, ecg], cfg.crop_scale_min)
+    if cfg.noise_std > 0:
+        ppg = ppg + cfg.noise_std * torch.randn_like(ppg)
+        ecg = ecg + cfg.noise_std * torch.randn_like(ecg)
+    return _zscore(ppg, cfg.eps), _zscore(ecg, cfg.eps)

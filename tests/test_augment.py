@@ -1,0 +1,93 @@
+"""Joint PPG/ECG augmentation: the same crop and stretch in both signals, z-scored output, a real
+change of tempo, off by default and never applied outside training mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from anyppg_edge.train import ClipConfig, ClipModel, ClipTask
+from anyppg_edge.train.augment import AugmentConfig, joint_augment, random_resized_crop
+
+L = 1250
+FS = 125.0
+
+
+def _sine(freq_hz: float, b: int = 8) -> torch.Tensor:
+    t = torch.arange(L) / FS
+    return torch.sin(2 * torch.pi * freq_hz * t).repeat(b, 1, 1)
+
+
+def _peak_hz(x: torch.Tensor) -> np.ndarray:
+    spec = np.abs(np.fft.rfft(x[:, 0].numpy(), n=8 * L, axis=-1))
+    return np.fft.rfftfreq(8 * L, 1 / FS)[spec.argmax(-1)]
+
+
+def test_crop_is_identical_in_both_signals_and_stretches_tempo():
+    torch.manual_seed(0)
+    x = _sine(2.0) + 0.1 * torch.randn(8, 1, L)
+    a, b = random_resized_crop([x, x.clone()], scale_min=0.5)
+    assert a.shape == b.shape == x.shape
+    assert torch.equal(a, b)  # same offsets and scales in both signals: timing is kept
+    f = _peak_hz(random_resized_crop([_sine(2.0)], scale_min=0.5)[0])
+    # a kept fraction s of the window stretched to the full length: 2 Hz becomes 2 s Hz, s in [0.5, 1]
+    assert np.all(f <= 2.0 + 0.02) and np.all(f >= 1.0 - 0.02)
+    assert f.std() > 0.05  # per-sample scales differ
+
+
+def test_joint_augment_zscores_and_keeps_timing_relation():
+    torch.manual_seed(1)
+    ppg = _sine(1.5) * 3 + 2
+    ecg = torch.roll(_sine(1.5), 25, dims=-1)  # ECG "leads" by 0.2 s
+    p, e = joint_augment(ppg, ecg, AugmentConfig(crop_scale_min=0.7, noise_std=0.0))
+    assert torch.allclose(p.mean(-1), torch.zeros(8, 1), atol=1e-5)
+    assert torch.allclose(p.std(-1, unbiased=False), torch.ones(8, 1), atol=1e-4)
+    # both keep the same tempo after the (shared) stretch
+    assert np.allclose(_peak_hz(p), _peak_hz(e), atol=0.02)
+
+
+def test_noise_is_independent_per_signal():
+    torch.manual_seed(2)
+    x = _sine(1.0)
+    p, e = joint_augment(x, x.clone(), AugmentConfig(noise_std=0.1))
+    assert not torch.equal(p, e)
+    assert 0.05 < (p - e).std() < 0.3
+
+
+def test_off_by_default_and_validated():
+    x = torch.randn(2, 1, L)
+    assert not AugmentConfig().enabled
+    p, e = joint_augment(x, x, AugmentConfig())
+    assert p is x and e is x
+    with pytest.raises(ValueError, match="crop_scale_min"):
+        AugmentConfig(crop_scale_min=0.0)
+    with pytest.raises(ValueError, match="noise_std"):
+        AugmentConfig(noise_std=-1)
+    with pytest.raises(ValueError, match="share batch and length"):
+        random_resized_crop([x, x[:, :, :100]], 0.5)
+    assert AugmentConfig.from_dict(AugmentConfig(crop_scale_min=0.6).to_dict()).crop_scale_min == 0.6
+
+
+def test_task_augments_in_training_mode_only(monkeypatch):
+    import anyppg_edge.train.clip as clip_mod
+
+    calls = []
+
+    def spy(ppg, ecg, cfg):
+        calls.append(ppg.shape)
+        return joint_augment(ppg, ecg, cfg)
+
+    monkeypatch.setattr(clip_mod, "joint_augment", spy)
+    task = ClipTask(ClipModel(ClipConfig("tiny", "tiny")), augment=AugmentConfig(crop_scale_min=0.5, noise_std=0.1))
+    batch = {"ppg": torch.randn(4, 1, L), "ecg": torch.randn(4, 1, L)}
+    task.eval()
+    task(batch)
+    task.embed(batch)
+    assert calls == []  # validation and embeddings see the real windows
+    task.train()
+    task(batch)
+    assert calls == [(4, 1, L)]
+    plain = ClipTask(ClipModel(ClipConfig("tiny", "tiny"))).train()
+    plain(batch)
+    assert len(calls) == 1  # the default (paper recipe) does not augment
