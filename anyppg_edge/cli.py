@@ -73,6 +73,7 @@ def _cmd_prepare_data(args: argparse.Namespace) -> int:
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from anyppg_edge.report import markdown_table
     from anyppg_edge.train import ClipConfig, TrainConfig
+    from anyppg_edge.train.augment import AugmentConfig
     from anyppg_edge.train.pretrain import pretrain_from_shards
 
     clip_cfg = ClipConfig(
@@ -85,7 +86,8 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         eval_every_steps=args.eval_every, checkpoint_every_steps=args.checkpoint_every,
         group_batches=args.group_batches,
     )
-    result = pretrain_from_shards(args.shards, clip_cfg, train_cfg, pool_size=args.pool_size)
+    augment = AugmentConfig(crop_scale_min=args.crop_scale_min, noise_std=args.noise_std)
+    result = pretrain_from_shards(args.shards, clip_cfg, train_cfg, pool_size=args.pool_size, augment=augment)
     if "retrieval" in result:
         r = result["retrieval"]
         rows = [{"method": k, **{m: round(r[k][m], 3) for m in ("R@1", "R@5", "R@10", "mAP@10", "MRR")}}
@@ -114,6 +116,12 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_augment_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--crop-scale-min", type=float, default=1.0,
+                   help="joint PPG/ECG time-stretch crop: fraction of the window kept, U[min, 1] (1: off)")
+    p.add_argument("--noise-std", type=float, default=0.0, help="additive noise, relative to window std (0: off)")
+
+
 def _cmd_physiology(args: argparse.Namespace) -> int:
     from anyppg_edge.train.physiology import PhysiologyConfig, run_physiology
 
@@ -122,6 +130,8 @@ def _cmd_physiology(args: argparse.Namespace) -> int:
         steps_per_fold=args.steps_per_fold,
         batch_size=args.batch_size, lr=args.lr, group_batches=args.group_batches,
         sim_subjects=args.sim_subjects, train_hop_s=args.train_hop_s, seed=args.seed,
+        crop_scale_min=args.crop_scale_min, noise_std=args.noise_std, progress=args.progress,
+        second_ppg=args.second_ppg, kernel_size=args.kernel_size,
     ))
     print((Path(args.out) / "report.md").read_text())
     return 0
@@ -200,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--resume", action="store_true")
     pt.add_argument("--seed", type=int, default=0)
     pt.add_argument("--out", default="runs/pretrain")
+    _add_augment_args(pt)
     pt.set_defaults(func=_cmd_pretrain)
 
     ds = sub.add_parser("distill", help="distil a student from a frozen teacher; budget + retention report")
@@ -226,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ph = sub.add_parser("physiology", help="real-data pretraining benchmark: held-out retrieval vs baseline")
     ph.add_argument("--out", default="runs/physiology")
-    ph.add_argument("--model", default="small")
+    ph.add_argument("--model", default="small-k15")
+    ph.add_argument("--kernel-size", type=int, default=None, help="override the model's Net1D kernel size")
     ph.add_argument("--folds", type=int, default=5)
     ph.add_argument("--run-folds", type=int, default=None, help="run only the first N folds (time budget)")
     ph.add_argument("--steps-per-fold", type=int, default=600)
@@ -236,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--train-hop-s", type=float, default=1.0, help="hop between training windows")
     ph.add_argument("--group-batches", action="store_true", help="batches within one subject (hard negatives)")
     ph.add_argument("--seed", type=int, default=0)
+    _add_augment_args(ph)
+    ph.add_argument("--progress", action="store_true", help="progress bar per fold")
+    ph.add_argument("--second-ppg", action="store_true",
+                    help="also train on the 2nd wrist PPG sensor of recordings that have one (IEEE SPC 2015)")
     ph.set_defaults(func=_cmd_physiology)
 
     tp = sub.add_parser("throughput", help="pretraining samples/s and GPU memory on this device")

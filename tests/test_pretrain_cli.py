@@ -32,8 +32,12 @@ def test_prepare_data_then_pretrain_cli(tmp_path, capsys):
     assert "simulator" in capsys.readouterr().out
     out = tmp_path / "pre"
     assert main(["pretrain", "--shards", str(data), "--model", "tiny", "--steps", "6", "--batch-size", "8",
-                 "--eval-every", "3", "--checkpoint-every", "3", "--group-batches", "--out", str(out)]) == 0
+                 "--eval-every", "3", "--checkpoint-every", "3", "--group-batches", "--crop-scale-min", "0.85",
+                 "--noise-std", "0.05", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
+    from anyppg_edge.train import load_checkpoint
+
+    assert load_checkpoint(out / "last.pt")["extra_config"]["augment"]["crop_scale_min"] == 0.85
     assert "spectral_baseline" in printed
     retrieval = json.loads((out / "retrieval.json").read_text())
     assert retrieval["n_windows"] > 0 and 0.0 <= retrieval["model"]["R@1"] <= 1.0
@@ -54,14 +58,19 @@ def test_physiology_benchmark_protocol(shared, tmp_path, capsys):
     baseline scored on the same held-out windows; the baseline is far above chance on real data."""
     out = tmp_path / "phys"
     assert main(["physiology", "--out", str(out), "--model", "tiny", "--run-folds", "1", "--steps-per-fold", "3",
-                 "--batch-size", "16"]) == 0
+                 "--batch-size", "16", "--kernel-size", "5", "--group-batches", "--crop-scale-min", "0.85",
+                 "--noise-std", "0.05", "--second-ppg"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     (fold,) = summary["folds"]
     held_out = {s.strip() for s in fold["test subjects"].split(",")}
     assert len(held_out) == 2 and fold["windows"] == summary["model"]["n_queries"] + fold["windows"] % 64
     assert summary["baseline"]["R@1"] > 5 * summary["chance_R@1"]
+    assert summary["hr_oracle"]["R@1"] > 5 * summary["chance_R@1"]  # the ECG heart rate identifies windows
     assert 0.0 <= summary["model"]["R@1"] <= 1.0
-    assert "| model |" in capsys.readouterr().out
+    assert "| CLIP `tiny-k5` |" in capsys.readouterr().out
+    from anyppg_edge.models import get_model_spec
+
+    assert get_model_spec("tiny-k5").net1d.kernel_size == 5
 
 
 def test_subject_folds_partition_the_subjects():

@@ -141,3 +141,18 @@ def test_spectral_peak_hr(hr):
     assert abs(est - hr) <= TOLERANCES["hr_bpm"]
     batch = spectral_peak_hr_bpm(np.stack([x, x]))
     assert batch.shape == (2,)
+
+
+def test_heart_rate_codes_rank_by_heart_rate_difference():
+    from anyppg_edge.eval.baselines import heart_rate_codes
+
+    hr = np.array([60.0, 61.0, 64.0, 80.0, 120.0, np.nan])
+    codes = heart_rate_codes(hr, sigma_bpm=1.0)
+    sim = (codes[:5] / np.linalg.norm(codes[:5], axis=1, keepdims=True)) @ (codes[0] / np.linalg.norm(codes[0]))
+    assert np.all(np.diff(sim) < 0)  # cosine falls as |HR - 60| grows: 1, 4, 20, 60 bpm
+    assert not codes[5].any()  # unknown HR: a zero code, similar to nothing
+    # as an oracle (the same rates on both sides) with distinct rates every query is found first
+    distinct = heart_rate_codes(np.linspace(50, 180, 64))
+    assert pooled_retrieval(distinct, distinct, pool_size=64)["R@1"] == 1.0
+    with pytest.raises(ValueError, match="sigma_bpm"):
+        heart_rate_codes(hr, sigma_bpm=0)

@@ -30,6 +30,7 @@ __all__ = [
     "SPECTRAL_BAND_HZ",
     "WELCH_NFFT",
     "WELCH_NPERSEG",
+    "heart_rate_codes",
     "log_spectrum",
     "main",
     "spectral_features",
@@ -91,6 +92,20 @@ def spectral_features(
             f"ppg and ecg must be paired windows of the same shape, got {fp.shape} and {fe.shape}"
         )
     return fp.astype(np.float32), fe.astype(np.float32)
+
+
+def heart_rate_codes(hr_bpm: Any, sigma_bpm: float = 1.0, range_bpm: tuple[float, float] = (20.0, 260.0)) -> np.ndarray:
+    """Heart rates as Gaussian codes (one bump of width ``sigma_bpm`` on a 0.25 bpm grid) so that
+    cosine similarity falls monotonically with the heart-rate difference: retrieval by these codes
+    ranks windows exactly by ``|HR_query - HR_gallery|``. Given the same reference HR on both sides
+    (e.g. from the ECG R peaks) it is a *heart-rate oracle*: the best retrieval any method that knows
+    only each window's mean heart rate can reach. A NaN rate gives an all-zero code (never matched)."""
+    hr = np.asarray(hr_bpm, dtype=np.float64).reshape(-1)
+    if not sigma_bpm > 0:
+        raise ValueError(f"sigma_bpm must be > 0, got {sigma_bpm}")
+    grid = np.arange(range_bpm[0], range_bpm[1] + 0.25, 0.25)
+    codes = np.exp(-0.5 * ((grid[None, :] - hr[:, None]) / sigma_bpm) ** 2)
+    return np.nan_to_num(codes, nan=0.0).astype(np.float32)
 
 
 def spectral_peak_hr_bpm(
