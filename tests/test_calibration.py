@@ -255,6 +255,12 @@ def test_bad_arguments(recordings):
         build_calibration_set(["simulator", "simulator"], progress=False)
 
 
+# Rebuilding the committed default from the simulator on another numpy/scipy release: measured
+# 3.6e-7 max abs on the z-scored float32 windows and ~1e-10 relative on the quality/HR columns
+# (numpy 2.4.6 / scipy 1.17.1 vs the release that wrote the files).
+REBUILD_TOLERANCES = {"windows_max_abs": 1e-5, "meta_rtol": 1e-7}
+
+
 def test_committed_default_loads_and_matches_its_manifest(monkeypatch, tmp_path):
     d = default_calibration_dir()
     assert d == cal.REPO_ROOT / "calibration_data" / "default"
@@ -269,10 +275,16 @@ def test_committed_default_loads_and_matches_its_manifest(monkeypatch, tmp_path)
     # proves the committed files are what the code produces (else: python -m calibration_data default)
     monkeypatch.setattr(cal, "default_calibration_dir", lambda: tmp_path / "absent")
     rebuilt = load_default_calibration_set()
-    assert rebuilt.manifest["sha256"] == m["sha256"], (
-        "stale default: run `python -m calibration_data default`"
-    )
-    assert rebuilt.manifest["meta_sha256"] == m["meta_sha256"]
+    # the same windows selected (exact labels, strata and times) and the same values up to the float
+    # rounding of another numpy/scipy release (a fresh install may resolve newer ones than the one
+    # that wrote the files): hashes of float data cannot be compared across library versions
+    stale = "stale default: run `python -m calibration_data default`"
+    for col in ("subject_id", "source", "dataset", "stratum", "quality_level", "hr_bin", "hr_source", "start_s"):
+        assert np.array_equal(getattr(rebuilt, col), getattr(cs, col)), (col, stale)
+    assert np.abs(rebuilt.windows - cs.windows).max() <= REBUILD_TOLERANCES["windows_max_abs"], stale
+    for col in ("quality", "hr_bpm"):
+        np.testing.assert_allclose(getattr(rebuilt, col), getattr(cs, col), rtol=REBUILD_TOLERANCES["meta_rtol"],
+                                   err_msg=stale)
     np.testing.assert_array_equal(rebuilt.stratum, cs.stratum)
 
 

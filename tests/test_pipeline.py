@@ -79,7 +79,7 @@ def test_demo_end_to_end_on_embedded_default(tmp_path, monkeypatch):
     assert report.startswith("# anyppg-edge main job report") and "spectral_baseline" in report
     # the watch-tier student distilled from that teacher, with its budget and retention tables
     kd = summary["distill"]
-    assert kd["student"] == "student-watch" and kd["steps"] == 3
+    assert kd["student"] == "student-watch-k9" and kd["steps"] == 3
     assert kd["retention"]["budget"][0]["watch"] == "ok" and "retrieval" in kd["retention"]
     assert "## Distillation" in report and "cosine(student, teacher)" in report and "spectral peak" in report
     assert (out / "demo.png").stat().st_size > 10_000
@@ -90,7 +90,7 @@ def test_demo_end_to_end_on_embedded_default(tmp_path, monkeypatch):
         assert set(ex["artifacts"]) >= {"onnx-float", "onnx-int8", "tflite-float", "tflite-int8"}
         assert all(Path(p).is_file() for p in ex["artifacts"].values())
         assert ex["parity_pass"], ex["parity"]
-    assert (out / "export" / "student-watch" / "export_report.md").is_file()
+    assert (out / "export" / "student-watch-k9" / "export_report.md").is_file()
     assert "## QAT + export" in report and "## Latency per 10 s window" in report
     assert all(r["p50_ms"] > 0 and not r["error"] for r in summary["bench"]), summary["bench"]
     assert len(summary["parity"]) == 8 and all(r["pass"] for r in summary["parity"]), summary["parity"]

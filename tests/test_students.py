@@ -10,7 +10,7 @@ from anyppg_edge.cli import main as cli_main
 from anyppg_edge.models import count_params, create_model, get_model_spec, list_models
 from anyppg_edge.models.budget import TIERS, budget, budget_table, check_tier, int8_weight_bytes
 
-STUDENTS = {"student-watch": "watch", "student-phone": "phone"}
+STUDENTS = {"student-watch": "watch", "student-watch-k9": "watch", "student-phone": "phone"}
 
 
 def test_students_are_registered_with_their_tier():
