@@ -143,8 +143,8 @@ class ClipTask(nn.Module):
     """Trainer task: ``forward(batch)`` → losses (keys ending ``_loss``) and metrics; ``embed(batch)``.
 
     In training mode the batch is augmented (``augment``, off by default) and the loss gathers over
-    ranks; in eval mode it is computed on the local batch
-    only (the trainer validates every rank on the whole validation set with the global batch size).
+    ranks; in eval mode it is computed on the local batch only (the trainer validates every rank on
+    the whole validation set with the global batch size).
     """
 
     def __init__(self, model: ClipModel, loss: ClipLoss | None = None, augment: AugmentConfig | None = None):

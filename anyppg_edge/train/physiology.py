@@ -38,7 +38,7 @@ METRICS = ("R@1", "R@5", "R@10", "mAP@10", "MRR")
 @dataclass
 class PhysiologyConfig:
     out_dir: Path = Path("runs/physiology")
-    model: str = "small"
+    model: str = "small-k15"
     kernel_size: int | None = None  # override the model's Net1D kernel size (a derived config "<model>-k<N>")
     folds: int = 5
     run_folds: int | None = None  # evaluate only the first N folds (None: all) to fit a time budget
