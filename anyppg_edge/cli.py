@@ -132,6 +132,7 @@ def _cmd_physiology(args: argparse.Namespace) -> int:
         sim_subjects=args.sim_subjects, train_hop_s=args.train_hop_s, seed=args.seed,
         crop_scale_min=args.crop_scale_min, noise_std=args.noise_std, progress=args.progress,
         second_ppg=args.second_ppg, kernel_size=args.kernel_size,
+        only_folds=tuple(int(k) for k in args.fold.split(",")) if args.fold else None,
     ))
     print((Path(args.out) / "report.md").read_text())
     return 0
@@ -241,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--kernel-size", type=int, default=None, help="override the model's Net1D kernel size")
     ph.add_argument("--folds", type=int, default=5)
     ph.add_argument("--run-folds", type=int, default=None, help="run only the first N folds (time budget)")
+    ph.add_argument("--fold", default=None, help="run exactly these folds, e.g. '1' or '1,3' (overrides --run-folds)")
     ph.add_argument("--steps-per-fold", type=int, default=600)
     ph.add_argument("--batch-size", type=int, default=64)
     ph.add_argument("--lr", type=float, default=1e-3)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from anyppg_edge.cli import main
 from anyppg_edge.train.trainer import ShardedBatchSampler
@@ -57,11 +58,12 @@ def test_physiology_benchmark_protocol(shared, tmp_path, capsys):
     """The real-data benchmark end to end at toy scale: held-out subjects never in training, model and
     baseline scored on the same held-out windows; the baseline is far above chance on real data."""
     out = tmp_path / "phys"
-    assert main(["physiology", "--out", str(out), "--model", "tiny", "--run-folds", "1", "--steps-per-fold", "3",
+    assert main(["physiology", "--out", str(out), "--model", "tiny", "--fold", "1", "--steps-per-fold", "3",
                  "--batch-size", "16", "--kernel-size", "5", "--group-batches", "--crop-scale-min", "0.85",
                  "--noise-std", "0.05", "--second-ppg"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     (fold,) = summary["folds"]
+    assert fold["fold"] == 1  # exactly the fold asked for
     held_out = {s.strip() for s in fold["test subjects"].split(",")}
     assert len(held_out) == 2 and fold["windows"] == summary["model"]["n_queries"] + fold["windows"] % 64
     assert summary["baseline"]["R@1"] > 5 * summary["chance_R@1"]
@@ -71,6 +73,13 @@ def test_physiology_benchmark_protocol(shared, tmp_path, capsys):
     from anyppg_edge.models import get_model_spec
 
     assert get_model_spec("tiny-k5").net1d.kernel_size == 5
+
+
+def test_physiology_rejects_a_fold_out_of_range(shared, tmp_path):
+    from anyppg_edge.train.physiology import PhysiologyConfig, run_physiology
+
+    with pytest.raises(ValueError, match=r"fold indices \[5\] out of range for 5 folds"):
+        run_physiology(PhysiologyConfig(out_dir=tmp_path, model="tiny", only_folds=(5,)))
 
 
 def test_subject_folds_partition_the_subjects():

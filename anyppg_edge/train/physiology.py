@@ -42,6 +42,7 @@ class PhysiologyConfig:
     kernel_size: int | None = None  # override the model's Net1D kernel size (a derived config "<model>-k<N>")
     folds: int = 5
     run_folds: int | None = None  # evaluate only the first N folds (None: all) to fit a time budget
+    only_folds: tuple[int, ...] | None = None  # evaluate exactly these fold indices (overrides run_folds)
     hop_s: float = 2.0
     train_hop_s: float = 1.0  # denser windows for training (more, overlapping pairs)
     steps_per_fold: int = 600
@@ -108,7 +109,15 @@ def run_physiology(cfg: PhysiologyConfig) -> dict[str, Any]:
     subjects = sorted(eval_ws)
     folds = _subject_folds(subjects, cfg.folds, cfg.seed)
     rows, all_model, all_base, all_oracle = [], [], [], []
-    for k, test_subjects in enumerate(folds[: cfg.run_folds or len(folds)]):
+    if cfg.only_folds is not None:
+        bad = [k for k in cfg.only_folds if not 0 <= k < len(folds)]
+        if bad:
+            raise ValueError(f"fold indices {bad} out of range for {len(folds)} folds")
+        chosen = sorted(set(cfg.only_folds))
+    else:
+        chosen = list(range(min(cfg.run_folds or len(folds), len(folds))))
+    for k in chosen:
+        test_subjects = folds[k]
         train = WindowSet.concat([train_ws[s] for s in subjects if s not in test_subjects] + sim)
         test = WindowSet.concat([eval_ws[s] for s in test_subjects])
         log.info("fold %d: test %s (%d windows), train %d windows", k, test_subjects, len(test), len(train))
