@@ -174,3 +174,26 @@ def test_package_import_is_light():
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("name", ["tiny", "small", "small-k15", "student-watch", "student-watch-k9", "anyppg-released"])
+def test_conv_receptive_field_matches_the_measured_gradient_support(name):
+    """The formula equals the input span that one last-stage position depends on, measured by the
+    gradient with the SE gates made input-independent (se_fc2 zeroed: a constant 0.5 gain)."""
+    from anyppg_edge.models import conv_receptive_field_samples, create_model, get_model_spec
+
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    for m in model.modules():
+        if hasattr(m, "se_fc2"):
+            torch.nn.init.zeros_(m.se_fc2.weight)
+            torch.nn.init.zeros_(m.se_fc2.bias)
+    feats = {}
+    model.stage_list[-1].register_forward_hook(lambda mod, i, o: feats.__setitem__("out", o))
+    x = torch.randn(1, 1, 8192, dtype=torch.float64, requires_grad=True)
+    model.double()(x)
+    out = feats["out"]
+    out[0, :, out.shape[-1] // 2].sum().backward()
+    support = torch.nonzero(x.grad[0, 0]).flatten()
+    measured = int(support.max() - support.min() + 1)
+    assert measured == conv_receptive_field_samples(get_model_spec(name).net1d)

@@ -1,6 +1,14 @@
 """Models: one Net1D implementation, a registry of named configs, official-checkpoint loading."""
 
-from anyppg_edge.models.net1d import ModelStats, Net1D, Net1DConfig, count_params, model_stats, same_padding
+from anyppg_edge.models.net1d import (
+    ModelStats,
+    Net1D,
+    Net1DConfig,
+    conv_receptive_field_samples,
+    count_params,
+    model_stats,
+    same_padding,
+)
 from anyppg_edge.models.registry import ModelSpec, create_model, get_model_spec, list_models, register_model
 
 __all__ = [
@@ -8,6 +16,7 @@ __all__ = [
     "ModelStats",
     "Net1D",
     "Net1DConfig",
+    "conv_receptive_field_samples",
     "count_params",
     "create_model",
     "get_model_spec",

@@ -90,6 +90,7 @@ class BudgetRow:
     peak_activation_elements: int
     peak_activation_int8_bytes: int
     peak_activation_float32_bytes: int
+    conv_receptive_field_samples: int | None = None  # Net1D only (models.net1d.conv_receptive_field_samples)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,6 +105,7 @@ class BudgetRow:
             "fp32 weights MB": round(self.float32_weight_bytes / 1e6, 2),
             "peak act int8 kB": round(self.peak_activation_int8_bytes / 1e3, 1),
             "peak act fp32 kB": round(self.peak_activation_float32_bytes / 1e3, 1),
+            "conv RF samples": self.conv_receptive_field_samples,
         }
 
 
@@ -157,7 +159,7 @@ def budget(name_or_model: Any, input_samples: int | None = None) -> BudgetRow:
 
     ``name_or_model``: a registered name (its config's window length is used) or a built model
     (default 1,250 samples = 10 s at 125 Hz)."""
-    from anyppg_edge.models.net1d import model_stats
+    from anyppg_edge.models.net1d import Net1D, conv_receptive_field_samples, model_stats
 
     model, name, default_samples = _resolve(name_or_model)
     n = int(input_samples or default_samples)
@@ -172,6 +174,7 @@ def budget(name_or_model: Any, input_samples: int | None = None) -> BudgetRow:
         peak_activation_elements=stats.peak_activation_elements,
         peak_activation_int8_bytes=stats.peak_activation_bytes(1),
         peak_activation_float32_bytes=stats.peak_activation_bytes(4),
+        conv_receptive_field_samples=conv_receptive_field_samples(model.cfg) if isinstance(model, Net1D) else None,
     )
 
 

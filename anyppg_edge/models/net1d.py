@@ -339,6 +339,20 @@ def count_params(model: nn.Module) -> int:
 
 
 @torch.no_grad()
+def conv_receptive_field_samples(cfg: Net1DConfig) -> int:
+    """Input samples that one position of the last stage's output depends on through the convolution
+    path (first conv, then each block's ``conv2``; 1x1 convs add nothing). The squeeze-excitation gates
+    see the whole input, but only as one gain per channel, so they are left out: this is the span over
+    which a feature can measure timing before the final average over time."""
+    k = cfg.kernel_size
+    rf, jump = k, 2  # first_conv: kernel k, stride 2
+    for n_blocks in cfg.m_blocks_list:
+        for j in range(n_blocks):
+            rf += (k - 1) * jump
+            jump *= cfg.stride if j == 0 else 1
+    return rf
+
+
 def model_stats(model: nn.Module, input_samples: int = 1250, name: str | None = None) -> ModelStats:
     """Params, MACs per window and peak activation size, measured by hooks on one forward pass.
 
