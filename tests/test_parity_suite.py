@@ -353,10 +353,10 @@ def test_golden_command_on_held_out_shared_windows(shared, art, tmp_path, capsys
     assert len(g) == 12 and g.checkpoint_sha256 == art.sha and g.device_type == "cpu"
     assert "held-out" in g.provenance["window_source"] and "python -m export golden" in g.provenance["created_by"]
     from anyppg_edge.data import load_shared_recordings
-    from anyppg_edge.data.shards import subject_split
+    from anyppg_edge.data.shards import recording_splits
 
     recs = load_shared_recordings(shared / "data")
-    split = subject_split([f"{r.dataset}/{r.subject_id}" for r in recs], seed=0)
+    split = recording_splits(recs, seed=0)
     held = {r.subject_id for r in recs if split[f"{r.dataset}/{r.subject_id}"] != "train"}
     subjects = {i.rsplit("@", 1)[0] for i in g.window_ids}
     assert subjects and all(any(s.endswith(h) for h in held) for s in subjects)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from anyppg_edge.data import read_recording, simulate_cohort
-from anyppg_edge.data.shards import ShardDataset, prepare_shards, subject_split, write_index
+from anyppg_edge.data.shards import ShardDataset, prepare_shards, recording_splits, subject_split, write_index
 from anyppg_edge.errors import ContractMismatchError, DataFormatError
 from anyppg_edge.preprocessing import PreprocessConfig
 from anyppg_edge.windows import extract_windows
@@ -98,6 +98,20 @@ def test_subject_never_in_two_splits(prepared):
         assert len(np.unique(split[keys == k])) == 1, k
     # 5 subjects: every split non-empty
     assert set(np.unique(split)) == {"train", "val", "test"}
+
+
+def test_recording_splits_are_the_shard_index_splits(shared, tmp_path):
+    """The export/golden/parity "held-out" subjects (``recording_splits``) must be exactly the val/test
+    subjects of a shard folder made from the same recordings, so that no model is exported or
+    parity-tested on windows of its own training subjects."""
+    from anyppg_edge.data import load_shared_recordings
+
+    recs = load_shared_recordings(shared / "data")
+    prepare_shards(recs, tmp_path, hop_s=30.0, workers=1, ecg_quality=False, progress=False)
+    with np.load(tmp_path / "index.npz") as z:
+        index = {f"{d}/{s}": sp for d, s, sp in zip(z["dataset"], z["subject_id"], z["split"], strict=True)}
+    assert recording_splits(recs) == index
+    assert {"train", "val", "test"} == set(index.values())
 
 
 def test_subject_split_deterministic_and_stable():

@@ -60,6 +60,7 @@ __all__ = [
     "benchmark_shards",
     "prepare_shards",
     "safe_id_for",
+    "recording_splits",
     "subject_split",
     "write_index",
 ]
@@ -107,6 +108,17 @@ def safe_id_for(source: str | os.PathLike | Recording) -> str:
 
 def _subject_key(dataset: str, subject_id: str) -> str:
     return f"{dataset}\x1f{subject_id}"
+
+
+def recording_splits(
+    recordings: Iterable[Recording], fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
+) -> dict[str, str]:
+    """``{"dataset/subject_id": split}`` for recordings, with the subject keys and seed of
+    :func:`write_index`: the split a shard folder made from the same recordings assigns, so that the
+    export, golden and parity "held-out" subjects are the pretraining val/test subjects."""
+    recs = list(recordings)
+    split = subject_split((_subject_key(r.dataset, r.subject_id) for r in recs), fractions, seed)
+    return {f"{r.dataset}/{r.subject_id}": split[_subject_key(r.dataset, r.subject_id)] for r in recs}
 
 
 def _subject_u(key: str, seed: int) -> float:

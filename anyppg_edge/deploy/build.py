@@ -404,13 +404,13 @@ def shared_export_data(
     """Real windows from ``../shared``: subjects split 8:1:1 (:func:`subject_split`); calibration set
     (stratified builder) and QAT windows from the train subjects, parity windows from val + test."""
     from anyppg_edge.data import load_shared_recordings
-    from anyppg_edge.data.shards import subject_split
+    from anyppg_edge.data.shards import recording_splits
     from anyppg_edge.deploy.calibration import build_calibration_set
     from anyppg_edge.paths import shared_dir
     from anyppg_edge.windows import extract_windows
 
     recs = load_shared_recordings(shared_dir() / "data")
-    split = subject_split([f"{r.dataset}/{r.subject_id}" for r in recs], seed=seed)
+    split = recording_splits(recs, seed=seed)
     train = [r for r in recs if split[f"{r.dataset}/{r.subject_id}"] == "train"]
     held = [r for r in recs if split[f"{r.dataset}/{r.subject_id}"] != "train"]
     cs = build_calibration_set([train], n_windows=n_calibration, seed=seed, cfg=cfg, hop_s=hop_s, progress=progress)

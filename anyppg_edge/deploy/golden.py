@@ -354,12 +354,12 @@ def golden_windows_from_shared(
     :func:`~anyppg_edge.deploy.build.shared_export_data` with the same ``seed``/``hop_s``/``n``.
     Returns ``(windows [n, L] float32, ids ["dataset/subject@start_s"], description)``."""
     from anyppg_edge.data import load_shared_recordings
-    from anyppg_edge.data.shards import subject_split
+    from anyppg_edge.data.shards import recording_splits
     from anyppg_edge.paths import shared_dir
     from anyppg_edge.windows import WindowSet, extract_windows
 
     recs = load_shared_recordings(shared_dir() / "data")
-    split = subject_split([f"{r.dataset}/{r.subject_id}" for r in recs], seed=seed)
+    split = recording_splits(recs, seed=seed)
     held = [r for r in recs if split[f"{r.dataset}/{r.subject_id}"] in splits]
     if not held:
         raise ValueError(f"no subjects in splits {list(splits)} of ../shared")
