@@ -84,9 +84,9 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         max_steps=args.steps, warmup_steps=args.warmup_steps, batch_size=args.batch_size, lr=args.lr,
         seed=args.seed, out_dir=args.out, resume=args.resume, num_workers=args.num_workers,
         eval_every_steps=args.eval_every, checkpoint_every_steps=args.checkpoint_every,
-        group_batches=args.group_batches,
+        group_batches=args.group_batches, groups_per_batch=args.groups_per_batch,
     )
-    augment = AugmentConfig(crop_scale_min=args.crop_scale_min, noise_std=args.noise_std)
+    augment = AugmentConfig(crop_scale_min=args.crop_scale_min, noise_std=args.noise_std, warp_std=args.warp_std)
     result = pretrain_from_shards(args.shards, clip_cfg, train_cfg, pool_size=args.pool_size, augment=augment)
     if "retrieval" in result:
         r = result["retrieval"]
@@ -120,6 +120,8 @@ def _add_augment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop-scale-min", type=float, default=1.0,
                    help="joint PPG/ECG time-stretch crop: fraction of the window kept, U[min, 1] (1: off)")
     p.add_argument("--noise-std", type=float, default=0.0, help="additive noise, relative to window std (0: off)")
+    p.add_argument("--warp-std", type=float, default=0.0,
+                   help="joint PPG/ECG non-uniform time warp: std of the log local rate (0: off; 0.1 ≈ ±10%%)")
 
 
 def _cmd_physiology(args: argparse.Namespace) -> int:
@@ -129,8 +131,9 @@ def _cmd_physiology(args: argparse.Namespace) -> int:
         out_dir=Path(args.out), model=args.model, folds=args.folds, run_folds=args.run_folds,
         steps_per_fold=args.steps_per_fold,
         batch_size=args.batch_size, lr=args.lr, group_batches=args.group_batches,
+        groups_per_batch=args.groups_per_batch,
         sim_subjects=args.sim_subjects, train_hop_s=args.train_hop_s, seed=args.seed,
-        crop_scale_min=args.crop_scale_min, noise_std=args.noise_std, progress=args.progress,
+        crop_scale_min=args.crop_scale_min, noise_std=args.noise_std, warp_std=args.warp_std, progress=args.progress,
         second_ppg=args.second_ppg, kernel_size=args.kernel_size,
         only_folds=tuple(int(k) for k in args.fold.split(",")) if args.fold else None,
     ))
@@ -207,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--checkpoint-every", type=int, default=2000)
     pt.add_argument("--num-workers", type=int, default=0)
     pt.add_argument("--group-batches", action="store_true", help="batches within one subject")
+    pt.add_argument("--groups-per-batch", type=int, default=1,
+                    help="with --group-batches: subjects per batch (batch/N windows each; 1: one subject)")
     pt.add_argument("--pool-size", type=int, default=64)
     pt.add_argument("--resume", action="store_true")
     pt.add_argument("--seed", type=int, default=0)
@@ -249,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--sim-subjects", type=int, default=0)
     ph.add_argument("--train-hop-s", type=float, default=1.0, help="hop between training windows")
     ph.add_argument("--group-batches", action="store_true", help="batches within one subject (hard negatives)")
+    ph.add_argument("--groups-per-batch", type=int, default=1,
+                    help="with --group-batches: subjects per batch (batch/N windows each; 1: one subject)")
     ph.add_argument("--seed", type=int, default=0)
     _add_augment_args(ph)
     ph.add_argument("--progress", action="store_true", help="progress bar per fold")

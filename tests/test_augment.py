@@ -36,6 +36,31 @@ def test_crop_is_identical_in_both_signals_and_stretches_tempo():
     assert f.std() > 0.05  # per-sample scales differ
 
 
+def _periods_s(x: torch.Tensor) -> list[np.ndarray]:
+    """Beat periods (s) of each window: intervals between upward zero crossings."""
+    out = []
+    for w in x[:, 0].numpy():
+        zc = np.where((w[:-1] < 0) & (w[1:] >= 0))[0]
+        out.append(np.diff(zc) / FS)
+    return out
+
+
+def test_time_warp_varies_the_beat_intervals_identically_in_both_signals():
+    x = _sine(1.5)  # a metronome: every period 0.667 s
+    torch.manual_seed(3)
+    crop_only = random_resized_crop([x], scale_min=0.85)[0]
+    torch.manual_seed(3)
+    a, b = random_resized_crop([x, x.clone()], scale_min=0.85, warp_std=0.15, warp_knots=6)
+    assert torch.equal(a, b)  # one warp for both signals: PPG beats stay locked to the R peaks
+    # the uniform stretch keeps the rhythm regular; the warp makes the intervals vary within a window
+    assert max(p.std() for p in _periods_s(crop_only)) < 0.01
+    assert min(p.std() for p in _periods_s(a)) > 0.01
+    ramp = torch.arange(L, dtype=torch.float32).repeat(8, 1, 1)
+    warped = random_resized_crop([ramp], scale_min=0.85, warp_std=0.3)[0]
+    assert (warped.diff(dim=-1) > 0).all()  # monotonic: time never runs backwards
+    assert (warped[..., 0] >= 0).all() and (warped[..., -1] <= L - 1).all()  # inside the window
+
+
 def test_joint_augment_zscores_and_keeps_timing_relation():
     torch.manual_seed(1)
     ppg = _sine(1.5) * 3 + 2
@@ -64,6 +89,11 @@ def test_off_by_default_and_validated():
         AugmentConfig(crop_scale_min=0.0)
     with pytest.raises(ValueError, match="noise_std"):
         AugmentConfig(noise_std=-1)
+    with pytest.raises(ValueError, match="warp_std"):
+        AugmentConfig(warp_std=-0.1)
+    with pytest.raises(ValueError, match="warp_knots"):
+        AugmentConfig(warp_std=0.1, warp_knots=1)
+    assert AugmentConfig(warp_std=0.1).enabled
     with pytest.raises(ValueError, match="share batch and length"):
         random_resized_crop([x, x[:, :, :100]], 0.5)
     assert AugmentConfig.from_dict(AugmentConfig(crop_scale_min=0.6).to_dict()).crop_scale_min == 0.6

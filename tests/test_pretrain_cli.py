@@ -26,6 +26,23 @@ def test_grouped_sampler_keeps_batches_within_a_subject_and_covers_every_item():
     assert any(len(set(groups[b])) > 1 for b in mixed)
 
 
+def test_grouped_sampler_with_several_subjects_per_batch():
+    groups = np.repeat(np.array(["a", "b", "c", "d", "e"]), [100, 37, 80, 64, 19])
+    s = ShardedBatchSampler(len(groups), 32, seed=1, groups=groups, groups_per_batch=2)
+    assert sorted(s.permutation(0)) == list(range(len(groups)))  # every item once per epoch
+    full = [b for b in s if len(b) == 32]
+    assert len(full) == len(groups) // 32
+    # all but the epoch's tail batch: exactly 2 subjects, 16 windows each
+    counts = [sorted(np.unique(groups[b], return_counts=True)[1].tolist()) for b in full]
+    assert counts[:-1] == [[16, 16]] * (len(full) - 1)
+    s2 = ShardedBatchSampler(len(groups), 32, seed=1, groups=groups, groups_per_batch=2)
+    assert list(s2) == list(s)  # deterministic
+    s2.set_position(1)
+    assert list(s2) != list(s)  # a new deal every epoch
+    with pytest.raises(ValueError, match="groups_per_batch"):
+        ShardedBatchSampler(len(groups), 32, groups=groups, groups_per_batch=3)
+
+
 def test_prepare_data_then_pretrain_cli(tmp_path, capsys):
     data = tmp_path / "data"
     assert main(["prepare-data", "--sim-subjects", "6", "--sim-duration-s", "60", "--hop-s", "5",
@@ -33,12 +50,14 @@ def test_prepare_data_then_pretrain_cli(tmp_path, capsys):
     assert "simulator" in capsys.readouterr().out
     out = tmp_path / "pre"
     assert main(["pretrain", "--shards", str(data), "--model", "tiny", "--steps", "6", "--batch-size", "8",
-                 "--eval-every", "3", "--checkpoint-every", "3", "--group-batches", "--crop-scale-min", "0.85",
-                 "--noise-std", "0.05", "--out", str(out)]) == 0
+                 "--eval-every", "3", "--checkpoint-every", "3", "--group-batches", "--groups-per-batch", "2",
+                 "--crop-scale-min", "0.85", "--noise-std", "0.05", "--warp-std", "0.1", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     from anyppg_edge.train import load_checkpoint
 
-    assert load_checkpoint(out / "last.pt")["extra_config"]["augment"]["crop_scale_min"] == 0.85
+    ck = load_checkpoint(out / "last.pt")
+    assert ck["extra_config"]["augment"]["crop_scale_min"] == 0.85 and ck["extra_config"]["augment"]["warp_std"] == 0.1
+    assert ck["train_config"]["groups_per_batch"] == 2
     assert "spectral_baseline" in printed
     retrieval = json.loads((out / "retrieval.json").read_text())
     assert retrieval["n_windows"] > 0 and 0.0 <= retrieval["model"]["R@1"] <= 1.0
@@ -59,8 +78,8 @@ def test_physiology_benchmark_protocol(shared, tmp_path, capsys):
     baseline scored on the same held-out windows; the baseline is far above chance on real data."""
     out = tmp_path / "phys"
     assert main(["physiology", "--out", str(out), "--model", "tiny", "--fold", "1", "--steps-per-fold", "3",
-                 "--batch-size", "16", "--kernel-size", "5", "--group-batches", "--crop-scale-min", "0.85",
-                 "--noise-std", "0.05", "--second-ppg"]) == 0
+                 "--batch-size", "16", "--kernel-size", "5", "--group-batches", "--groups-per-batch", "2",
+                 "--crop-scale-min", "0.85", "--noise-std", "0.05", "--warp-std", "0.1", "--second-ppg"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     (fold,) = summary["folds"]
     assert fold["fold"] == 1  # exactly the fold asked for

@@ -10,6 +10,11 @@ else, so that timing is what the embeddings must carry:
   random fraction ``crop_scale ∈ [crop_scale_min, 1]`` of the window and stretched back to the full
   length by linear interpolation — a new heart rate (slower by ``1/crop_scale``) and a new beat
   phase for every sample, identical in both signals;
+* **joint non-uniform time warp** (``warp_std`` > 0): within that crop the local playback rate
+  varies smoothly, ``exp(N(0, warp_std))`` at ``warp_knots`` evenly spaced knots, linearly
+  interpolated — the beat-to-beat intervals change from beat to beat (a new heart-rate-variability
+  pattern) while every PPG beat stays at the same instant relative to its R peak, up to the
+  pulse-transit time stretched by the same local rate;
 * **additive Gaussian noise** (independent per signal), as a fraction of the unit standard
   deviation of a z-scored window;
 * **re-standardisation**: each window is z-scored again afterwards, the model's input contract.
@@ -36,6 +41,8 @@ class AugmentConfig:
 
     crop_scale_min: float = 1.0  # < 1 enables the joint time-stretch crop (e.g. 0.7: up to 1.43x slower)
     noise_std: float = 0.0  # Gaussian noise std relative to the window's std (0: off)
+    warp_std: float = 0.0  # std of the log local playback rate of the joint time warp (0: off; 0.1 ≈ ±10 %)
+    warp_knots: int = 6  # knots of the warp's log-rate curve over the window (6: one every 2 s of a 10 s window)
     eps: float = 1e-8  # z-score epsilon, as in the reference preprocessing
 
     def __post_init__(self) -> None:
@@ -43,10 +50,14 @@ class AugmentConfig:
             raise ValueError(f"crop_scale_min must be in [0.1, 1], got {self.crop_scale_min}")
         if self.noise_std < 0:
             raise ValueError(f"noise_std must be >= 0, got {self.noise_std}")
+        if not 0.0 <= self.warp_std <= 1.0:
+            raise ValueError(f"warp_std must be in [0, 1], got {self.warp_std}")
+        if self.warp_knots < 2:
+            raise ValueError(f"warp_knots must be >= 2, got {self.warp_knots}")
 
     @property
     def enabled(self) -> bool:
-        return self.crop_scale_min < 1.0 or self.noise_std > 0
+        return self.crop_scale_min < 1.0 or self.noise_std > 0 or self.warp_std > 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,9 +67,13 @@ class AugmentConfig:
         return dataclass_from_dict(cls, d or {})
 
 
-def random_resized_crop(signals: list[torch.Tensor], scale_min: float) -> list[torch.Tensor]:
+def random_resized_crop(
+    signals: list[torch.Tensor], scale_min: float, warp_std: float = 0.0, warp_knots: int = 6
+) -> list[torch.Tensor]:
     """The same random crop of each ``[B, C, L]`` signal (per sample: length ``scale * L`` at a
-    random offset, ``scale ~ U[scale_min, 1]``), linearly resampled back to ``L`` samples."""
+    random offset, ``scale ~ U[scale_min, 1]``), resampled back to ``L`` samples by linear
+    interpolation — uniformly, or with ``warp_std`` > 0 through a smooth random monotonic time warp
+    (log local rate ~ ``N(0, warp_std)`` at ``warp_knots`` knots, linear in between)."""
     x0 = signals[0]
     b, length = x0.shape[0], x0.shape[-1]
     for s in signals:
@@ -68,7 +83,14 @@ def random_resized_crop(signals: list[torch.Tensor], scale_min: float) -> list[t
     scale = scale_min + (1.0 - scale_min) * torch.rand(b, 1, device=dev)  # [B, 1]
     span = scale * (length - 1)  # source span in samples
     offset = torch.rand(b, 1, device=dev) * (length - 1 - span)
-    pos = offset + span * torch.linspace(0.0, 1.0, length, device=dev)  # [B, L] source positions
+    if warp_std > 0:
+        log_rate = warp_std * torch.randn(b, 1, warp_knots, device=dev)
+        rate = torch.nn.functional.interpolate(log_rate, size=length, mode="linear", align_corners=True)[:, 0].exp()
+        cum = torch.cumsum(rate, dim=-1) - rate[:, :1]  # [B, L], 0 at the first sample, increasing
+        u = cum / cum[:, -1:]  # monotonic map of output time onto [0, 1] of the crop
+    else:
+        u = torch.linspace(0.0, 1.0, length, device=dev).expand(b, -1)
+    pos = offset + span * u  # [B, L] source positions
     i0 = pos.floor().long().clamp(0, length - 2)
     frac = (pos - i0).clamp(0.0, 1.0)
     out = []
@@ -91,8 +113,8 @@ def joint_augment(ppg: torch.Tensor, ecg: torch.Tensor, cfg: AugmentConfig) -> t
     """Apply ``cfg`` to a batch of paired ``[B, 1, L]`` windows (see the module docstring)."""
     if not cfg.enabled:
         return ppg, ecg
-    if cfg.crop_scale_min < 1.0:
-        ppg, ecg = random_resized_crop([ppg, ecg], cfg.crop_scale_min)
+    if cfg.crop_scale_min < 1.0 or cfg.warp_std > 0:
+        ppg, ecg = random_resized_crop([ppg, ecg], cfg.crop_scale_min, cfg.warp_std, cfg.warp_knots)
     if cfg.noise_std > 0:
         ppg = ppg + cfg.noise_std * torch.randn_like(ppg)
         ecg = ecg + cfg.noise_std * torch.randn_like(ecg)

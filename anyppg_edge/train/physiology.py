@@ -51,8 +51,10 @@ class PhysiologyConfig:
     pool_size: int = 64
     sim_subjects: int = 0  # simulator subjects added to every fold's training set
     group_batches: bool = False  # True: batches within one subject (hard negatives, as the held-out pools)
+    groups_per_batch: int = 1  # with group_batches: subjects per batch (batch/N windows of each)
     crop_scale_min: float = 1.0  # joint time-stretch crop (anyppg_edge.train.augment); 1.0: off
     noise_std: float = 0.0  # additive noise augmentation, relative to the window std; 0: off
+    warp_std: float = 0.0  # joint non-uniform time warp (std of the log local rate); 0: off
     second_ppg: bool = False  # training also pairs the ECG with a recording's 2nd PPG sensor (`ppg2`)
     progress: bool = False
     seed: int = 0
@@ -133,12 +135,14 @@ def run_physiology(cfg: PhysiologyConfig) -> dict[str, Any]:
             out_dir=str(out / f"fold{k}"),
             tensorboard=False,
             group_batches=cfg.group_batches,
+            groups_per_batch=cfg.groups_per_batch,
             progress=cfg.progress,
         )
         res = train_clip(PairedArrayDataset(train.ppg, train.ecg, groups=train.subject_id),
                          PairedArrayDataset(test.ppg, test.ecg),
                          clip_cfg, train_cfg, device=torch.device("cpu"),
-                         augment=AugmentConfig(crop_scale_min=cfg.crop_scale_min, noise_std=cfg.noise_std))
+                         augment=AugmentConfig(crop_scale_min=cfg.crop_scale_min, noise_std=cfg.noise_std,
+                                               warp_std=cfg.warp_std))
         m = pooled_retrieval(res["val_ppg_emb"], res["val_ecg_emb"], pool_size=cfg.pool_size, seed=cfg.seed)
         b = pooled_retrieval(*spectral_features(test.ppg, test.ecg), pool_size=cfg.pool_size, seed=cfg.seed)
         hr_codes = heart_rate_codes(ecg_heart_rate_bpm(test.ecg))

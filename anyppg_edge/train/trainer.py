@@ -86,6 +86,7 @@ class TrainConfig:
     tensorboard: bool = True  # only if torch.utils.tensorboard imports
     progress: bool = True  # tqdm bar on rank 0
     group_batches: bool = False  # batches drawn within one group (dataset.groups, e.g. subject): hard negatives
+    groups_per_batch: int = 1  # with group_batches: each global batch = this many groups x batch/this items each
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
@@ -97,6 +98,10 @@ class TrainConfig:
             raise ValueError(f"precision must be 'bf16' or 'fp32', got {self.precision!r}")
         if self.warmup_steps is not None and not 0 <= self.warmup_steps <= self.max_steps:
             raise ValueError(f"warmup_steps must be in [0, max_steps], got {self.warmup_steps}")
+        if self.groups_per_batch < 1 or self.batch_size % self.groups_per_batch:
+            raise ValueError(
+                f"groups_per_batch must be >= 1 and divide batch_size {self.batch_size}, got {self.groups_per_batch}"
+            )
 
     @property
     def resolved_warmup_steps(self) -> int:
@@ -158,12 +163,19 @@ class ShardedBatchSampler(Sampler[list[int]]):
         shuffle: bool = True,
         drop_last: bool = True,
         groups: np.ndarray | None = None,
+        groups_per_batch: int = 1,
     ):
         if groups is not None and len(groups) != n:
             raise ValueError(f"groups has {len(groups)} labels for {n} items")
         # with groups: the epoch permutation visits groups in random order, each group's items shuffled,
-        # so most batches hold one group (e.g. one subject: hard negatives of the same person)
+        # so most batches hold one group (e.g. one subject: hard negatives of the same person); with
+        # groups_per_batch = k > 1 each global batch is k runs of batch/k items, each run within one
+        # group (k subjects per batch: hard negatives, and BatchNorm statistics that are not one person's)
         self.group_codes = None if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
+        gb = batch_size * world_size
+        if groups_per_batch < 1 or gb % groups_per_batch:
+            raise ValueError(f"groups_per_batch {groups_per_batch} must divide the global batch {gb}")
+        self.groups_per_batch = int(groups_per_batch)
         if drop_last and n < batch_size * world_size:
             raise ValueError(
                 f"dataset has {n} items, fewer than one global batch ({batch_size} x {world_size} ranks)"
@@ -191,7 +203,31 @@ class ShardedBatchSampler(Sampler[list[int]]):
         if self.group_codes is None:
             return perm
         group_rank = rng.permutation(int(self.group_codes.max()) + 1)[self.group_codes[perm]]
-        return perm[np.argsort(group_rank, kind="stable")]
+        grouped = perm[np.argsort(group_rank, kind="stable")]
+        if self.groups_per_batch == 1:
+            return grouped
+        # cut every group's run into chunks of batch/k items, deal the chunks in random order so that k
+        # consecutive chunks (one global batch) come from k different groups while possible; each group's
+        # leftover (< one chunk) goes, shuffled, to the end of the epoch
+        c = self.batch_size * self.world_size // self.groups_per_batch
+        codes = self.group_codes[grouped]
+        bounds = np.flatnonzero(np.diff(codes)) + 1
+        chunks, rest = [], []
+        for run in np.split(grouped, bounds):
+            full = len(run) // c * c
+            chunks += np.split(run[:full], full // c) if full else []
+            rest.append(run[full:])
+        order = rng.permutation(len(chunks)).tolist()
+        chunk_group = [int(self.group_codes[ch[0]]) for ch in chunks]
+        k = self.groups_per_batch
+        for i in range(len(order)):  # a chunk whose group is already in its batch swaps with a later one
+            used = {chunk_group[order[j]] for j in range(i - i % k, i)}
+            if chunk_group[order[i]] in used:
+                j = next((j for j in range(i + 1, len(order)) if chunk_group[order[j]] not in used), None)
+                if j is not None:
+                    order[i], order[j] = order[j], order[i]
+        tail = np.concatenate(rest) if rest else np.zeros(0, np.int64)
+        return np.concatenate([chunks[i] for i in order] + [rng.permutation(tail)]).astype(perm.dtype)
 
     def __iter__(self) -> Iterator[list[int]]:
         perm = self.permutation(self.epoch)
@@ -409,7 +445,8 @@ class Trainer:
         if cfg.group_batches and groups is None:
             raise ValueError("group_batches needs a train dataset with a `groups` attribute (e.g. subject ids)")
         self.sampler = ShardedBatchSampler(
-            len(train_dataset), cfg.batch_size, cfg.seed, self.rank, self.world_size, shuffle=True, groups=groups
+            len(train_dataset), cfg.batch_size, cfg.seed, self.rank, self.world_size, shuffle=True, groups=groups,
+            groups_per_batch=cfg.groups_per_batch,
         )
         # A private generator: creating a DataLoader iterator draws a base seed from it, which must
         # not consume the global torch RNG (that would break exact resume mid-epoch).
