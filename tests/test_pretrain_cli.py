@@ -88,6 +88,8 @@ def test_physiology_benchmark_protocol(shared, tmp_path, capsys):
     assert summary["baseline"]["R@1"] > 5 * summary["chance_R@1"]
     assert summary["hr_oracle"]["R@1"] > 5 * summary["chance_R@1"]  # the ECG heart rate identifies windows
     assert 0.0 <= summary["model"]["R@1"] <= 1.0
+    # fit check on the training subjects' windows: the same metric, model and baseline
+    assert 0.0 <= fold["train-subjects model R@1"] <= 1.0 and fold["train-subjects baseline R@1"] > 5 / 64
     assert "| CLIP `tiny-k5` |" in capsys.readouterr().out
     from anyppg_edge.models import get_model_spec
 

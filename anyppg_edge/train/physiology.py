@@ -14,6 +14,10 @@ Protocol (``python -m anyppg_edge physiology``):
   heart-rate oracle (both sides coded by the ECG's R-peak heart rate,
   :func:`~anyppg_edge.eval.baselines.heart_rate_codes`): the ceiling of any method that knows only
   each window's mean heart rate. Beating the oracle needs the rhythm *within* the window.
+* fit check: the same retrieval, model and baseline, on the *training* subjects' windows (2 s hop,
+  pools of 64 drawn across them) with the fold's final weights — whether a model below the
+  baseline on held-out subjects has at least beaten it on the subjects it trained on (a
+  generalisation gap) or not even there (under-fitting: more steps or compute).
 
 Optional joint augmentation of the training pairs (:mod:`anyppg_edge.train.augment`) and the second
 wrist PPG sensor of IEEE SPC 2015 (``second_ppg``) are the levers measured in the README.
@@ -87,6 +91,7 @@ def run_physiology(cfg: PhysiologyConfig) -> dict[str, Any]:
     from anyppg_edge.eval.probe import ecg_heart_rate_bpm
     from anyppg_edge.eval.retrieval import pooled_retrieval
     from anyppg_edge.train import ClipConfig, PairedArrayDataset, TrainConfig, train_clip
+    from anyppg_edge.train.distill import load_teacher, teacher_targets
     from anyppg_edge.train.augment import AugmentConfig
     from anyppg_edge.windows import WindowSet, extract_windows
 
@@ -147,12 +152,17 @@ def run_physiology(cfg: PhysiologyConfig) -> dict[str, Any]:
         b = pooled_retrieval(*spectral_features(test.ppg, test.ecg), pool_size=cfg.pool_size, seed=cfg.seed)
         hr_codes = heart_rate_codes(ecg_heart_rate_bpm(test.ecg))
         o = pooled_retrieval(hr_codes, hr_codes, pool_size=cfg.pool_size, seed=cfg.seed)
+        fit = WindowSet.concat([eval_ws[s] for s in subjects if s not in test_subjects])
+        fit_emb = teacher_targets(load_teacher(Path(train_cfg.out_dir) / "last.pt"), fit.ppg, fit.ecg)
+        fm = pooled_retrieval(fit_emb["t_ppg"], fit_emb["t_ecg"], pool_size=cfg.pool_size, seed=cfg.seed)
+        fb = pooled_retrieval(*spectral_features(fit.ppg, fit.ecg), pool_size=cfg.pool_size, seed=cfg.seed)
         all_model.append((m, m["n_queries"]))
         all_base.append((b, b["n_queries"]))
         all_oracle.append((o, o["n_queries"]))
         rows.append({"fold": k, "test subjects": ", ".join(s.split("/")[-1] for s in test_subjects),
                      "windows": len(test), "model R@1": m["R@1"], "baseline R@1": b["R@1"], "HR oracle R@1": o["R@1"],
                      "model MRR": m["MRR"], "baseline MRR": b["MRR"],
+                     "train-subjects model R@1": fm["R@1"], "train-subjects baseline R@1": fb["R@1"],
                      "train samples/s": round(res["samples_per_s"], 1)})
         log.info("fold %d: model R@1 %.3f, baseline R@1 %.3f", k, m["R@1"], b["R@1"])
 
