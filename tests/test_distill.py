@@ -108,6 +108,9 @@ def test_distill_command_with_clip_teacher_resumes_and_reports(shards, clip_teac
     rep = json.loads((out / "retention.json").read_text())
     assert rep["teacher"]["kind"] == "clip" and rep["config"]["clip_weight"] == 1.0
     assert 0.0 <= rep["retrieval"]["student"]["R@1"] <= 1.0 and rep["hr_probe"]["n_subjects"] >= 2
+    # the spectral retrieval baseline on the same pools, as a row of the printed table
+    assert rep["retrieval"]["spectral_baseline"]["n_queries"] == rep["retrieval"]["teacher"]["n_queries"]
+    assert "| spectral baseline |" in printed
     assert rep["budget"][0]["model"] == "tiny"
     student = load_student(out / "last.pt")
     before = {k: v.clone() for k, v in student.state_dict().items()}

@@ -437,7 +437,9 @@ def retention_report(
     (pools of ``pool_size``, gallery = the teacher's ECG embeddings) for teacher and student.
     On the probe windows (frozen encoder features, several subjects): the HR linear probe
     (:func:`~anyppg_edge.eval.probe.linear_probe`, ridge, subject-grouped nested CV) for teacher and
-    student, next to the two spectral baselines on the same windows."""
+    student, next to the two spectral baselines on the same windows (and, for a CLIP teacher, the
+    spectral retrieval baseline on the same pools)."""
+    from anyppg_edge.eval.baselines import spectral_features
     from anyppg_edge.eval.probe import linear_probe, spectral_hr_baselines
     from anyppg_edge.train.pretrain import evaluate_retrieval
 
@@ -453,7 +455,9 @@ def retention_report(
     if teacher.has_ecg:
         rt = evaluate_retrieval(t["t_ppg"], t["t_ecg"], pool_size, seed=seed)
         rs = evaluate_retrieval(s["emb"], t["t_ecg"], pool_size, seed=seed)
+        rb = evaluate_retrieval(*spectral_features(heldout_ppg, heldout_ecg), pool_size, seed=seed)  # same pools
         report["retrieval"] = {"pool_size": rt["pool_size"], "chance_R@1": rt["chance_R@1"], "teacher": rt, "student": rs,
+                               "spectral_baseline": rb,
                                "R@1_retention": rs["R@1"] / rt["R@1"] if rt["R@1"] > 0 else math.nan}
     keep = np.isfinite(np.asarray(probe_hr_bpm, np.float64))
     ppg_k, hr_k, g_k = probe_ppg[keep], np.asarray(probe_hr_bpm)[keep], np.asarray(probe_groups)[keep]
@@ -479,8 +483,8 @@ def retention_tables(report: dict[str, Any]) -> list[list[dict[str, Any]]]:
     tables = [first]
     if r:
         tables.append([
-            {"model": who, **{k: round(r[who][k], 3) for k in ("R@1", "R@5", "R@10", "MRR")}}
-            for who in ("teacher", "student")
+            {"model": who.replace("_", " "), **{k: round(r[who][k], 3) for k in ("R@1", "R@5", "R@10", "MRR")}}
+            for who in ("teacher", "student", "spectral_baseline") if who in r
         ] + [{"model": f"retention (student/teacher R@1), chance {r['chance_R@1']:.3f}",
               "R@1": round(r["R@1_retention"], 3)}])
     hr = report["hr_probe"]
