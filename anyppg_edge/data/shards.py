@@ -59,8 +59,8 @@ __all__ = [
     "ShardDataset",
     "benchmark_shards",
     "prepare_shards",
-    "safe_id_for",
     "recording_splits",
+    "safe_id_for",
     "subject_split",
     "write_index",
 ]

@@ -91,8 +91,8 @@ def run_physiology(cfg: PhysiologyConfig) -> dict[str, Any]:
     from anyppg_edge.eval.probe import ecg_heart_rate_bpm
     from anyppg_edge.eval.retrieval import pooled_retrieval
     from anyppg_edge.train import ClipConfig, PairedArrayDataset, TrainConfig, train_clip
-    from anyppg_edge.train.distill import load_teacher, teacher_targets
     from anyppg_edge.train.augment import AugmentConfig
+    from anyppg_edge.train.distill import load_teacher, teacher_targets
     from anyppg_edge.windows import WindowSet, extract_windows
 
     out = Path(cfg.out_dir)
