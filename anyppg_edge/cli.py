@@ -86,7 +86,8 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         eval_every_steps=args.eval_every, checkpoint_every_steps=args.checkpoint_every,
         group_batches=args.group_batches, groups_per_batch=args.groups_per_batch,
     )
-    augment = AugmentConfig(crop_scale_min=args.crop_scale_min, noise_std=args.noise_std, warp_std=args.warp_std)
+    augment = AugmentConfig(crop_scale_min=args.crop_scale_min, noise_std=args.noise_std, warp_std=args.warp_std,
+                            eq_std=args.eq_std)
     result = pretrain_from_shards(args.shards, clip_cfg, train_cfg, pool_size=args.pool_size, augment=augment)
     if "retrieval" in result:
         r = result["retrieval"]
@@ -122,6 +123,8 @@ def _add_augment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise-std", type=float, default=0.0, help="additive noise, relative to window std (0: off)")
     p.add_argument("--warp-std", type=float, default=0.0,
                    help="joint PPG/ECG non-uniform time warp: std of the log local rate (0: off; 0.1 ≈ ±10%%)")
+    p.add_argument("--eq-std", type=float, default=0.0,
+                   help="random zero-phase equaliser per signal: std of the log gain per octave (0: off)")
 
 
 def _cmd_physiology(args: argparse.Namespace) -> int:
@@ -133,8 +136,9 @@ def _cmd_physiology(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr=args.lr, group_batches=args.group_batches,
         groups_per_batch=args.groups_per_batch,
         sim_subjects=args.sim_subjects, train_hop_s=args.train_hop_s, seed=args.seed,
-        crop_scale_min=args.crop_scale_min, noise_std=args.noise_std, warp_std=args.warp_std, progress=args.progress,
-        second_ppg=args.second_ppg, kernel_size=args.kernel_size,
+        crop_scale_min=args.crop_scale_min, noise_std=args.noise_std, warp_std=args.warp_std, eq_std=args.eq_std,
+        progress=args.progress,
+        second_ppg=args.second_ppg, kernel_size=args.kernel_size, dropout_p=args.dropout,
         only_folds=tuple(int(k) for k in args.fold.split(",")) if args.fold else None,
     ))
     print((Path(args.out) / "report.md").read_text())
@@ -245,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--out", default="runs/physiology")
     ph.add_argument("--model", default="small-k15")
     ph.add_argument("--kernel-size", type=int, default=None, help="override the model's Net1D kernel size")
+    ph.add_argument("--dropout", type=float, default=None,
+                    help="override the Net1D blocks' dropout probability (registry configs: 0.5)")
     ph.add_argument("--folds", type=int, default=5)
     ph.add_argument("--run-folds", type=int, default=None, help="run only the first N folds (time budget)")
     ph.add_argument("--fold", default=None, help="run exactly these folds, e.g. '1' or '1,3' (overrides --run-folds)")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from anyppg_edge.train import ClipConfig, ClipModel, ClipTask
-from anyppg_edge.train.augment import AugmentConfig, joint_augment, random_resized_crop
+from anyppg_edge.train.augment import AugmentConfig, joint_augment, random_equalizer, random_resized_crop
 
 L = 1250
 FS = 125.0
@@ -80,6 +80,31 @@ def test_noise_is_independent_per_signal():
     assert 0.05 < (p - e).std() < 0.3
 
 
+def test_equalizer_changes_shape_but_moves_no_beat():
+    torch.manual_seed(3)
+    beats = torch.zeros(6, 1, L)
+    beats[..., 60::110] = 1.0  # an impulse per beat (0.88 s period)
+    pulses = torch.nn.functional.conv1d(beats, torch.hann_window(31, periodic=False).view(1, 1, -1), padding=15)  # smooth pulses
+    y = random_equalizer(pulses, eq_std=0.7)
+    assert y.shape == pulses.shape and y.dtype == pulses.dtype
+    for i in range(6):  # zero phase, positive gain: every pulse peak stays at its sample
+        for k in range(170, L - 110, 110):
+            seg = y[i, 0, k - 40 : k + 41]
+            assert int(seg.argmax()) == 40, (i, k)
+    rel = (y - pulses).norm(dim=-1) / pulses.norm(dim=-1)
+    assert (rel > 0.05).all()  # the waveform did change ...
+    assert rel.std() > 0.01  # ... differently for every window
+    assert torch.allclose(random_equalizer(pulses, eq_std=0.0), pulses, atol=1e-5)  # unit gain: identity
+
+
+def test_equalizer_is_independent_per_signal_and_keeps_the_tempo():
+    torch.manual_seed(4)
+    x = _sine(1.3) + 0.3 * _sine(2.6) + 0.2 * _sine(3.9)
+    p, e = joint_augment(x, x.clone(), AugmentConfig(eq_std=0.5))
+    assert not torch.allclose(p, e, atol=1e-3)  # a different equaliser for PPG and ECG
+    assert np.allclose(_peak_hz(p), 1.3, atol=0.02) and np.allclose(_peak_hz(e), 1.3, atol=0.02)
+
+
 def test_off_by_default_and_validated():
     x = torch.randn(2, 1, L)
     assert not AugmentConfig().enabled
@@ -93,7 +118,11 @@ def test_off_by_default_and_validated():
         AugmentConfig(warp_std=-0.1)
     with pytest.raises(ValueError, match="warp_knots"):
         AugmentConfig(warp_std=0.1, warp_knots=1)
-    assert AugmentConfig(warp_std=0.1).enabled
+    assert AugmentConfig(warp_std=0.1).enabled and AugmentConfig(eq_std=0.3).enabled
+    with pytest.raises(ValueError, match="eq_std"):
+        AugmentConfig(eq_std=-0.1)
+    with pytest.raises(ValueError, match="eq_octaves"):
+        AugmentConfig(eq_std=0.3, eq_octaves=0)
     with pytest.raises(ValueError, match="share batch and length"):
         random_resized_crop([x, x[:, :, :100]], 0.5)
     assert AugmentConfig.from_dict(AugmentConfig(crop_scale_min=0.6).to_dict()).crop_scale_min == 0.6

@@ -78,8 +78,8 @@ def test_physiology_benchmark_protocol(shared, tmp_path, capsys):
     baseline scored on the same held-out windows; the baseline is far above chance on real data."""
     out = tmp_path / "phys"
     assert main(["physiology", "--out", str(out), "--model", "tiny", "--fold", "1", "--steps-per-fold", "3",
-                 "--batch-size", "16", "--kernel-size", "5", "--group-batches", "--groups-per-batch", "2",
-                 "--crop-scale-min", "0.85", "--noise-std", "0.05", "--warp-std", "0.1", "--second-ppg"]) == 0
+                 "--batch-size", "16", "--kernel-size", "5", "--dropout", "0.1", "--group-batches", "--groups-per-batch", "2",
+                 "--crop-scale-min", "0.85", "--noise-std", "0.05", "--warp-std", "0.1", "--eq-std", "0.3", "--second-ppg"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     (fold,) = summary["folds"]
     assert fold["fold"] == 1  # exactly the fold asked for
@@ -90,10 +90,12 @@ def test_physiology_benchmark_protocol(shared, tmp_path, capsys):
     assert 0.0 <= summary["model"]["R@1"] <= 1.0
     # fit check on the training subjects' windows: the same metric, model and baseline
     assert 0.0 <= fold["train-subjects model R@1"] <= 1.0 and fold["train-subjects baseline R@1"] > 5 / 64
-    assert "| CLIP `tiny-k5` |" in capsys.readouterr().out
+    assert "| CLIP `tiny-k5-do0.1` |" in capsys.readouterr().out
     from anyppg_edge.models import get_model_spec
 
-    assert get_model_spec("tiny-k5").net1d.kernel_size == 5
+    spec = get_model_spec("tiny-k5-do0.1")
+    assert spec.net1d.kernel_size == 5 and spec.net1d.dropout_p == 0.1
+    assert get_model_spec("tiny").net1d.dropout_p == 0.5  # the registry config itself is untouched
 
 
 def test_physiology_rejects_a_fold_out_of_range(shared, tmp_path):
@@ -101,6 +103,14 @@ def test_physiology_rejects_a_fold_out_of_range(shared, tmp_path):
 
     with pytest.raises(ValueError, match=r"fold indices \[5\] out of range for 5 folds"):
         run_physiology(PhysiologyConfig(out_dir=tmp_path, model="tiny", only_folds=(5,)))
+
+
+def test_derived_model_rejects_a_bad_dropout():
+    from anyppg_edge.train.physiology import _derived_model
+
+    assert _derived_model("tiny") == "tiny"
+    with pytest.raises(ValueError, match=r"dropout_p must be in \[0, 1\)"):
+        _derived_model("tiny", dropout_p=1.0)
 
 
 def test_subject_folds_partition_the_subjects():

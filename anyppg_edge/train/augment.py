@@ -15,6 +15,13 @@ else, so that timing is what the embeddings must carry:
   interpolated — the beat-to-beat intervals change from beat to beat (a new heart-rate-variability
   pattern) while every PPG beat stays at the same instant relative to its R peak, up to the
   pulse-transit time stretched by the same local rate;
+* **random zero-phase equaliser** (``eq_std`` > 0, independent per signal): the window's spectrum is
+  multiplied by a random real, positive gain — log gain ``N(0, eq_std)`` at one knot per octave
+  below Nyquist (``eq_octaves``), linear in log frequency in between, flat below the lowest knot.
+  A zero-phase filter with positive gains has its impulse response peaked at lag 0, so no beat
+  moves; what changes is the waveform *shape* (pulse rise time and dicrotic notch, QRS and T-wave
+  proportions), the person-specific morphology a model should not rely on. Reflect padding keeps
+  the FFT's circular wrap off the window edges;
 * **additive Gaussian noise** (independent per signal), as a fraction of the unit standard
   deviation of a z-scored window;
 * **re-standardisation**: each window is z-scored again afterwards, the model's input contract.
@@ -32,7 +39,7 @@ import torch
 
 from anyppg_edge.config import dataclass_from_dict
 
-__all__ = ["AugmentConfig", "joint_augment", "random_resized_crop"]
+__all__ = ["AugmentConfig", "joint_augment", "random_equalizer", "random_resized_crop"]
 
 
 @dataclass
@@ -43,6 +50,8 @@ class AugmentConfig:
     noise_std: float = 0.0  # Gaussian noise std relative to the window's std (0: off)
     warp_std: float = 0.0  # std of the log local playback rate of the joint time warp (0: off; 0.1 ≈ ±10 %)
     warp_knots: int = 6  # knots of the warp's log-rate curve over the window (6: one every 2 s of a 10 s window)
+    eq_std: float = 0.0  # std of the random equaliser's log gain per octave, independent per signal (0: off)
+    eq_octaves: int = 7  # equaliser knots: Nyquist and the 7 octaves below (125 Hz input: 0.49 ... 62.5 Hz)
     eps: float = 1e-8  # z-score epsilon, as in the reference preprocessing
 
     def __post_init__(self) -> None:
@@ -54,10 +63,14 @@ class AugmentConfig:
             raise ValueError(f"warp_std must be in [0, 1], got {self.warp_std}")
         if self.warp_knots < 2:
             raise ValueError(f"warp_knots must be >= 2, got {self.warp_knots}")
+        if not 0.0 <= self.eq_std <= 2.0:
+            raise ValueError(f"eq_std must be in [0, 2], got {self.eq_std}")
+        if self.eq_octaves < 1:
+            raise ValueError(f"eq_octaves must be >= 1, got {self.eq_octaves}")
 
     @property
     def enabled(self) -> bool:
-        return self.crop_scale_min < 1.0 or self.noise_std > 0 or self.warp_std > 0
+        return self.crop_scale_min < 1.0 or self.noise_std > 0 or self.warp_std > 0 or self.eq_std > 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,6 +116,26 @@ def random_resized_crop(
     return out
 
 
+def random_equalizer(x: torch.Tensor, eq_std: float, octaves: int = 7) -> torch.Tensor:
+    """Filter each ``[..., L]`` window with its own random zero-phase equaliser (see the module
+    docstring): log gain ``N(0, eq_std)`` at normalised frequencies ``2**-k`` of Nyquist,
+    ``k = octaves .. 0``, linear in log frequency between knots and constant below the lowest."""
+    length = x.shape[-1]
+    pad = min(length // 8, length - 1)
+    flat = x.reshape(-1, 1, length)
+    padded = torch.nn.functional.pad(flat, (pad, pad), mode="reflect")[:, 0] if pad > 0 else flat[:, 0]
+    n = padded.shape[-1]
+    spec = torch.fft.rfft(padded, dim=-1)
+    freq = torch.fft.rfftfreq(n, device=x.device, dtype=torch.float64) * 2.0  # fraction of Nyquist, [0, 1]
+    octave = torch.log2(freq.clamp(min=2.0 ** -octaves)) + octaves  # 0 at the lowest knot ... octaves at Nyquist
+    knots = eq_std * torch.randn(flat.shape[0], octaves + 1, device=x.device, dtype=torch.float64)
+    lo = octave.floor().long().clamp(max=octaves - 1)
+    w = (octave - lo).unsqueeze(0)
+    log_gain = knots[:, lo] * (1 - w) + knots[:, lo + 1] * w
+    y = torch.fft.irfft(spec * log_gain.exp().to(spec.real.dtype), n=n, dim=-1)
+    return y[:, pad : pad + length].reshape(x.shape).to(x.dtype)
+
+
 def _zscore(x: torch.Tensor, eps: float) -> torch.Tensor:
     mean = x.mean(dim=-1, keepdim=True)
     std = x.std(dim=-1, unbiased=False, keepdim=True)
@@ -115,6 +148,9 @@ def joint_augment(ppg: torch.Tensor, ecg: torch.Tensor, cfg: AugmentConfig) -> t
         return ppg, ecg
     if cfg.crop_scale_min < 1.0 or cfg.warp_std > 0:
         ppg, ecg = random_resized_crop([ppg, ecg], cfg.crop_scale_min, cfg.warp_std, cfg.warp_knots)
+    if cfg.eq_std > 0:
+        ppg = random_equalizer(ppg, cfg.eq_std, cfg.eq_octaves)
+        ecg = random_equalizer(ecg, cfg.eq_std, cfg.eq_octaves)
     if cfg.noise_std > 0:
         ppg = ppg + cfg.noise_std * torch.randn_like(ppg)
         ecg = ecg + cfg.noise_std * torch.randn_like(ecg)

@@ -44,6 +44,7 @@ class PhysiologyConfig:
     out_dir: Path = Path("runs/physiology")
     model: str = "small-k15"
     kernel_size: int | None = None  # override the model's Net1D kernel size (a derived config "<model>-k<N>")
+    dropout_p: float | None = None  # override the Net1D blocks' dropout (a derived config "<model>-do<p>")
     folds: int = 5
     run_folds: int | None = None  # evaluate only the first N folds (None: all) to fit a time budget
     only_folds: tuple[int, ...] | None = None  # evaluate exactly these fold indices (overrides run_folds)
@@ -59,6 +60,7 @@ class PhysiologyConfig:
     crop_scale_min: float = 1.0  # joint time-stretch crop (anyppg_edge.train.augment); 1.0: off
     noise_std: float = 0.0  # additive noise augmentation, relative to the window std; 0: off
     warp_std: float = 0.0  # joint non-uniform time warp (std of the log local rate); 0: off
+    eq_std: float = 0.0  # random zero-phase equaliser per signal (std of the log gain per octave); 0: off
     second_ppg: bool = False  # training also pairs the ECG with a recording's 2nd PPG sensor (`ppg2`)
     progress: bool = False
     seed: int = 0
@@ -70,14 +72,23 @@ def _subject_folds(subjects: list[str], k: int, seed: int) -> list[list[str]]:
     return [order[i::k] for i in range(k)]
 
 
-def _with_kernel_size(name: str, kernel_size: int) -> str:
-    """Register (once) and return ``<name>-k<kernel_size>``: the registry config with another kernel."""
+def _derived_model(name: str, kernel_size: int | None = None, dropout_p: float | None = None) -> str:
+    """Register (once) and return the registry config ``name`` with another Net1D kernel size
+    (``<name>-k<N>``) and/or block dropout (``<name>-do<p>``); ``name`` itself when nothing changes."""
     from anyppg_edge.models import ModelSpec, get_model_spec, list_models, register_model
 
-    derived = f"{name}-k{kernel_size}"
-    if derived not in list_models():
-        d = get_model_spec(name).to_dict()
-        d["name"], d["net1d"]["kernel_size"] = derived, int(kernel_size)
+    d = get_model_spec(name).to_dict()
+    derived = name
+    if kernel_size is not None:
+        derived += f"-k{int(kernel_size)}"
+        d["net1d"]["kernel_size"] = int(kernel_size)
+    if dropout_p is not None:
+        if not 0.0 <= dropout_p < 1.0:
+            raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+        derived += f"-do{dropout_p:g}"
+        d["net1d"]["dropout_p"] = float(dropout_p)
+    if derived != name and derived not in list_models():
+        d["name"] = derived
         d.pop("expected_params", None)
         register_model(ModelSpec.from_dict(d))
     return derived
@@ -98,7 +109,7 @@ def run_physiology(cfg: PhysiologyConfig) -> dict[str, Any]:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    model = cfg.model if cfg.kernel_size is None else _with_kernel_size(cfg.model, cfg.kernel_size)
+    model = _derived_model(cfg.model, cfg.kernel_size, cfg.dropout_p)
     recs = load_shared_recordings()
     eval_ws = {r.subject_id: extract_windows(r, hop_s=cfg.hop_s, ecg_quality=False) for r in recs}
     train_ws = {r.subject_id: extract_windows(r, hop_s=cfg.train_hop_s, ecg_quality=False) for r in recs}
@@ -147,7 +158,7 @@ def run_physiology(cfg: PhysiologyConfig) -> dict[str, Any]:
                          PairedArrayDataset(test.ppg, test.ecg),
                          clip_cfg, train_cfg, device=torch.device("cpu"),
                          augment=AugmentConfig(crop_scale_min=cfg.crop_scale_min, noise_std=cfg.noise_std,
-                                               warp_std=cfg.warp_std))
+                                               warp_std=cfg.warp_std, eq_std=cfg.eq_std))
         m = pooled_retrieval(res["val_ppg_emb"], res["val_ecg_emb"], pool_size=cfg.pool_size, seed=cfg.seed)
         b = pooled_retrieval(*spectral_features(test.ppg, test.ecg), pool_size=cfg.pool_size, seed=cfg.seed)
         hr_codes = heart_rate_codes(ecg_heart_rate_bpm(test.ecg))
