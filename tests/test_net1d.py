@@ -38,6 +38,32 @@ def test_registry_lists_the_three_reference_configs():
         get_model_spec("no-such-model")
 
 
+def test_derived_names_resolve_in_a_fresh_process():
+    """``<model>-k<N>`` / ``<model>-do<p>`` change only what they name, and resolve without prior
+    registration, so a checkpoint recording a derived name loads in any process."""
+    code = (
+        "from anyppg_edge.models import create_model, get_model_spec, count_params\n"
+        "s = get_model_spec('tiny-k5-do0.1'); b = get_model_spec('tiny')\n"
+        "assert s.net1d.kernel_size == 5 and s.net1d.dropout_p == 0.1, s\n"
+        "assert b.net1d.dropout_p == 0.5 and b.net1d.kernel_size != 5\n"
+        "d = get_model_spec('tiny-do0')\n"
+        "assert d.net1d.dropout_p == 0.0 and d.expected_params == b.expected_params\n"
+        "assert count_params(create_model('tiny-do0')) == count_params(create_model('tiny'))\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+    from anyppg_edge.models import derived_model_name
+
+    assert derived_model_name("tiny") == "tiny"
+    assert derived_model_name("tiny", kernel_size=7, dropout_p=0.2) == "tiny-k7-do0.2"
+    with pytest.raises(ValueError, match=r"dropout_p must be in \[0, 1\)"):
+        derived_model_name("tiny", dropout_p=1.0)
+    for bad in ("tiny-do1.5", "tiny-k0", "nope-k5", "tiny-x5"):
+        with pytest.raises(KeyError, match="unknown model"):
+            get_model_spec(bad)
+
+
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_config_and_param_count_match_official(name, reference_json):
     ref = reference_json[CONFIGS[name]]

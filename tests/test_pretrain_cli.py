@@ -105,14 +105,6 @@ def test_physiology_rejects_a_fold_out_of_range(shared, tmp_path):
         run_physiology(PhysiologyConfig(out_dir=tmp_path, model="tiny", only_folds=(5,)))
 
 
-def test_derived_model_rejects_a_bad_dropout():
-    from anyppg_edge.train.physiology import _derived_model
-
-    assert _derived_model("tiny") == "tiny"
-    with pytest.raises(ValueError, match=r"dropout_p must be in \[0, 1\)"):
-        _derived_model("tiny", dropout_p=1.0)
-
-
 def test_subject_folds_partition_the_subjects():
     from anyppg_edge.train.physiology import _subject_folds
 

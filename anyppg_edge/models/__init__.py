@@ -9,7 +9,14 @@ from anyppg_edge.models.net1d import (
     model_stats,
     same_padding,
 )
-from anyppg_edge.models.registry import ModelSpec, create_model, get_model_spec, list_models, register_model
+from anyppg_edge.models.registry import (
+    ModelSpec,
+    create_model,
+    derived_model_name,
+    get_model_spec,
+    list_models,
+    register_model,
+)
 
 __all__ = [
     "ModelSpec",
@@ -19,6 +26,7 @@ __all__ = [
     "conv_receptive_field_samples",
     "count_params",
     "create_model",
+    "derived_model_name",
     "get_model_spec",
     "list_models",
     "model_stats",

@@ -2,11 +2,17 @@
 
 Teacher and students live in one registry so budgets, distillation and export address models by
 name: ``list_models()``, ``get_model_spec(name)``, ``create_model(name, checkpoint=...)``.
+
+**Derived names.** ``<name>-k<N>`` is config ``<name>`` with Net1D kernel size ``N`` and
+``<name>-do<p>`` the same with block dropout ``p`` (both may follow each other, e.g.
+``small-k15-do0.1``). They resolve on first lookup in any process, so a checkpoint that records a
+derived name loads anywhere; a registered config of the same name always wins.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,11 +76,51 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_model_spec(name: str) -> ModelSpec:
+_DERIVED_SUFFIX = re.compile(r"^(?P<base>.+)-(?:k(?P<kernel>[1-9][0-9]*)|do(?P<dropout>0(?:\.[0-9]+)?))$")
+
+
+def derived_model_name(name: str, kernel_size: int | None = None, dropout_p: float | None = None) -> str:
+    """The derived name of ``name`` with another kernel size and/or block dropout (see the module
+    docstring); ``name`` itself when neither is given. Validates and resolves it."""
+    if kernel_size is not None:
+        if int(kernel_size) < 1:
+            raise ValueError(f"kernel_size must be >= 1, got {kernel_size}")
+        name = f"{name}-k{int(kernel_size)}"
+    if dropout_p is not None:
+        if not 0.0 <= dropout_p < 1.0:
+            raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+        name = f"{name}-do{dropout_p:g}"
+    get_model_spec(name)
+    return name
+
+
+def _derive(name: str) -> ModelSpec | None:
+    m = _DERIVED_SUFFIX.match(name)
+    if m is None:
+        return None
     try:
-        return _REGISTRY[name]
+        base = get_model_spec(m["base"])
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; registered: {', '.join(list_models())}") from None
+        return None
+    d = base.to_dict()
+    if m["kernel"] is not None:
+        d["net1d"]["kernel_size"] = int(m["kernel"])
+        d["expected_params"] = None  # the kernel changes the parameter count
+    else:
+        d["net1d"]["dropout_p"] = float(m["dropout"])
+    d["name"] = name
+    d["description"] = f"{base.name} with {'kernel ' + m['kernel'] if m['kernel'] else 'dropout ' + m['dropout']}"
+    return register_model(d)
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    spec = _REGISTRY.get(name) or _derive(name)
+    if spec is None:
+        raise KeyError(
+            f"unknown model {name!r}; registered: {', '.join(list_models())} "
+            "(and derived names <model>-k<kernel> / <model>-do<dropout>)"
+        )
+    return spec
 
 
 def create_model(name: str, checkpoint: str | Path | None = None, strict: bool = True) -> Net1D:

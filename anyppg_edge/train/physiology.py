@@ -72,28 +72,6 @@ def _subject_folds(subjects: list[str], k: int, seed: int) -> list[list[str]]:
     return [order[i::k] for i in range(k)]
 
 
-def _derived_model(name: str, kernel_size: int | None = None, dropout_p: float | None = None) -> str:
-    """Register (once) and return the registry config ``name`` with another Net1D kernel size
-    (``<name>-k<N>``) and/or block dropout (``<name>-do<p>``); ``name`` itself when nothing changes."""
-    from anyppg_edge.models import ModelSpec, get_model_spec, list_models, register_model
-
-    d = get_model_spec(name).to_dict()
-    derived = name
-    if kernel_size is not None:
-        derived += f"-k{int(kernel_size)}"
-        d["net1d"]["kernel_size"] = int(kernel_size)
-    if dropout_p is not None:
-        if not 0.0 <= dropout_p < 1.0:
-            raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
-        derived += f"-do{dropout_p:g}"
-        d["net1d"]["dropout_p"] = float(dropout_p)
-    if derived != name and derived not in list_models():
-        d["name"] = derived
-        d.pop("expected_params", None)
-        register_model(ModelSpec.from_dict(d))
-    return derived
-
-
 def run_physiology(cfg: PhysiologyConfig) -> dict[str, Any]:
     import torch
 
@@ -101,6 +79,7 @@ def run_physiology(cfg: PhysiologyConfig) -> dict[str, Any]:
     from anyppg_edge.eval.baselines import heart_rate_codes, spectral_features
     from anyppg_edge.eval.probe import ecg_heart_rate_bpm
     from anyppg_edge.eval.retrieval import pooled_retrieval
+    from anyppg_edge.models import derived_model_name
     from anyppg_edge.train import ClipConfig, PairedArrayDataset, TrainConfig, train_clip
     from anyppg_edge.train.augment import AugmentConfig
     from anyppg_edge.train.distill import load_teacher, teacher_targets
@@ -109,7 +88,7 @@ def run_physiology(cfg: PhysiologyConfig) -> dict[str, Any]:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    model = _derived_model(cfg.model, cfg.kernel_size, cfg.dropout_p)
+    model = derived_model_name(cfg.model, cfg.kernel_size, cfg.dropout_p)
     recs = load_shared_recordings()
     eval_ws = {r.subject_id: extract_windows(r, hop_s=cfg.hop_s, ecg_quality=False) for r in recs}
     train_ws = {r.subject_id: extract_windows(r, hop_s=cfg.train_hop_s, ecg_quality=False) for r in recs}
