@@ -257,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--steps-per-fold", type=int, default=600)
     ph.add_argument("--batch-size", type=int, default=64)
     ph.add_argument("--lr", type=float, default=1e-3)
-    ph.add_argument("--sim-subjects", type=int, default=0)
+    ph.add_argument("--sim-subjects", type=int, default=0,
+                    help="simulated subjects (5 min each) added to every fold's training set; evaluation stays real")
     ph.add_argument("--train-hop-s", type=float, default=1.0, help="hop between training windows")
     ph.add_argument("--group-batches", action="store_true", help="batches within one subject (hard negatives)")
     ph.add_argument("--groups-per-batch", type=int, default=1,

@@ -88,6 +88,11 @@ def test_physiology_benchmark_protocol(shared, tmp_path, capsys):
     assert summary["baseline"]["R@1"] > 5 * summary["chance_R@1"]
     assert summary["hr_oracle"]["R@1"] > 5 * summary["chance_R@1"]  # the ECG heart rate identifies windows
     assert 0.0 <= summary["model"]["R@1"] <= 1.0
+    # paired difference on the same pools: exactly the two rows' difference, with an interval around it
+    d = summary["model_minus_baseline"]["R@1"]
+    assert d["diff"] == pytest.approx(summary["model"]["R@1"] - summary["baseline"]["R@1"])
+    assert d["ci95_low"] <= d["diff"] <= d["ci95_high"]
+    assert "Model − baseline, paired on the same 4 pools" in (out / "report.md").read_text()
     # fit check on the training subjects' windows: the same metric, model and baseline
     assert 0.0 <= fold["train-subjects model R@1"] <= 1.0 and fold["train-subjects baseline R@1"] > 5 / 64
     assert "| CLIP `tiny-k5-do0.1` |" in capsys.readouterr().out

@@ -8,7 +8,15 @@ import pytest
 
 from anyppg_edge.data import SimulatorConfig, simulate_cohort, simulate_pair
 from anyppg_edge.eval.baselines import spectral_features, spectral_peak_hr_bpm
-from anyppg_edge.eval.retrieval import _pools, pooled_retrieval, retrieval_metrics, retrieval_ranks
+from anyppg_edge.eval.retrieval import (
+    _pools,
+    metrics_from_ranks,
+    paired_pool_bootstrap,
+    pooled_ranks,
+    pooled_retrieval,
+    retrieval_metrics,
+    retrieval_ranks,
+)
 from anyppg_edge.preprocessing import preprocess_ppg_window
 from anyppg_edge.windows import WindowSet, extract_windows
 
@@ -116,6 +124,42 @@ def test_pooled_groups_weighted_and_macro():
     assert r["R@1"] == r["weighted"]["R@1"]
     r2 = pooled_retrieval(q, g, pool_size=100, groups=labels)
     assert r2["skipped_groups"] == {"b": 70}
+
+
+def test_pooled_ranks_are_the_pools_of_pooled_retrieval():
+    rng = np.random.default_rng(5)
+    q = rng.normal(size=(200, 8))
+    g = q + rng.normal(scale=1.5, size=q.shape)
+    ranks = pooled_ranks(q, g, pool_size=64, seed=3)
+    assert [r.size for r in ranks] == [64, 64, 64]
+    ref = pooled_retrieval(q, g, pool_size=64, seed=3)
+    for key, value in metrics_from_ranks(np.concatenate(ranks)).items():
+        assert value == pytest.approx(ref[key], abs=1e-12)  # equal-size pools: mean over pools = over queries
+    with pytest.raises(ValueError, match="cannot fill pools"):
+        pooled_ranks(q[:10], g[:10], pool_size=64)
+
+
+def test_paired_pool_bootstrap():
+    rng = np.random.default_rng(6)
+    base = [rng.integers(1, 65, size=64) for _ in range(20)]
+    same = paired_pool_bootstrap(base, [r.copy() for r in base], n_boot=500)
+    assert all(v["diff"] == 0 and v["ci95_low"] == 0 == v["ci95_high"] for v in same.values())
+    better = [np.maximum(1, r - 10) for r in base]  # every query ranked 10 places higher (or first)
+    res = paired_pool_bootstrap(better, base, n_boot=2000, seed=1)
+    manual = np.mean(np.concatenate(better) <= 1) - np.mean(np.concatenate(base) <= 1)
+    assert res["R@1"]["diff"] == pytest.approx(manual)
+    assert 0 < res["MRR"]["ci95_low"] < res["MRR"]["diff"] < res["MRR"]["ci95_high"]
+    assert res["MRR"]["p_a_not_better"] == 0.0
+    worse = paired_pool_bootstrap(base, better, n_boot=2000, seed=1)
+    assert worse["MRR"]["ci95_high"] < 0 and worse["MRR"]["p_a_not_better"] == 1.0
+    assert paired_pool_bootstrap(better, base, n_boot=2000, seed=1) == res  # deterministic in seed
+    noise = [rng.integers(1, 65, size=64) for _ in range(20)]  # unrelated ranks: the interval holds 0
+    n = paired_pool_bootstrap(noise, base, n_boot=2000)
+    assert n["MRR"]["ci95_low"] < 0 < n["MRR"]["ci95_high"] and n["R@1"]["ci95_low"] < 0 < n["R@1"]["ci95_high"]
+    with pytest.raises(ValueError, match="same pools"):
+        paired_pool_bootstrap(base, [r[:10] for r in base])
+    with pytest.raises(ValueError, match="same non-zero number"):
+        paired_pool_bootstrap(base, base[:3])
 
 
 def test_spectral_baseline_beats_chance_on_simulated_pairs():

@@ -20,7 +20,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["METRIC_KEYS", "metrics_from_ranks", "pooled_retrieval", "retrieval_metrics", "retrieval_ranks"]
+__all__ = [
+    "METRIC_KEYS",
+    "metrics_from_ranks",
+    "paired_pool_bootstrap",
+    "pooled_ranks",
+    "pooled_retrieval",
+    "retrieval_metrics",
+    "retrieval_ranks",
+]
 
 METRIC_KEYS = ("R@1", "R@5", "R@10", "mAP@10", "MRR")
 _CHUNK = 2048
@@ -179,3 +187,63 @@ def pooled_retrieval(
         "per_group": per_group,
         "skipped_groups": skipped,
     }
+
+
+def pooled_ranks(
+    query: Any, gallery: Any, pool_size: int = 64, n_pools: int | None = None, seed: int = 0
+) -> list[np.ndarray]:
+    """1-based ranks of every query, one array per pool, on exactly the pools that
+    :func:`pooled_retrieval` draws with the same arguments (no ``groups``): two methods scored with
+    the same ``seed`` on the same rows meet the same distractors, query by query."""
+    q = _as_2d(query, "query")
+    g = _as_2d(gallery, "gallery")
+    if q.shape != g.shape:
+        raise ValueError(
+            f"query and gallery must have the same shape (paired rows), got {q.shape} and {g.shape}"
+        )
+    if q.shape[0] < int(pool_size) or int(pool_size) < 2:
+        raise ValueError(f"{q.shape[0]} pairs cannot fill pools of {pool_size}")
+    pools = _pools(np.arange(q.shape[0]), int(pool_size), n_pools, np.random.default_rng(seed))
+    return [retrieval_ranks(q[p], g[p]) for p in pools]
+
+
+def paired_pool_bootstrap(
+    ranks_a: Sequence[np.ndarray],
+    ranks_b: Sequence[np.ndarray],
+    n_boot: int = 10_000,
+    seed: int = 0,
+    ks: Sequence[int] = (1, 5, 10),
+) -> dict[str, dict[str, float]]:
+    """Difference ``a - b`` of every metric between two methods ranked on the same pools (e.g.
+    :func:`pooled_ranks` of a model and of a baseline), with a 95 % percentile bootstrap interval
+    that resamples whole *pools* with replacement — the queries of one pool share their distractors,
+    so the pool, not the query, is the independent unit. Returns ``{metric: {"diff", "ci95_low",
+    "ci95_high", "p_a_not_better"}}``; the last is the bootstrap fraction of resamples with ``a - b <= 0``."""
+    if len(ranks_a) != len(ranks_b) or not ranks_a:
+        raise ValueError(f"need the same non-zero number of pools, got {len(ranks_a)} and {len(ranks_b)}")
+    if any(np.shape(a) != np.shape(b) for a, b in zip(ranks_a, ranks_b, strict=True)):
+        raise ValueError("pools of the two methods differ in size: not ranked on the same pools")
+    kmax = max(ks)
+
+    def per_query(r: np.ndarray) -> dict[str, np.ndarray]:
+        r = np.asarray(r, dtype=np.float64)
+        out = {f"R@{k}": (r <= k).astype(np.float64) for k in ks}
+        out[f"mAP@{kmax}"] = np.where(r <= kmax, 1.0 / r, 0.0)
+        out["MRR"] = 1.0 / r
+        return out
+
+    pa, pb = [per_query(r) for r in ranks_a], [per_query(r) for r in ranks_b]
+    sizes = np.array([len(r) for r in ranks_a], dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(sizes), size=(int(n_boot), len(sizes)))
+    result: dict[str, dict[str, float]] = {}
+    for key in pa[0]:
+        sums = np.array([a[key].sum() - b[key].sum() for a, b in zip(pa, pb, strict=True)])  # per pool
+        boot = sums[draws].sum(axis=1) / sizes[draws].sum(axis=1)
+        result[key] = {
+            "diff": float(sums.sum() / sizes.sum()),
+            "ci95_low": float(np.percentile(boot, 2.5)),
+            "ci95_high": float(np.percentile(boot, 97.5)),
+            "p_a_not_better": float(np.mean(boot <= 0)),
+        }
+    return result
