@@ -43,6 +43,15 @@ def _as_2d(x: Any, name: str) -> np.ndarray:
     return arr
 
 
+def _paired(query: Any, gallery: Any) -> tuple[np.ndarray, np.ndarray]:
+    q, g = _as_2d(query, "query"), _as_2d(gallery, "gallery")
+    if q.shape != g.shape:
+        raise ValueError(
+            f"query and gallery must have the same shape (paired rows), got {q.shape} and {g.shape}"
+        )
+    return q, g
+
+
 def _normalise(x: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.where(norm > 0, norm, 1.0)
@@ -50,12 +59,7 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 def retrieval_ranks(query: Any, gallery: Any) -> np.ndarray:
     """1-based rank of gallery row ``i`` among all gallery rows for query row ``i`` (cosine)."""
-    q = _normalise(_as_2d(query, "query"))
-    g = _normalise(_as_2d(gallery, "gallery"))
-    if q.shape != g.shape:
-        raise ValueError(
-            f"query and gallery must have the same shape (paired rows), got {q.shape} and {g.shape}"
-        )
+    q, g = (_normalise(x) for x in _paired(query, gallery))
     n = q.shape[0]
     ranks = np.empty(n, np.int64)
     for a in range(0, n, _CHUNK):
@@ -143,12 +147,7 @@ def pooled_retrieval(
     listed under ``skipped_groups`` and left out. Top-level keys: the metrics, ``pool_size``,
     ``n_pools``, ``n_queries``, ``chance_R@1``.
     """
-    q = _as_2d(query, "query")
-    g = _as_2d(gallery, "gallery")
-    if q.shape != g.shape:
-        raise ValueError(
-            f"query and gallery must have the same shape (paired rows), got {q.shape} and {g.shape}"
-        )
+    q, g = _paired(query, gallery)
     if int(pool_size) < 2:
         raise ValueError(f"pool_size must be >= 2, got {pool_size}")
     pool_size = int(pool_size)
@@ -195,12 +194,7 @@ def pooled_ranks(
     """1-based ranks of every query, one array per pool, on exactly the pools that
     :func:`pooled_retrieval` draws with the same arguments (no ``groups``): two methods scored with
     the same ``seed`` on the same rows meet the same distractors, query by query."""
-    q = _as_2d(query, "query")
-    g = _as_2d(gallery, "gallery")
-    if q.shape != g.shape:
-        raise ValueError(
-            f"query and gallery must have the same shape (paired rows), got {q.shape} and {g.shape}"
-        )
+    q, g = _paired(query, gallery)
     if q.shape[0] < int(pool_size) or int(pool_size) < 2:
         raise ValueError(f"{q.shape[0]} pairs cannot fill pools of {pool_size}")
     pools = _pools(np.arange(q.shape[0]), int(pool_size), n_pools, np.random.default_rng(seed))
