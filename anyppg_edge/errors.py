@@ -22,3 +22,7 @@ class CheckpointError(AnyPPGError, RuntimeError):
 
 class ContractMismatchError(AnyPPGError, ValueError):
     """A model's input contract does not match the preprocessing configuration in use."""
+
+
+class MissingFileError(DataFormatError, FileNotFoundError):
+    """A file the user named does not exist."""

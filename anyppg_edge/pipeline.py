@@ -230,7 +230,7 @@ def _export_windows(cfg: DemoConfig, out: Path, pcfg) -> dict[str, Any]:
 
 
 def _export_model(cfg: DemoConfig, out: Path, name: str, checkpoint, qat_steps: int, w: dict[str, Any], pcfg):
-    from anyppg_edge.deploy.build import ExportConfig, export_all, load_net1d
+    from anyppg_edge.deploy.export.build import ExportConfig, export_all, load_net1d
 
     model, sha = load_net1d(name, checkpoint)
     ecfg = ExportConfig(out_dir=out / "export" / name, qat_steps=qat_steps, seed=cfg.seed, progress=False,
@@ -254,7 +254,7 @@ def _harness_stage(cfg: DemoConfig, out: Path, student: dict[str, Any], recordin
 
 def _bench_stage(cfg: DemoConfig, out: Path, reports: dict[str, Any], windows: np.ndarray, pcfg):
     """Latency per 10 s window on this host, 1 thread: every artifact + both PyTorch eager models."""
-    from anyppg_edge.deploy.bench import bench_artifacts, bench_markdown, write_bench_report
+    from anyppg_edge.deploy.bench.latency import bench_artifacts, bench_markdown, write_bench_report
 
     items: list[Any] = [("pytorch", r["_model"], f"{r['model']} pytorch-float") for r in reports.values()]
     for r in reports.values():
@@ -270,8 +270,8 @@ def _bench_stage(cfg: DemoConfig, out: Path, reports: dict[str, Any], windows: n
 def _parity_stage(out: Path, reports: dict[str, Any], w: dict[str, Any], pcfg):
     """Golden sets from the float models (CPU here; GPU when present) and the parity table of every
     artifact the job produced."""
-    from anyppg_edge.deploy.golden import make_golden_set
-    from anyppg_edge.deploy.parity_suite import parity_table_for
+    from anyppg_edge.deploy.parity.golden import make_golden_set
+    from anyppg_edge.deploy.parity.suite import parity_table_for
 
     rows, parts = [], []
     for r in reports.values():
@@ -345,8 +345,8 @@ def render_report(summary: dict[str, Any], plot_path: Path | None, data_summary_
 def _export_section(ex: dict[str, Any] | None) -> list[str]:
     if not ex:
         return []
-    from anyppg_edge.deploy.build import PARITY_COLUMNS
-    from anyppg_edge.deploy.graph_report import graph_report_markdown
+    from anyppg_edge.deploy.export.build import PARITY_COLUMNS
+    from anyppg_edge.deploy.export.graph_report import graph_report_markdown
 
     lines = ["## QAT + export (brevitas int8; details in `export/<model>/export_report.md`)", ""]
     for role, r in ex.items():

@@ -28,8 +28,8 @@ from pathlib import Path
 def _cmd_all(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from anyppg_edge.deploy.build import ExportConfig, export_all, load_net1d, shared_export_data
     from anyppg_edge.deploy.calibration import load_calibration_set, load_default_calibration_set
+    from anyppg_edge.deploy.export.build import ExportConfig, export_all, load_net1d, shared_export_data
 
     model, sha = load_net1d(args.model, args.checkpoint)
     data = shared_export_data(args.n_calibration, args.n_eval, seed=args.seed, progress=not args.no_progress)
@@ -57,8 +57,12 @@ def _cmd_all(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from anyppg_edge.deploy.graph_report import graph_report_markdown, onnx_graph_report, tflite_graph_report
-    from anyppg_edge.deploy.runtime import read_contract
+    from anyppg_edge.deploy.contract_io import read_contract
+    from anyppg_edge.deploy.export.graph_report import (
+        graph_report_markdown,
+        onnx_graph_report,
+        tflite_graph_report,
+    )
 
     p = Path(args.artifact)
     print(json.dumps(read_contract(p).to_dict(), indent=2, sort_keys=True))
@@ -69,7 +73,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from anyppg_edge.deploy.runtime import read_contract
+    from anyppg_edge.deploy.contract_io import read_contract
     from anyppg_edge.errors import ContractMismatchError
     from anyppg_edge.preprocessing import DEFAULT_CONFIG, PreprocessConfig
 
@@ -92,7 +96,7 @@ def _bench_windows(n: int) -> tuple:
     if shared_available():
         try:
             from anyppg_edge.data import load_shared_recordings
-            from anyppg_edge.windows import extract_windows
+            from anyppg_edge.data.windows import extract_windows
 
             recs = load_shared_recordings(shared_dir() / "data")
             w = np.concatenate([extract_windows(r, hop_s=10.0, ecg_quality=False).ppg for r in recs])
@@ -109,12 +113,12 @@ def _bench_windows(n: int) -> tuple:
 def _cmd_bench(args: argparse.Namespace) -> int:
     import math
 
-    from anyppg_edge.deploy.bench import bench_artifacts, speedups, write_bench_report
+    from anyppg_edge.deploy.bench.latency import bench_artifacts, speedups, write_bench_report
     from anyppg_edge.paths import shared_dir
 
     items: list = list(args.artifacts)
     if args.pytorch:
-        from anyppg_edge.deploy.build import load_net1d
+        from anyppg_edge.deploy.export.build import load_net1d
 
         ckpt = args.checkpoint
         ref = shared_dir() / "reference" / f"net1d_{args.pytorch.replace('-', '_')}.state_dict.pt"
@@ -170,8 +174,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_mcu(args: argparse.Namespace) -> int:
-    from anyppg_edge.deploy.mcu import mcu_markdown
-    from anyppg_edge.deploy.metadata import read_tflite_contract_zip
+    from anyppg_edge.deploy.bench.mcu import mcu_markdown
+    from anyppg_edge.deploy.contract_io import read_tflite_contract_zip
 
     measured = {}
     for art in args.tflite:  # the contract names the model; read as a zip, no TensorFlow import
@@ -186,8 +190,8 @@ def _cmd_mcu(args: argparse.Namespace) -> int:
 
 
 def _cmd_golden(args: argparse.Namespace) -> int:
-    from anyppg_edge.deploy.build import load_net1d
-    from anyppg_edge.deploy.golden import golden_windows_from_shared, make_golden_set, provenance_path
+    from anyppg_edge.deploy.export.build import load_net1d
+    from anyppg_edge.deploy.parity.golden import golden_windows_from_shared, make_golden_set, provenance_path
 
     try:
         model, sha = load_net1d(args.model, args.checkpoint)
@@ -214,9 +218,9 @@ def _cmd_golden(args: argparse.Namespace) -> int:
 
 
 def _cmd_parity(args: argparse.Namespace) -> int:
-    from anyppg_edge.deploy.build import load_net1d
-    from anyppg_edge.deploy.golden import load_golden_set
-    from anyppg_edge.deploy.parity_suite import RANDOM_INIT, check_same_source, run_parity
+    from anyppg_edge.deploy.export.build import load_net1d
+    from anyppg_edge.deploy.parity.golden import load_golden_set
+    from anyppg_edge.deploy.parity.suite import RANDOM_INIT, check_same_source, run_parity
     from anyppg_edge.errors import CheckpointError, ContractMismatchError, DataFormatError
     from anyppg_edge.report import markdown_table
 
@@ -343,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     bn.set_defaults(func=_cmd_bench)
     mc = sub.add_parser("mcu", help="estimated flash/RAM/latency/energy per window on watch-class MCUs")
     mc.add_argument("models", nargs="*", help="registry model names (default: all)")
-    mc.add_argument("--mcu", nargs="*", default=None, help="MCU class keys (anyppg_edge.deploy.mcu.MCU_CLASSES)")
+    mc.add_argument("--mcu", nargs="*", default=None, help="MCU class keys (anyppg_edge.deploy.bench.mcu.MCU_CLASSES)")
     mc.add_argument("--npu", action="store_true", help="include the optional Cortex-M55 + Ethos-U55 class")
     mc.add_argument("--tflite", nargs="*", default=[], help="int8 .tflite files: their sizes shown next to the flash estimate")
     mc.add_argument("--out", default=None, help="also write the markdown here")

@@ -81,7 +81,7 @@ class ContractError(Exception):
 
 
 # --------------------------------------------------------------------------------------------------
-# statistics and environment (twins of anyppg_edge.deploy.bench: keep in step)
+# statistics and environment (twins of anyppg_edge.deploy.bench.latency: keep in step)
 # --------------------------------------------------------------------------------------------------
 
 

@@ -29,7 +29,7 @@ def _float_model(args: argparse.Namespace):
     if ckpt is None:
         print("note: no float checkpoint (--float-checkpoint); float-model cosines are skipped", file=sys.stderr)
         return None
-    from anyppg_edge.deploy.build import load_net1d
+    from anyppg_edge.deploy.export.build import load_net1d
 
     model, _ = load_net1d(args.float_model, ckpt)
     return model
@@ -59,7 +59,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     run = emulate(rec, scfg)
     enc = open_encoder(args.artifact, cfg, threads=1) if not str(args.artifact).endswith(".pt") else None
     if enc is None:
-        from anyppg_edge.deploy.build import load_net1d
+        from anyppg_edge.deploy.export.build import load_net1d
 
         enc = open_encoder(load_net1d(args.float_model, args.artifact)[0], cfg)
     head = None

@@ -26,8 +26,8 @@ pytest.importorskip("tensorflow")
 pytest.importorskip("brevitas")
 
 from anyppg_edge.contract import InputContract  # noqa: E402
-from anyppg_edge.deploy import bench as B  # noqa: E402
-from anyppg_edge.deploy import mcu as M  # noqa: E402
+from anyppg_edge.deploy.bench import latency as B  # noqa: E402
+from anyppg_edge.deploy.bench import mcu as M  # noqa: E402
 from anyppg_edge.deploy.calibration import load_default_calibration_set  # noqa: E402
 from anyppg_edge.models import create_model  # noqa: E402
 from anyppg_edge.preprocessing import DEFAULT_CONFIG, PreprocessConfig  # noqa: E402
@@ -54,9 +54,9 @@ def tiny() -> torch.nn.Module:
 
 @pytest.fixture(scope="module")
 def artifacts(tiny, windows, tmp_path_factory) -> dict[str, Path]:
-    from anyppg_edge.deploy.onnx_export import export_onnx_float
+    from anyppg_edge.deploy.export.onnx import export_onnx_float
+    from anyppg_edge.deploy.export.tflite import export_tflite
     from anyppg_edge.deploy.quantize import quantize_ptq
-    from anyppg_edge.deploy.tflite_export import export_tflite
 
     d = tmp_path_factory.mktemp("bench_art")
     ptq = quantize_ptq(tiny, [windows[:8, None], windows[8:, None]])
@@ -129,7 +129,7 @@ def test_bench_tflite_onnx_pytorch_isolated_and_report(artifacts, tiny, windows,
 
 def test_bench_in_process_records_failures(artifacts, windows, tmp_path):
     # a contract made for another preprocessing chain: that artifact fails, the others still run
-    from anyppg_edge.deploy.onnx_export import write_onnx_contract
+    from anyppg_edge.deploy.export.onnx import write_onnx_contract
 
     bad = tmp_path / "other_band.onnx"
     shutil.copy(artifacts["onnx"], bad)
@@ -199,7 +199,7 @@ def test_device_runner_times_both_kinds(artifacts, windows, tmp_path):
 
 
 def test_device_runner_refuses_mismatching_contract(artifacts, tmp_path):
-    from anyppg_edge.deploy.onnx_export import write_onnx_contract
+    from anyppg_edge.deploy.export.onnx import write_onnx_contract
 
     ok = _run(str(artifacts["tflite"]), "--check-only")
     assert ok.returncode == 0 and "OK:" in ok.stderr

@@ -18,8 +18,9 @@ pytest.importorskip("brevitas")
 pytest.importorskip("tensorflow")
 
 from anyppg_edge.contract import InputContract  # noqa: E402
-from anyppg_edge.deploy.graph_report import tflite_graph_report  # noqa: E402
-from anyppg_edge.deploy.parity import (  # noqa: E402
+from anyppg_edge.deploy.export.graph_report import tflite_graph_report  # noqa: E402
+from anyppg_edge.deploy.export.tflite import export_tflite  # noqa: E402
+from anyppg_edge.deploy.parity.tolerances import (  # noqa: E402
     TOLERANCES,
     embedding_parity,
     layer_parity_table,
@@ -34,7 +35,6 @@ from anyppg_edge.deploy.quantize import (  # noqa: E402
     quantize_ptq,
 )
 from anyppg_edge.deploy.runtime import TFLiteEncoder, read_contract  # noqa: E402
-from anyppg_edge.deploy.tflite_export import export_tflite  # noqa: E402
 from anyppg_edge.errors import ContractMismatchError  # noqa: E402
 from anyppg_edge.models import create_model  # noqa: E402
 from anyppg_edge.preprocessing import PreprocessConfig  # noqa: E402
@@ -45,7 +45,7 @@ FLOAT_TOL = TOLERANCES["float-vs-float"]["max_abs_max"]
 @pytest.fixture(scope="module")
 def real_windows(shared) -> np.ndarray:
     from anyppg_edge.data import load_shared_recordings
-    from anyppg_edge.windows import extract_windows
+    from anyppg_edge.data.windows import extract_windows
 
     recs = load_shared_recordings(shared / "data")
     picked = [r for r in recs if r.dataset.lower().startswith("ieee")][:2] + [
@@ -183,7 +183,7 @@ def test_cli_check_rejects_mismatching_contract(student, tmp_path):
 
 
 def test_load_net1d_rejects_truncated_and_missing_checkpoints(shared, tmp_path):
-    from anyppg_edge.deploy.build import load_net1d
+    from anyppg_edge.deploy.export.build import load_net1d
     from anyppg_edge.errors import CheckpointError
 
     src = (shared / "reference" / "net1d_anyppg_released.state_dict.pt").read_bytes()
@@ -198,7 +198,7 @@ def test_load_net1d_rejects_truncated_and_missing_checkpoints(shared, tmp_path):
 
 
 def test_swish_ablation_measures_the_alternatives(student, real_windows):
-    from anyppg_edge.deploy.ablation import VARIANTS, swish_ablation
+    from anyppg_edge.deploy.export.ablation import VARIANTS, swish_ablation
     from anyppg_edge.deploy.quantize import QuantVariant
 
     rows = swish_ablation(student, real_windows[:32], real_windows[64:80])

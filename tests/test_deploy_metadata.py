@@ -17,8 +17,9 @@ pytest.importorskip("ai_edge_litert")
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
 from anyppg_edge.contract import CONTRACT_KEY, InputContract, QuantParams  # noqa: E402
-from anyppg_edge.deploy import graph_report as gr  # noqa: E402
-from anyppg_edge.deploy import metadata as md  # noqa: E402
+from anyppg_edge.deploy.contract_io import CONTRACT_FILE_NAME, read_tflite_contract_zip  # noqa: E402
+from anyppg_edge.deploy.export import graph_report as gr  # noqa: E402
+from anyppg_edge.deploy.export import metadata as md  # noqa: E402
 from anyppg_edge.errors import ContractMismatchError, DataFormatError  # noqa: E402
 from anyppg_edge.preprocessing import PreprocessConfig  # noqa: E402
 
@@ -127,9 +128,9 @@ def test_contract_round_trip_and_identical_output(annotated, name):
     # tflite-support's schema would drop offset buffers ("Input tensor lacks data"): re-serialised first
     assert md._needs_reserialise(src.read_bytes()) == (name == "offset")
     assert md.read_tflite_contract(dst) == c
-    assert md.read_tflite_contract_zip(dst) == c  # the runtimes' TensorFlow-free reader agrees
+    assert read_tflite_contract_zip(dst) == c  # the runtimes' TensorFlow-free reader agrees
     with pytest.raises(ContractMismatchError, match="no input contract"):
-        md.read_tflite_contract_zip(src)
+        read_tflite_contract_zip(src)
     x = _windows(4, 2)
     np.testing.assert_array_equal(_run(dst, x), _run(src, x))
     assert dst.stat().st_size - src.stat().st_size < 20_000  # a few KB of metadata and JSON
@@ -154,7 +155,7 @@ def test_metadata_fields_read_back_with_displayer(annotated):
     ):
         assert needle in meta["description"], needle
     (assoc,) = meta["associated_files"]
-    assert assoc["name"] == md.CONTRACT_FILE_NAME and assoc["type"] == "DESCRIPTIONS"
+    assert assoc["name"] == CONTRACT_FILE_NAME and assoc["type"] == "DESCRIPTIONS"
     (sub,) = meta["subgraph_metadata"]
     (inp,), (outp,) = sub["input_tensor_metadata"], sub["output_tensor_metadata"]
     assert inp["name"] == "ppg" and outp["name"] == "embedding"
@@ -162,8 +163,8 @@ def test_metadata_fields_read_back_with_displayer(annotated):
     assert f"scale={c.input_quant.scale!r}" in inp["description"]
     assert f"zero_point={c.input_quant.zero_point}" in inp["description"]
     assert "stats" in inp and len(inp["stats"]["min"]) == 1
-    assert disp.get_packed_associated_file_list() == [md.CONTRACT_FILE_NAME]
-    assert InputContract.from_json(disp.get_associated_file_buffer(md.CONTRACT_FILE_NAME)) == c
+    assert disp.get_packed_associated_file_list() == [CONTRACT_FILE_NAME]
+    assert InputContract.from_json(disp.get_associated_file_buffer(CONTRACT_FILE_NAME)) == c
 
 
 def test_rewriting_metadata_replaces_it(annotated, tmp_path):
@@ -189,7 +190,7 @@ def test_missing_or_malformed_contract_raises(models, annotated, tmp_path):
         md.read_tflite_contract(tmp_path / "bare.tflite")
 
     # a contract file that is not a contract
-    bad = tmp_path / md.CONTRACT_FILE_NAME
+    bad = tmp_path / CONTRACT_FILE_NAME
     for text in ("{not json", json.dumps({"schema": "something/else"}), "[1, 2]"):
         bad.write_text(text)
         populated = tfs.writer.MetadataWriter.create_from_metadata_info(

@@ -27,7 +27,7 @@ FLOAT_CKPT = ROOT / "runs" / "distill_watch" / "best.pt"
 
 @pytest.fixture(scope="module")
 def student():
-    from anyppg_edge.deploy.build import load_net1d
+    from anyppg_edge.deploy.export.build import load_net1d
 
     model, _ = load_net1d("student-watch", FLOAT_CKPT if FLOAT_CKPT.is_file() else None)
     return model

@@ -21,11 +21,12 @@ pytest.importorskip("onnxscript")
 
 from anyppg_edge.contract import CONTRACT_KEY, InputContract  # noqa: E402
 from anyppg_edge.data.simulator import simulate_cohort  # noqa: E402
-from anyppg_edge.deploy import onnx_export as ox  # noqa: E402
+from anyppg_edge.data.windows import extract_windows  # noqa: E402
 from anyppg_edge.deploy import runtime as rt  # noqa: E402
+from anyppg_edge.deploy.contract_io import read_contract  # noqa: E402
+from anyppg_edge.deploy.export import onnx as ox  # noqa: E402
 from anyppg_edge.errors import ContractMismatchError, InvalidSignalError  # noqa: E402
 from anyppg_edge.preprocessing import DEFAULT_CONFIG, PreprocessConfig  # noqa: E402
-from anyppg_edge.windows import extract_windows  # noqa: E402
 
 SHA = "ab" * 32
 L = DEFAULT_CONFIG.window_samples
@@ -111,7 +112,7 @@ def test_float_onnx_graph_and_metadata(float_onnx, contract):
 
 def test_contract_round_trip(float_onnx, contract, tmp_path):
     got = ox.read_onnx_contract(float_onnx)
-    assert got == rt.read_contract(float_onnx)
+    assert got == read_contract(float_onnx)
     assert got.artifact_kind == "onnx-float" and got.extra["dynamic_batch"] is True
     assert dataclasses.replace(got, artifact_kind=contract.artifact_kind, extra={}) == contract
     # write_onnx_contract replaces the contract (and keeps the model runnable)

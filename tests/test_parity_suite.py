@@ -26,14 +26,14 @@ pytest.importorskip("brevitas")
 pytest.importorskip("ai_edge_litert")
 
 from anyppg_edge.contract import ARTIFACT_KINDS, InputContract, sha256_file  # noqa: E402
-from anyppg_edge.deploy import parity_suite as ps  # noqa: E402
-from anyppg_edge.deploy.golden import (  # noqa: E402
+from anyppg_edge.deploy.parity import suite as ps  # noqa: E402
+from anyppg_edge.deploy.parity.golden import (  # noqa: E402
     deterministic_torch,
     load_golden_set,
     make_golden_set,
     provenance_path,
 )
-from anyppg_edge.deploy.parity import (  # noqa: E402
+from anyppg_edge.deploy.parity.tolerances import (  # noqa: E402
     TOLERANCE_FOR_KIND,
     TOLERANCES,
     embedding_parity,
@@ -56,7 +56,7 @@ CORRUPT_TFLITE_CONV = 20  # 21st conv op in execution order = deploy layer b3_co
 @pytest.fixture(scope="module")
 def windows():
     from anyppg_edge.data.simulator import simulate_cohort
-    from anyppg_edge.windows import extract_windows
+    from anyppg_edge.data.windows import extract_windows
 
     recs = simulate_cohort(4, duration_s=120.0, seed=3)
     w = np.concatenate([extract_windows(r, ecg_quality=False).ppg for r in recs]).astype(np.float32)
@@ -67,9 +67,9 @@ def windows():
 @pytest.fixture(scope="module")
 def art(student, windows, tmp_path_factory):
     """Source checkpoint, CPU golden set (20 windows) and the four artifacts."""
-    from anyppg_edge.deploy.onnx_export import export_onnx_float, quantize_onnx_int8
+    from anyppg_edge.deploy.export.onnx import export_onnx_float, quantize_onnx_int8
+    from anyppg_edge.deploy.export.tflite import export_tflite
     from anyppg_edge.deploy.quantize import build_deploy_model, quantize_ptq
-    from anyppg_edge.deploy.tflite_export import export_tflite
 
     d = tmp_path_factory.mktemp("parity")
     ckpt = d / "student.state_dict.pt"
@@ -292,7 +292,7 @@ def test_int8_weight_corruption_deep_in_a_block_is_named(art, tmp_path):
     bad = tmp_path / "deep.int8.tflite"
     rng = np.random.default_rng(0)
     patch_tflite_conv_weights(art.int8_tflite, bad, CORRUPT_TFLITE_CONV, lambda w: rng.integers(-127, 128, w.shape))
-    from anyppg_edge.deploy.build import load_net1d
+    from anyppg_edge.deploy.export.build import load_net1d
 
     model, _ = load_net1d("student-watch", art.ckpt)
     rep = ps.run_parity([bad], art.golden, source_model=model, check_weights=True, plot=False)

@@ -12,10 +12,10 @@ from anyppg_edge import preprocessing as pp
 from anyppg_edge.cli import main
 from anyppg_edge.data import read_ieee_spc2015, simulate_pair
 from anyppg_edge.data.simulator import SimulatorConfig
+from anyppg_edge.data.windows import extract_windows
 from anyppg_edge.errors import InvalidSignalError
 from anyppg_edge.models import create_model
 from anyppg_edge.models.encode import check_model_input, encode_windows
-from anyppg_edge.windows import extract_windows
 
 
 def test_extract_windows_matches_reference_per_window():

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from anyppg_edge.data import SimulatorConfig, read_ieee_spc2015, simulate_pair
+from anyppg_edge.data.windows import WindowSet, extract_windows
 from anyppg_edge.eval.probe import (
     ecg_heart_rate_bpm,
     linear_probe,
@@ -16,7 +17,6 @@ from anyppg_edge.eval.probe import (
     spectral_hr_baselines,
     window_reference_hr_bpm,
 )
-from anyppg_edge.windows import WindowSet, extract_windows
 
 
 def _synthetic(n_subjects: int = 10, per_subject: int = 30, dim: int = 16, noise: float = 0.3, seed: int = 0):

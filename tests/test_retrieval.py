@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from anyppg_edge.data import SimulatorConfig, simulate_cohort, simulate_pair
+from anyppg_edge.data.windows import WindowSet, extract_windows
 from anyppg_edge.eval.baselines import spectral_features, spectral_peak_hr_bpm
 from anyppg_edge.eval.retrieval import (
     _pools,
@@ -18,7 +19,6 @@ from anyppg_edge.eval.retrieval import (
     retrieval_ranks,
 )
 from anyppg_edge.preprocessing import preprocess_ppg_window
-from anyppg_edge.windows import WindowSet, extract_windows
 
 TOLERANCES = {
     "metric_abs": 1e-12,  # metrics from integer ranks: exact up to float rounding

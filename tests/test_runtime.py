@@ -3,7 +3,7 @@
 Tiny stand-in encoders ([1, 1, 1250] -> features -> dense -> [1, 8]) are converted once per module
 with the TFLiteConverter: float I/O, and full int8 with int8 I/O (to exercise the input
 quantization and output dequantization). The contract is attached with
-:func:`anyppg_edge.deploy.metadata.write_tflite_metadata`.
+:func:`anyppg_edge.deploy.export.metadata.write_tflite_metadata`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ tf = pytest.importorskip("tensorflow")
 pytest.importorskip("ai_edge_litert")
 
 from anyppg_edge.contract import InputContract, QuantParams  # noqa: E402
-from anyppg_edge.deploy import metadata as md  # noqa: E402
 from anyppg_edge.deploy import runtime as rt  # noqa: E402
+from anyppg_edge.deploy.contract_io import read_contract  # noqa: E402
+from anyppg_edge.deploy.export import metadata as md  # noqa: E402
 from anyppg_edge.errors import ContractMismatchError, InvalidSignalError  # noqa: E402
 from anyppg_edge.preprocessing import DEFAULT_CONFIG, PreprocessConfig  # noqa: E402
 
@@ -104,7 +105,7 @@ def test_float_tflite_matches_tf(models, tiny):
         assert got.dtype == np.float32 and got.shape == (5, EMB)
         np.testing.assert_allclose(got, ref, atol=1e-5)
         np.testing.assert_allclose(enc.embed(x[:, None, :]), got, atol=0)
-    assert rt.read_contract(models["float"]).source_checkpoint_sha256 == SHA
+    assert read_contract(models["float"]).source_checkpoint_sha256 == SHA
     assert isinstance(rt.open_encoder(models["float"]), rt.TFLiteEncoder)
 
 
@@ -147,7 +148,7 @@ def test_tflite_contract_mismatch_and_missing(models):
 
 
 def test_tflite_contract_must_match_tensor_quant(models, tmp_path):
-    c = rt.read_contract(models["int8"])
+    c = read_contract(models["int8"])
     bad = dataclasses.replace(c, input_quant=QuantParams(c.input_quant.scale * 2, c.input_quant.zero_point))
     # the metadata writer refuses a contract that misstates the input scale ...
     with pytest.raises(ContractMismatchError):

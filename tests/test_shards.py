@@ -12,9 +12,9 @@ import pytest
 
 from anyppg_edge.data import read_recording, simulate_cohort
 from anyppg_edge.data.shards import ShardDataset, prepare_shards, recording_splits, subject_split, write_index
+from anyppg_edge.data.windows import extract_windows
 from anyppg_edge.errors import ContractMismatchError, DataFormatError
 from anyppg_edge.preprocessing import PreprocessConfig
-from anyppg_edge.windows import extract_windows
 
 TOLERANCES = {
     # float16 storage of z-scored float32 windows: half a unit in the last place is 2**-11 relative

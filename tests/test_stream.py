@@ -55,7 +55,7 @@ def _fault_run(odr: float, seed: int = 3, drop_prob: float = 0.01):
 @pytest.fixture(scope="module")
 def float_encoder():
     """The distilled float student when this checkout has one, else the seeded random-init student."""
-    from anyppg_edge.deploy.build import load_net1d
+    from anyppg_edge.deploy.export.build import load_net1d
     from anyppg_edge.deploy.runtime import open_encoder
 
     model, _ = load_net1d("student-watch", FLOAT_CKPT if FLOAT_CKPT.is_file() else None)

@@ -59,7 +59,7 @@ if "tiny-nodrop" not in list_models():
 def windows() -> tuple[np.ndarray, np.ndarray]:
     """21 paired simulated windows (3 subjects x 40 s, 5 s hop), preprocessed by the reference chain."""
     from anyppg_edge.data import simulate_cohort
-    from anyppg_edge.windows import WindowSet, extract_windows
+    from anyppg_edge.data.windows import WindowSet, extract_windows
 
     recs = simulate_cohort(3, duration_s=40, seed=1)
     ws = WindowSet.concat([extract_windows(r, ecg_quality=False, hop_s=5) for r in recs])

@@ -185,7 +185,7 @@ def _process_one(
     dtype: str,
 ) -> dict:
     """Worker: read -> extract_windows -> shard + sidecar. Returns the sidecar dict."""
-    from anyppg_edge.windows import extract_windows
+    from anyppg_edge.data.windows import extract_windows
 
     cfg = PreprocessConfig.from_dict(cfg_dict)
     t0 = time.perf_counter()

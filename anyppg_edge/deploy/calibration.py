@@ -6,7 +6,7 @@ Every quantizer of the toolkit (PyTorch PTQ, brevitas QAT range initialisation, 
 on exactly the same windows, and the manifest that travels with the set says which ones.
 
 **Windows.** Preprocessed, z-scored 10 s PPG windows at 125 Hz (``[N, 1250]`` float32), cut by
-:func:`~anyppg_edge.windows.extract_windows` with the reference chain of
+:func:`~anyppg_edge.data.windows.extract_windows` with the reference chain of
 :mod:`anyppg_edge.preprocessing`; windows that fail a quality gate (non-finite, flat, saturated PPG
 or ECG and, with ``ecg_quality``, the Zhao 2018 ECG quality index) never enter the candidate pool;
 their counts by reason are kept in the manifest (``rejected``). Windows read from a shard folder
@@ -77,11 +77,11 @@ from scipy import signal
 from anyppg_edge import __version__
 from anyppg_edge import preprocessing as pp
 from anyppg_edge.data.recording import Recording
+from anyppg_edge.data.windows import _reason, extract_windows
 from anyppg_edge.errors import ContractMismatchError, DataFormatError, InvalidSignalError
 from anyppg_edge.io import atomic_write, write_json
 from anyppg_edge.paths import REPO_ROOT
 from anyppg_edge.preprocessing import DEFAULT_CONFIG, PreprocessConfig
-from anyppg_edge.windows import _reason, extract_windows
 
 __all__ = [
     "CALIBRATION_SCHEMA",
@@ -525,7 +525,7 @@ def build_calibration_set(
     PPG-only windows, labelled from the PPG).
 
     Recordings are cut every ``hop_s`` seconds; with ``ecg_quality`` windows whose ECG fails Zhao
-    2018 are dropped like in :func:`~anyppg_edge.windows.extract_windows`. At most
+    2018 are dropped like in :func:`~anyppg_edge.data.windows.extract_windows`. At most
     ``max_candidates`` windows, spread evenly over subjects, are labelled and stratified (see the
     module docstring). Returns fewer than ``n_windows`` windows (``manifest["count"]`` <
     ``manifest["requested"]``) only when the pool is smaller.

@@ -17,7 +17,7 @@ With ``quant=False`` the same graph runs in float (no quantizers): it equals ``N
 float rounding, which is tested. With ``quant=True`` every activation point named in
 :attr:`DeployNet1D.act_points` is a brevitas ``QuantIdentity`` (int8 per-tensor, zero point 0),
 weights are int8 per-output-channel (narrow range) and biases int32 — brevitas's naming. The
-TFLite exporter (:mod:`anyppg_edge.deploy.tflite_export`) rebuilds the same graph in TensorFlow and
+TFLite exporter (:mod:`anyppg_edge.deploy.export.tflite`) rebuilds the same graph in TensorFlow and
 places fake-quant ops with exactly these scales, so the scales trained here are the ones in the file.
 
 brevitas is imported lazily (``quant=True`` only).
@@ -236,7 +236,7 @@ class _Linear(nn.Module):
 class QuantVariant:
     """How Swish/sigmoid/SE are quantized. The default is what exports: every point int8, sigmoid
     outputs on TFLite's fixed 1/256 LOGISTIC grid. The others are measured alternatives
-    (:mod:`anyppg_edge.deploy.ablation`): activation points whose name contains one of
+    (:mod:`anyppg_edge.deploy.export.ablation`): activation points whose name contains one of
     ``wide_points`` kept at 16 bit, or hard-sigmoid (``relu6(x + 3) / 6``) in place of the sigmoid
     in every Swish and SE gate (hard-swish)."""
 

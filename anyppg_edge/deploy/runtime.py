@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from anyppg_edge.contract import CONTRACT_KEY, InputContract, QuantParams
-from anyppg_edge.errors import ContractMismatchError, InvalidSignalError
+from anyppg_edge.deploy.contract_io import contract_from_metadata, read_contract, read_tflite_contract_zip
+from anyppg_edge.errors import ContractMismatchError, InvalidSignalError, MissingFileError
 from anyppg_edge.preprocessing import DEFAULT_CONFIG, PreprocessConfig
 
 __all__ = [
@@ -117,23 +118,6 @@ class Encoder(ABC):
 # --------------------------------------------------------------------------------------------------
 
 
-def read_contract(path: str | Path) -> InputContract:
-    """The input contract of an ``.onnx`` or ``.tflite`` artifact (ContractMismatchError if none)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model artifact not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        from anyppg_edge.deploy.onnx_export import read_onnx_contract
-
-        return read_onnx_contract(path)
-    if suffix == ".tflite":
-        from anyppg_edge.deploy.metadata import read_tflite_contract
-
-        return read_tflite_contract(path)
-    raise ValueError(f"{path}: unknown artifact type {suffix!r} (expected .onnx or .tflite)")
-
-
 def _assumed_contract(
     path: Path, kind: str, window_samples: int, embedding_dim: int, cfg: PreprocessConfig
 ) -> InputContract:
@@ -179,6 +163,48 @@ def _says_no_contract(e: ContractMismatchError, path: Path) -> bool:
     # ..." / "unknown input-contract schema" for a bad one (the path is cut out: it may contain anything).
     msg = str(e).replace(str(path), "<path>").lower()
     return "no input contract" in msg and "malformed" not in msg
+
+
+# --------------------------------------------------------------------------------------------------
+# onnxruntime sessions
+# --------------------------------------------------------------------------------------------------
+
+# ORT graph transformers that must never run on these graphs (Pad_Fusion miscompiles odd-length
+# strided convs: see anyppg_edge.deploy.export.onnx).
+ORT_DISABLED_OPTIMIZERS = ("Pad_Fusion",)
+
+
+def ort_session(
+    path: str | Path | bytes,
+    threads: int = 1,
+    int8_allowed: bool = False,
+    optimized_model_path: str | Path | None = None,
+    profile_file_prefix: str | Path | None = None,
+) -> Any:
+    """An ``onnxruntime.InferenceSession`` on the CPU EP with ``Pad_Fusion`` disabled.
+
+    ``threads`` sets intra- and inter-op threads; ``int8_allowed`` sets
+    ``session.qdqisint8allowed=1`` (lets x86 fuse S8S8 QDQ convs into QLinearConv; ARM does it by
+    default). ``optimized_model_path`` saves the graph ORT actually runs; ``profile_file_prefix``
+    turns on ORT's profiler, writing there (``sess.end_profiling()`` returns the file)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = int(threads)
+    so.log_severity_level = 3
+    if int8_allowed:
+        so.add_session_config_entry("session.qdqisint8allowed", "1")
+    if optimized_model_path is not None:
+        so.optimized_model_filepath = str(optimized_model_path)
+    if profile_file_prefix is not None:
+        so.enable_profiling = True
+        so.profile_file_prefix = str(profile_file_prefix)
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(
+        model, so, providers=["CPUExecutionProvider"], disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS)
+    )
+
 
 
 # --------------------------------------------------------------------------------------------------
@@ -254,11 +280,10 @@ class OnnxEncoder(Encoder):
         allow_missing_contract: bool = False,
         batch_size: int = 64,
     ):
-        from anyppg_edge.deploy.onnx_export import contract_from_metadata, ort_session
 
         self.path = Path(path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"ONNX model not found: {self.path}")
+            raise MissingFileError(f"ONNX model not found: {self.path}")
         self.session = ort_session(self.path, threads=threads, int8_allowed=int8_allowed)
         inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
         self.input_name, self.output_name = inp.name, out.name
@@ -367,7 +392,7 @@ class TFLiteEncoder(Encoder):
 
         self.path = Path(path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"TFLite model not found: {self.path}")
+            raise MissingFileError(f"TFLite model not found: {self.path}")
         self.use_xnnpack = bool(use_xnnpack)
         resolver = OpResolverType.AUTO if use_xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         self.interpreter = Interpreter(
@@ -424,8 +449,6 @@ class TFLiteEncoder(Encoder):
 
     def _read_contract(self) -> InputContract:
         # the metadata zip directly: tflite-support would import TensorFlow (~5 s) on every load
-        from anyppg_edge.deploy.metadata import read_tflite_contract_zip
-
         return read_tflite_contract_zip(self.path)
 
     def _run(self, x: np.ndarray) -> np.ndarray:

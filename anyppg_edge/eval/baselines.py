@@ -146,8 +146,8 @@ def main(argv: list[str] | None = None) -> dict:
     import time
 
     from anyppg_edge.data import load_shared_recordings
+    from anyppg_edge.data.windows import WindowSet, extract_windows
     from anyppg_edge.eval.retrieval import pooled_retrieval
-    from anyppg_edge.windows import WindowSet, extract_windows
 
     ap = argparse.ArgumentParser(prog="python -m anyppg_edge.eval.baselines")
     ap.add_argument("--pool-size", type=int, default=64)

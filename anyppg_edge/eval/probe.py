@@ -56,7 +56,7 @@ def ecg_heart_rate_bpm(ecg_windows: Any, sample_rate_hz: float = 125.0) -> np.nd
     """Heart rate (bpm) of each ECG window: R peaks by ``neurokit2.ecg_peaks`` (on the
     ``ecg_clean``-ed window), ``60 / median RR``. NaN for a window with fewer than 3 R peaks or where
     peak detection fails (e.g. a flat window). ``ecg_windows``: ``[n, samples]`` (or ``[n, 1, samples]``
-    or one 1-D window), normally the preprocessed windows of :func:`~anyppg_edge.windows.extract_windows`."""
+    or one 1-D window), normally the preprocessed windows of :func:`~anyppg_edge.data.windows.extract_windows`."""
     try:
         import neurokit2 as nk
     except ImportError as exc:  # pragma: no cover - depends on the install
@@ -128,7 +128,7 @@ def reference_hr_from_trace(
 def window_reference_hr_bpm(
     windows: Any, recordings: Sequence[Any], window_s: float = 10.0, prefer_trace: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Reference HR per window of a :class:`~anyppg_edge.windows.WindowSet` cut from ``recordings``.
+    """Reference HR per window of a :class:`~anyppg_edge.data.windows.WindowSet` cut from ``recordings``.
 
     A recording whose ``meta`` holds ``hr_bpm_trace`` (IEEE SPC 2015 ``BPM0``; the simulator's ground
     truth) gets :func:`reference_hr_from_trace` at each window's ``start_s``; the other windows (those

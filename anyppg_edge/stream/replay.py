@@ -204,8 +204,8 @@ class HrTrainingSet:
     @classmethod
     def build(cls, encoder: Any, recordings: Sequence[Recording], cfg: pp.PreprocessConfig = pp.DEFAULT_CONFIG,
               hop_s: float = 5.0) -> HrTrainingSet:
+        from anyppg_edge.data.windows import extract_windows
         from anyppg_edge.eval.probe import window_reference_hr_bpm
-        from anyppg_edge.windows import extract_windows
 
         embs, hrs, groups = [], [], []
         for rec in recordings:

@@ -79,6 +79,7 @@ def run_physiology(cfg: PhysiologyConfig) -> dict[str, Any]:
     import torch
 
     from anyppg_edge.data import load_shared_recordings, simulate_cohort
+    from anyppg_edge.data.windows import WindowSet, extract_windows
     from anyppg_edge.eval.baselines import heart_rate_codes, spectral_features
     from anyppg_edge.eval.probe import ecg_heart_rate_bpm
     from anyppg_edge.eval.retrieval import paired_pool_bootstrap, pooled_ranks, pooled_retrieval
@@ -86,7 +87,6 @@ def run_physiology(cfg: PhysiologyConfig) -> dict[str, Any]:
     from anyppg_edge.train import ClipConfig, PairedArrayDataset, TrainConfig, train_clip
     from anyppg_edge.train.augment import AugmentConfig
     from anyppg_edge.train.distill import load_teacher, teacher_targets
-    from anyppg_edge.windows import WindowSet, extract_windows
 
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)

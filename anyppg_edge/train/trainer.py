@@ -121,7 +121,7 @@ class TrainConfig:
 
 
 class PairedArrayDataset(Dataset):
-    """In-memory paired windows ``[N, L]`` (e.g. a :class:`~anyppg_edge.windows.WindowSet`'s arrays)
+    """In-memory paired windows ``[N, L]`` (e.g. a :class:`~anyppg_edge.data.windows.WindowSet`'s arrays)
     → items ``{"ppg": float32 [1, L], "ecg": float32 [1, L]}``, the format the trainer consumes."""
 
     def __init__(

@@ -183,7 +183,7 @@ def export_tflite(
     """
     from dataclasses import replace
 
-    from anyppg_edge.deploy.metadata import write_tflite_metadata
+    from anyppg_edge.deploy.export.metadata import write_tflite_metadata
 
     if not dmodel.variant.exportable:
         raise ValueError(f"quantization variant {dmodel.variant.name!r} is an ablation, not an int8 TFLite graph")

@@ -2,7 +2,7 @@
 metrics, and per-layer SQNR / quantization-step agreement for int8 models.
 
 ``TOLERANCES`` is the single named table every parity check in the toolkit reads (tests, the export
-report, the parity command of :mod:`anyppg_edge.deploy.parity_suite`); ``TOLERANCE_FOR_KIND`` says
+report, the parity command of :mod:`anyppg_edge.deploy.parity.suite`); ``TOLERANCE_FOR_KIND`` says
 which row applies to which artifact, and :func:`tolerance_row` switches float artifacts to the
 ``gpu-vs-cpu-float`` row when the reference (golden set) was computed on a GPU.
 

@@ -11,7 +11,7 @@
    iterator; S8S8, the format ARM kernels execute as int8);
 6. **reports**: graph report (op census, float compute ops, Flex ops, transposes, size), embedding
    parity of every artifact against the float PyTorch model on real windows with the verdict of
-   :data:`~anyppg_edge.deploy.parity.TOLERANCES`, and per-layer SQNR / TFLite-vs-brevitas step
+   :data:`~anyppg_edge.deploy.parity.tolerances.TOLERANCES`, and per-layer SQNR / TFLite-vs-brevitas step
    agreement for the int8 TFLite; markdown + JSON + a plot.
 """
 
@@ -51,7 +51,7 @@ class ExportConfig:
     int8_io: bool = False  # int8 input/output tensors in the int8 TFLite (else float I/O)
     layer_windows: int = 8  # windows for the per-layer table
     export_ptq_tflite: bool = True  # also write the PTQ model's TFLite, for the QAT-vs-PTQ comparison
-    ablation: bool = False  # measure the Swish/sigmoid/SE alternatives (anyppg_edge.deploy.ablation)
+    ablation: bool = False  # measure the Swish/sigmoid/SE alternatives (anyppg_edge.deploy.export.ablation)
     seed: int = 0
     progress: bool = True
     plot: bool = True
@@ -110,9 +110,14 @@ def export_all(
 ) -> dict[str, Any]:
     """Export ``model`` to ONNX/TFLite float and int8 (see module docstring); returns the report dict
     (also written to ``cfg.out_dir/export_report.{json,md}``)."""
-    from anyppg_edge.deploy.graph_report import graph_report_markdown, onnx_graph_report, tflite_graph_report
-    from anyppg_edge.deploy.onnx_export import export_onnx_float, onnx_int8_execution, quantize_onnx_int8
-    from anyppg_edge.deploy.parity import (
+    from anyppg_edge.deploy.export.graph_report import (
+        graph_report_markdown,
+        onnx_graph_report,
+        tflite_graph_report,
+    )
+    from anyppg_edge.deploy.export.onnx import export_onnx_float, onnx_int8_execution, quantize_onnx_int8
+    from anyppg_edge.deploy.export.tflite import export_tflite
+    from anyppg_edge.deploy.parity.tolerances import (
         embedding_parity,
         layer_parity_table,
         tolerance_failures,
@@ -126,7 +131,6 @@ def export_all(
         quantize_ptq,
     )
     from anyppg_edge.deploy.runtime import open_encoder
-    from anyppg_edge.deploy.tflite_export import export_tflite
 
     t0 = time.time()
     out = Path(cfg.out_dir)
@@ -241,7 +245,7 @@ def export_all(
 
     ablation_rows = None
     if cfg.ablation:
-        from anyppg_edge.deploy.ablation import swish_ablation
+        from anyppg_edge.deploy.export.ablation import swish_ablation
 
         t = time.time()
         ablation_rows = swish_ablation(
@@ -308,7 +312,7 @@ def render_export_report(report: dict[str, Any], graph_md: str) -> str:
         f"parity on {report['eval_windows']} windows ({report['eval_source'] or 'given windows'}); "
         f"calibration {report['calibration_windows']} windows; QAT {report['qat'].get('steps', 0)} steps.",
         "",
-        "## Parity vs the float PyTorch model (tolerances: `anyppg_edge.deploy.parity.TOLERANCES`)",
+        "## Parity vs the float PyTorch model (tolerances: `anyppg_edge.deploy.parity.tolerances.TOLERANCES`)",
         "",
         markdown_table(report["parity"], PARITY_COLUMNS),
         "",
@@ -352,7 +356,7 @@ def plot_export(report: dict[str, Any], embeddings: dict[str, np.ndarray], ref: 
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    from anyppg_edge.deploy.parity import cosine_rows
+    from anyppg_edge.deploy.parity.tolerances import cosine_rows
 
     layers = [r for r in report["layers"] if r.get("sqnr_tflite_db") is not None]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(14, 4.5), gridspec_kw={"width_ratios": [2, 1]})
@@ -405,9 +409,9 @@ def shared_export_data(
     (stratified builder) and QAT windows from the train subjects, parity windows from val + test."""
     from anyppg_edge.data import load_shared_recordings
     from anyppg_edge.data.shards import recording_splits
+    from anyppg_edge.data.windows import extract_windows
     from anyppg_edge.deploy.calibration import build_calibration_set
     from anyppg_edge.paths import shared_dir
-    from anyppg_edge.windows import extract_windows
 
     recs = load_shared_recordings(shared_dir() / "data")
     split = recording_splits(recs, seed=seed)

@@ -25,7 +25,7 @@ from anyppg_edge.report import markdown_table
 
 __all__ = ["graph_report_markdown", "onnx_graph_report", "tflite_graph_report"]
 
-CONTRACT_FILE_NAME = f"{CONTRACT_KEY}.json"  # same as anyppg_edge.deploy.metadata.CONTRACT_FILE_NAME
+CONTRACT_FILE_NAME = f"{CONTRACT_KEY}.json"  # same as anyppg_edge.deploy.export.metadata.CONTRACT_FILE_NAME
 TFLITE_METADATA_NAME = "TFLITE_METADATA"  # Model.metadata entry that tflite-support writes
 _FLOAT_TYPES = {"float32", "float16", "float64", "bfloat16"}
 _INT8_ACTIVATION_TYPES = {"int8", "int32", "int64", "bool"}  # int32/int64/bool: indices, shapes, masks
@@ -125,7 +125,7 @@ def tflite_graph_report(path: str | Path) -> dict[str, Any]:
         for side in ("inputs", "outputs")
     }
     metadata_names = [_str(m.name) for m in (model.metadata or [])]
-    from anyppg_edge.deploy.metadata import packed_files
+    from anyppg_edge.deploy.contract_io import packed_files
 
     packed = packed_files(buf)
     integer_only = n_ops > 0 and not float_compute

@@ -13,7 +13,7 @@
 * **statistics**: p50 / p90 / p99 / mean / min / max / std in ms (:func:`latency_stats`, numpy's
   linear-interpolation percentiles), plus every sample (for the plot);
 * **memory**: peak RSS of the process and the part attributable to the artifact. With ``isolate``
-  each artifact runs in a fresh interpreter process (``python -m anyppg_edge.deploy.bench --worker``)
+  each artifact runs in a fresh interpreter process (``python -m anyppg_edge.deploy.bench.latency --worker``)
   whose imports happen first; then the kernel's peak-RSS counter is reset (Linux
   ``/proc/self/clear_refs`` = 5) so ``VmHWM`` after the timed runs minus ``VmRSS`` at the reset is
   what loading and running the artifact cost. Elsewhere the ``getrusage`` ``ru_maxrss`` delta is used;
@@ -219,7 +219,7 @@ def gemm_flops_one_core(n: int = 1024, repeats: int = 7, isolate: bool = True) -
     if isolate:
         env = {**os.environ, **dict.fromkeys(THREAD_ENV_VARS, "1")}
         code = (
-            "import json,sys;from anyppg_edge.deploy.bench import _gemm_flops_inprocess as f;"
+            "import json,sys;from anyppg_edge.deploy.bench.latency import _gemm_flops_inprocess as f;"
             f"json.dump(f({int(n)},{int(repeats)}),sys.stdout)"
         )
         proc = subprocess.run(
@@ -489,7 +489,7 @@ def _run_isolated(
     threads = str(spec["threads"])
     env = _worker_env({**os.environ, **dict.fromkeys(THREAD_ENV_VARS, threads)})
     proc = subprocess.run(
-        [sys.executable, "-m", "anyppg_edge.deploy.bench", "--worker", str(spec_path), str(out_path)],
+        [sys.executable, "-m", "anyppg_edge.deploy.bench.latency", "--worker", str(spec_path), str(out_path)],
         env=env,
         capture_output=True,
         text=True,
@@ -875,7 +875,7 @@ def _worker(spec_path: str, out_path: str) -> int:
 
 def _main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m anyppg_edge.deploy.bench", description="bench worker (internal)"
+        prog="python -m anyppg_edge.deploy.bench.latency", description="bench worker (internal)"
     )
     ap.add_argument("--worker", nargs=2, metavar=("SPEC_JSON", "OUT_JSON"), required=True)
     args = ap.parse_args(argv)

@@ -34,17 +34,16 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import io
 import json
 import math
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from anyppg_edge.contract import CONTRACT_KEY, InputContract, QuantParams
+from anyppg_edge.contract import InputContract, QuantParams
+from anyppg_edge.deploy.contract_io import CONTRACT_FILE_NAME, packed_files, parse_contract
 from anyppg_edge.errors import ContractMismatchError, DataFormatError
 from anyppg_edge.io import atomic_write
 
@@ -52,12 +51,10 @@ __all__ = [
     "CONTRACT_FILE_NAME",
     "ensure_libusb",
     "read_tflite_contract",
-    "read_tflite_contract_zip",
     "tflite_metadata_json",
     "write_tflite_metadata",
 ]
 
-CONTRACT_FILE_NAME = f"{CONTRACT_KEY}.json"  # the associated file inside the .tflite zip appendix
 AUTHOR = "anyppg-edge"
 LICENSE = "Apache-2.0"
 INPUT_TENSOR_NAME = "ppg"
@@ -154,7 +151,7 @@ def write_tflite_metadata(
             info.AssociatedFileMd(
                 file_path=str(contract_file),
                 description=f"anyppg-edge input contract ({contract.schema}): preprocessing config, its hash, "
-                "I/O shapes and quantization, source checkpoint. Read with anyppg_edge.deploy.metadata."
+                "I/O shapes and quantization, source checkpoint. Read with anyppg_edge.deploy.export.metadata."
                 "read_tflite_contract.",
                 file_type=fb.AssociatedFileType.DESCRIPTIONS,
             ).create_metadata()
@@ -341,15 +338,6 @@ def _reserialise(buf: bytes) -> bytes:
     return bytes(fu.convert_object_to_bytearray(model))
 
 
-def packed_files(buf: bytes) -> list[str]:
-    """Names of the files packed in a TFLite model's metadata zip (empty when there is none)."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(buf)) as zf:
-            return zf.namelist()
-    except zipfile.BadZipFile:
-        return []
-
-
 def _verify_written(out: bytes, src: bytes, contract: InputContract) -> None:
     """The written model loads and allocates in LiteRT, with the same I/O, and the contract reads back."""
     from ai_edge_litert.interpreter import Interpreter
@@ -382,7 +370,7 @@ def _displayer(buf: bytes, what: str) -> Any:
     except ValueError as e:
         raise ContractMismatchError(
             f"{what} has no TFLite metadata ({e}), so no input contract; write one with "
-            "anyppg_edge.deploy.metadata.write_tflite_metadata"
+            "anyppg_edge.deploy.export.metadata.write_tflite_metadata"
         ) from e
 
 
@@ -394,30 +382,7 @@ def _contract_from_buffer(buf: bytes, what: str) -> InputContract:
             f"{what} has TFLite metadata but no input contract: associated file {CONTRACT_FILE_NAME!r} "
             f"is missing (packed files: {files or 'none'})"
         )
-    return _parse_contract(displayer.get_associated_file_buffer(CONTRACT_FILE_NAME), what)
-
-
-def _parse_contract(text: bytes | str, what: str) -> InputContract:
-    """The contract JSON of a TFLite file; every failure is a :class:`ContractMismatchError`."""
-    try:
-        return InputContract.from_json(text)
-    except ContractMismatchError as e:
-        raise ContractMismatchError(f"{what}: {e}") from e
-    except (TypeError, ValueError, AttributeError, KeyError) as e:
-        raise ContractMismatchError(f"{what}: malformed input contract in {CONTRACT_FILE_NAME}: {e}") from e
-
-
-def read_tflite_contract_zip(path: str | Path) -> InputContract:
-    """The contract packed by :func:`write_tflite_metadata`, read as the zip archive tflite-support
-    appends to the flatbuffer: no tflite-support / TensorFlow import, so what a runtime pays to load a
-    model stays what a device pays. :func:`read_tflite_contract` (MetadataDisplayer) is the checked
-    reader the writer verifies with; both return the same contract (tested)."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            text = zf.read(CONTRACT_FILE_NAME)
-    except (zipfile.BadZipFile, KeyError) as e:
-        raise ContractMismatchError(f"{path} has no input contract ({CONTRACT_FILE_NAME}): {e}") from e
-    return _parse_contract(text, str(path))
+    return parse_contract(displayer.get_associated_file_buffer(CONTRACT_FILE_NAME), what)
 
 
 def read_tflite_contract(path: str | Path, cfg: Any = None) -> InputContract:

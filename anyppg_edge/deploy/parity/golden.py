@@ -22,7 +22,7 @@ afterwards and recorded in the provenance. On CPU the same deterministic flag is
 
 :func:`golden_windows_from_shared` picks the windows: the held-out subjects (val + test of
 :func:`~anyppg_edge.data.shards.subject_split`, the same seed-0 split and selection as the parity
-windows of :func:`~anyppg_edge.deploy.build.shared_export_data`), so that neither calibration nor
+windows of :func:`~anyppg_edge.deploy.export.build.shared_export_data`), so that neither calibration nor
 QAT ever saw them.
 """
 
@@ -269,7 +269,7 @@ def make_golden_set(
         "preprocess_config_hash": cfg.config_hash(),
         "preprocess": cfg.to_dict(),
         "window_source": window_source,
-        "created_by": created_by or f"anyppg-edge {__version__} anyppg_edge.deploy.golden.make_golden_set",
+        "created_by": created_by or f"anyppg-edge {__version__} anyppg_edge.deploy.parity.golden.make_golden_set",
         "created_at": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "anyppg_edge_version": __version__,
     }
@@ -351,12 +351,12 @@ def golden_windows_from_shared(
     """Windows of the held-out subjects of ``../shared`` (``splits`` of the seed-``seed``
     :func:`subject_split`), every ``hop_s`` s, ``n`` drawn at random (all when fewer) in recording
     order: the same selection as the parity windows of
-    :func:`~anyppg_edge.deploy.build.shared_export_data` with the same ``seed``/``hop_s``/``n``.
+    :func:`~anyppg_edge.deploy.export.build.shared_export_data` with the same ``seed``/``hop_s``/``n``.
     Returns ``(windows [n, L] float32, ids ["dataset/subject@start_s"], description)``."""
     from anyppg_edge.data import load_shared_recordings
     from anyppg_edge.data.shards import recording_splits
+    from anyppg_edge.data.windows import WindowSet, extract_windows
     from anyppg_edge.paths import shared_dir
-    from anyppg_edge.windows import WindowSet, extract_windows
 
     recs = load_shared_recordings(shared_dir() / "data")
     split = recording_splits(recs, seed=seed)

@@ -3,7 +3,7 @@
 Every number this module returns is an **estimate** from a model's MACs, parameters and peak
 activation (:func:`~anyppg_edge.models.net1d.model_stats`, :func:`~anyppg_edge.models.budget.budget`)
 and the assumptions below, never a measurement: nothing here has run on the MCUs named. Measured host
-latencies come from :mod:`anyppg_edge.deploy.bench`; put them next to these, never in place of them.
+latencies come from :mod:`anyppg_edge.deploy.bench.latency`; put them next to these, never in place of them.
 
 Model (TFLite Micro with CMSIS-NN kernels, int8 weights and activations, layer-by-layer execution):
 

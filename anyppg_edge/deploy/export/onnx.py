@@ -10,7 +10,7 @@ Two onnxruntime pitfalls are handled here (see ``shared/notes/toolchain-study.md
 * ORT's level-1 ``Pad_Fusion`` folds the explicit **zero** ``Pad`` in front of the identity
   ``MaxPool`` into MaxPool's own ``pads``, which pad with -inf: wrong embeddings whenever a block
   input length is odd (1250 → 625 → 313 → …). Every session made here disables it
-  (:func:`ort_session`), and the quantizer's pre-processing runs the same ORT optimization with it
+  (:func:`~anyppg_edge.deploy.runtime.ort_session`), and the quantizer's pre-processing runs the same ORT optimization with it
   disabled (``quant_pre_process`` alone would bake the fused, wrong MaxPool into the int8 file).
 * int8 QDQ on x86: S8S8 convolutions run in float unless ``session.qdqisint8allowed=1`` (ARM fuses
   them by default), and U8S8 saturates in the AVX2 kernels unless ``reduce_range=True``.
@@ -39,6 +39,8 @@ import numpy as np
 
 from anyppg_edge import __version__
 from anyppg_edge.contract import CONTRACT_KEY, InputContract
+from anyppg_edge.deploy.contract_io import FLAT_CONTRACT_KEYS, contract_props, read_onnx_contract
+from anyppg_edge.deploy.runtime import ORT_DISABLED_OPTIMIZERS, ort_session, validate_windows
 from anyppg_edge.errors import ContractMismatchError
 
 if TYPE_CHECKING:
@@ -47,20 +49,6 @@ if TYPE_CHECKING:
 INPUT_NAME = "ppg"
 OUTPUT_NAME = "embedding"
 PRODUCER = "anyppg-edge"
-# ORT graph transformers that must never run on these graphs (see the module docstring).
-ORT_DISABLED_OPTIMIZERS = ("Pad_Fusion",)
-# Flat, human-readable metadata keys written next to the JSON contract (Netron shows them as a table).
-FLAT_CONTRACT_KEYS = (
-    "model_name",
-    "artifact_kind",
-    "embedding_dim",
-    "sample_rate_hz",
-    "window_s",
-    "window_samples",
-    "preprocess_config_hash",
-    "source_checkpoint_sha256",
-)
-
 # ORT op types that compute on int8/uint8 data (after QDQ fusion), in the default and
 # com.microsoft domains.
 INT8_OPS = frozenset(
@@ -138,13 +126,6 @@ def _atomic_save(model: Any, path: Path) -> Path:
     return path
 
 
-def _contract_props(contract: InputContract) -> dict[str, str]:
-    d = contract.to_dict()
-    props = {CONTRACT_KEY: contract.to_json()}
-    props.update({k: str(d[k]) for k in FLAT_CONTRACT_KEYS})
-    return props
-
-
 def _set_contract(model: Any, contract: InputContract) -> None:
     """Replace the contract keys in ``model.metadata_props`` and keep any other entries."""
     import onnx
@@ -152,7 +133,7 @@ def _set_contract(model: Any, contract: InputContract) -> None:
     props = {p.key: p.value for p in model.metadata_props}
     for k in (CONTRACT_KEY, *FLAT_CONTRACT_KEYS):
         props.pop(k, None)
-    props.update(_contract_props(contract))
+    props.update(contract_props(contract))
     onnx.helper.set_model_props(model, props)
     model.doc_string = (
         f"AnyPPG-edge PPG encoder {contract.model_name} ({contract.artifact_kind}): input "
@@ -164,25 +145,6 @@ def _set_contract(model: Any, contract: InputContract) -> None:
     )
     model.producer_name = PRODUCER
     model.producer_version = __version__
-
-
-def contract_from_metadata(props: dict[str, str], where: str) -> InputContract:
-    """Parse the contract out of an ONNX ``metadata_props`` mapping (also ORT's custom metadata)."""
-    text = props.get(CONTRACT_KEY)
-    if text is None:
-        raise ContractMismatchError(
-            f"{where} carries no input contract (no metadata_props key {CONTRACT_KEY!r}); it was not "
-            "exported by anyppg-edge or its metadata was stripped. Re-export it, or attach one with "
-            "anyppg_edge.deploy.onnx_export.write_onnx_contract()."
-        )
-    try:
-        return InputContract.from_json(text)
-    except ContractMismatchError as e:
-        raise ContractMismatchError(f"{where}: malformed input contract in metadata_props: {e}") from e
-    except (TypeError, ValueError, KeyError, AttributeError) as e:  # e.g. a bad artifact_kind
-        raise ContractMismatchError(
-            f"{where}: malformed input contract in metadata_props: {type(e).__name__}: {e}"
-        ) from e
 
 
 # --------------------------------------------------------------------------------------------------
@@ -198,26 +160,6 @@ def write_onnx_contract(path: str | Path, contract: InputContract) -> Path:
     model = onnx.load_model(str(path))
     _set_contract(model, contract)
     return _atomic_save(model, path)
-
-
-def read_onnx_contract(path: str | Path) -> InputContract:
-    """The input contract stored in an ONNX file (:class:`ContractMismatchError` if absent/malformed).
-
-    Uses ``onnx`` when installed; otherwise onnxruntime's model metadata (device installs)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ONNX model not found: {path}")
-    try:
-        import onnx
-    except ImportError:
-        import onnxruntime as ort
-
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        props = dict(sess.get_modelmeta().custom_metadata_map)
-    else:
-        model = onnx.load_model(str(path), load_external_data=False)
-        props = {p.key: p.value for p in model.metadata_props}
-    return contract_from_metadata(props, str(path))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -323,38 +265,6 @@ def export_onnx_float(
 # --------------------------------------------------------------------------------------------------
 
 
-def ort_session(
-    path: str | Path | bytes,
-    threads: int = 1,
-    int8_allowed: bool = False,
-    optimized_model_path: str | Path | None = None,
-    profile_file_prefix: str | Path | None = None,
-) -> Any:
-    """An ``onnxruntime.InferenceSession`` on the CPU EP with ``Pad_Fusion`` disabled.
-
-    ``threads`` sets intra- and inter-op threads; ``int8_allowed`` sets
-    ``session.qdqisint8allowed=1`` (lets x86 fuse S8S8 QDQ convs into QLinearConv; ARM does it by
-    default). ``optimized_model_path`` saves the graph ORT actually runs; ``profile_file_prefix``
-    turns on ORT's profiler, writing there (``sess.end_profiling()`` returns the file)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = int(threads)
-    so.inter_op_num_threads = int(threads)
-    so.log_severity_level = 3
-    if int8_allowed:
-        so.add_session_config_entry("session.qdqisint8allowed", "1")
-    if optimized_model_path is not None:
-        so.optimized_model_filepath = str(optimized_model_path)
-    if profile_file_prefix is not None:
-        so.enable_profiling = True
-        so.profile_file_prefix = str(profile_file_prefix)
-    model = path if isinstance(path, bytes) else str(path)
-    return ort.InferenceSession(
-        model, so, providers=["CPUExecutionProvider"], disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS)
-    )
-
-
 class _WindowReader:
     """``CalibrationDataReader`` over ``[B, 1, L]`` float32 batches, re-batched to what the model accepts."""
 
@@ -365,8 +275,6 @@ class _WindowReader:
         self.n_windows = 0
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        from anyppg_edge.deploy.runtime import validate_windows
-
         while not self._pending:
             b = next(self._it, None)
             if b is None:

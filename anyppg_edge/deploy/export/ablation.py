@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from anyppg_edge.deploy.parity import embedding_parity
+from anyppg_edge.deploy.parity.tolerances import embedding_parity
 from anyppg_edge.deploy.quantize import (
     QatConfig,
     QuantVariant,

@@ -6,8 +6,8 @@ One entry point for every artifact and path (``python -m export parity``, :func:
    :func:`~anyppg_edge.deploy.runtime.open_encoder` (its input contract is checked against the
    golden set's preprocessing config, and its source checkpoint sha256 against the golden set's),
    embeds the golden windows, and is held to the row of the one tolerance table
-   :data:`~anyppg_edge.deploy.parity.TOLERANCES` that its kind selects
-   (:func:`~anyppg_edge.deploy.parity.tolerance_row`: float artifacts against a golden set made on
+   :data:`~anyppg_edge.deploy.parity.tolerances.TOLERANCES` that its kind selects
+   (:func:`~anyppg_edge.deploy.parity.tolerances.tolerance_row`: float artifacts against a golden set made on
    a GPU use ``gpu-vs-cpu-float``). Artifacts: ``.onnx`` / ``.tflite`` files, a PyTorch checkpoint
    (``.pt``, kind ``pytorch-float``: the float model on this host's CPU, e.g. against a GPU golden
    set), or a ``.npy`` of embeddings of the golden windows written by another runtime path (kind
@@ -19,7 +19,7 @@ One entry point for every artifact and path (``python -m export parity``, :func:
 
    * **ONNX** (float or int8 QDQ): every ``Conv`` / ``Gemm`` / ``MatMul`` / ``BatchNormalization``
      node's output is added as a graph output of a temporary copy, run in onnxruntime with
-     ``Pad_Fusion`` disabled (:func:`~anyppg_edge.deploy.onnx_export.ort_session`). Each node is
+     ``Pad_Fusion`` disabled (:func:`~anyppg_edge.deploy.runtime.ort_session`). Each node is
      matched to a module of the source :class:`~anyppg_edge.models.net1d.Net1D` (forward hooks on
      its ``Conv1d`` / ``Linear`` / ``BatchNorm1d`` modules) **by the name of its weight initializer**
      (traced back through ``DequantizeLinear``; the exporter keeps the ``state_dict`` names, e.g.
@@ -77,8 +77,8 @@ from typing import Any
 
 import numpy as np
 
-from anyppg_edge.deploy.golden import GoldenSet, load_golden_set
-from anyppg_edge.deploy.parity import (
+from anyppg_edge.deploy.parity.golden import GoldenSet, load_golden_set
+from anyppg_edge.deploy.parity.tolerances import (
     TOLERANCES,
     cosine_rows,
     embedding_parity,
@@ -250,7 +250,7 @@ def artifact_parity(
         kind = kind or "streaming"
         notes.append(f"{path.name}: precomputed embeddings, no contract or source checkpoint to check")
     elif suffix_kind == "pytorch-float":
-        from anyppg_edge.deploy.build import load_net1d
+        from anyppg_edge.deploy.export.build import load_net1d
 
         name = model_name or golden.model_name
         model, sha = load_net1d(name, path)
@@ -404,7 +404,7 @@ def onnx_layer_comparison(path: str | Path, model: Any, windows: np.ndarray) -> 
     the module's (BN-folded) weights."""
     import onnx
 
-    from anyppg_edge.deploy.onnx_export import ort_session
+    from anyppg_edge.deploy.runtime import ort_session
 
     m = onnx.load_model(str(path))
     g = m.graph
@@ -558,7 +558,7 @@ def tflite_layer_comparison(path: str | Path, model: Any, windows: np.ndarray) -
     (module docstring: matching rule)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from anyppg_edge.deploy.parity import _tflite_channel_first, torch_activations
+    from anyppg_edge.deploy.parity.tolerances import _tflite_channel_first, torch_activations
     from anyppg_edge.deploy.quantize import build_deploy_model, layer_weights
 
     windows = np.asarray(windows, np.float32)
@@ -659,7 +659,7 @@ def localize(
     t0 = time.time()
     suffix = path.suffix.lower()
     if kind is None:
-        from anyppg_edge.deploy.runtime import read_contract
+        from anyppg_edge.deploy.contract_io import read_contract
 
         kind = read_contract(path).artifact_kind
     if suffix == ".onnx":
@@ -791,12 +791,12 @@ def downstream_parity(
     every ``../shared`` recording (windows every ``hop_s`` s; ``max_windows`` drawn at random when
     given). See the module docstring for the HR reference and the retrieval protocol."""
     from anyppg_edge.data import load_shared_recordings
+    from anyppg_edge.data.windows import WindowSet, extract_windows
     from anyppg_edge.deploy.runtime import open_encoder
     from anyppg_edge.eval.probe import linear_probe, window_reference_hr_bpm
     from anyppg_edge.eval.retrieval import pooled_retrieval
     from anyppg_edge.paths import shared_dir
     from anyppg_edge.preprocessing import DEFAULT_CONFIG
-    from anyppg_edge.windows import WindowSet, extract_windows
 
     cfg = cfg or DEFAULT_CONFIG
     t0 = time.time()
@@ -952,7 +952,7 @@ def parity_table_for(
                          "failures": f"not evaluated: {type(e).__name__}: {e}"})
     md = (
         f"Parity vs the golden set ({golden.describe()}); tolerances "
-        "`anyppg_edge.deploy.parity.TOLERANCES`.\n\n"
+        "`anyppg_edge.deploy.parity.tolerances.TOLERANCES`.\n\n"
         + markdown_table(rows, [*TABLE_COLUMNS, "failures"])
     )
     return rows, md
@@ -972,7 +972,7 @@ def render_parity_markdown(report: dict[str, Any]) -> str:
         "",
         "Verdict: " + ("**PASS** (every artifact within tolerance)" if report["passed"] else "**FAIL**"),
         "",
-        "## Embedding parity (tolerances: `anyppg_edge.deploy.parity.TOLERANCES`)",
+        "## Embedding parity (tolerances: `anyppg_edge.deploy.parity.tolerances.TOLERANCES`)",
         "",
         markdown_table(report["rows"], [*TABLE_COLUMNS, "failures"]),
         "Tolerance rows used: " + "; ".join(

@@ -1,0 +1,152 @@
+"""The one reader of an artifact's input contract, for ONNX and TFLite alike, and the ONNX
+``metadata_props`` layout the writer uses.
+
+* ONNX: the contract JSON under ``metadata_props[CONTRACT_KEY]`` plus flat, human-readable copies of
+  the main fields (:data:`FLAT_CONTRACT_KEYS`; Netron shows them as a table).
+* TFLite: the contract JSON packed as the associated file :data:`CONTRACT_FILE_NAME` in the zip
+  archive that tflite-support appends to the flatbuffer (written by
+  :func:`anyppg_edge.deploy.export.metadata.write_tflite_metadata`). It is read here as a zip, with
+  no tflite-support or TensorFlow import, so a device pays only for its runtime. A file with more
+  than one appended archive is refused: a second archive could carry a second, spoofed contract.
+
+Only the standard library and numpy-free modules are imported at module level; ``onnx`` (or, on a
+device, ``onnxruntime``) is imported when an ONNX contract is read. This module is part of the base
+install that the device-side runner uses.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from anyppg_edge.contract import CONTRACT_KEY, InputContract
+from anyppg_edge.errors import ContractMismatchError, DataFormatError, MissingFileError
+
+__all__ = [
+    "CONTRACT_FILE_NAME",
+    "FLAT_CONTRACT_KEYS",
+    "contract_from_metadata",
+    "contract_props",
+    "packed_files",
+    "parse_contract",
+    "read_contract",
+    "read_onnx_contract",
+    "read_tflite_contract_zip",
+]
+
+CONTRACT_FILE_NAME = f"{CONTRACT_KEY}.json"  # the associated file inside the .tflite zip appendix
+# Flat, human-readable metadata keys written next to the JSON contract in ONNX metadata_props.
+FLAT_CONTRACT_KEYS = (
+    "model_name",
+    "artifact_kind",
+    "embedding_dim",
+    "sample_rate_hz",
+    "window_s",
+    "window_samples",
+    "preprocess_config_hash",
+    "source_checkpoint_sha256",
+)
+_ZIP_END_OF_CENTRAL_DIRECTORY = b"PK\x05\x06"
+
+
+def parse_contract(text: bytes | str, what: str) -> InputContract:
+    """An :class:`InputContract` from its JSON; every failure is a :class:`ContractMismatchError`
+    naming ``what``."""
+    try:
+        return InputContract.from_json(text)
+    except ContractMismatchError as e:
+        raise ContractMismatchError(f"{what}: malformed input contract: {e}") from e
+    except (TypeError, ValueError, AttributeError, KeyError) as e:  # e.g. a bad artifact_kind, "preprocess": null
+        raise ContractMismatchError(f"{what}: malformed input contract: {type(e).__name__}: {e}") from e
+
+
+# -- ONNX -------------------------------------------------------------------------------------------
+def contract_props(contract: InputContract) -> dict[str, str]:
+    """The ``metadata_props`` entries that carry ``contract`` in an ONNX file."""
+    d = contract.to_dict()
+    props = {CONTRACT_KEY: contract.to_json()}
+    props.update({k: str(d[k]) for k in FLAT_CONTRACT_KEYS})
+    return props
+
+
+def contract_from_metadata(props: dict[str, str], where: str) -> InputContract:
+    """Parse the contract out of an ONNX ``metadata_props`` mapping (also ORT's custom metadata)."""
+    text = props.get(CONTRACT_KEY)
+    if text is None:
+        raise ContractMismatchError(
+            f"{where} carries no input contract (no metadata_props key {CONTRACT_KEY!r}); it was not "
+            "exported by anyppg-edge or its metadata was stripped. Re-export it, or attach one with "
+            "anyppg_edge.deploy.export.onnx.write_onnx_contract()."
+        )
+    return parse_contract(text, f"{where} (metadata_props)")
+
+
+def read_onnx_contract(path: str | Path) -> InputContract:
+    """The input contract stored in an ONNX file (:class:`ContractMismatchError` if absent/malformed).
+
+    Uses ``onnx`` when installed; otherwise onnxruntime's model metadata (device installs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"ONNX model not found: {path}")
+    try:
+        import onnx
+    except ImportError:
+        import onnxruntime as ort
+
+        try:
+            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
+            raise DataFormatError(f"{path} is not a loadable ONNX model: {e}") from e
+        props = dict(sess.get_modelmeta().custom_metadata_map)
+    else:
+        try:
+            model = onnx.load_model(str(path), load_external_data=False)
+        except Exception as e:  # DecodeError and friends of a truncated or foreign file
+            raise DataFormatError(f"{path} is not a readable ONNX model (truncated or corrupt?): {e}") from e
+        props = {p.key: p.value for p in model.metadata_props}
+    return contract_from_metadata(props, str(path))
+
+
+# -- TFLite -----------------------------------------------------------------------------------------
+def packed_files(buf: bytes) -> list[str]:
+    """Names of the files packed in a TFLite model's metadata zip (empty when there is none)."""
+    import io
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(buf)) as zf:
+            return zf.namelist()
+    except zipfile.BadZipFile:
+        return []
+
+
+def read_tflite_contract_zip(path: str | Path) -> InputContract:
+    """The contract packed in a ``.tflite`` file's metadata zip (see the module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"TFLite model not found: {path}")
+    buf = path.read_bytes()
+    n_archives = buf.count(_ZIP_END_OF_CENTRAL_DIRECTORY)
+    if n_archives > 1:
+        raise ContractMismatchError(
+            f"{path} carries {n_archives} appended zip archives: the contract is ambiguous (one may be "
+            "spoofed). Re-export the model, or rewrite its metadata with write_tflite_metadata"
+        )
+    try:
+        with zipfile.ZipFile(path) as zf:
+            text = zf.read(CONTRACT_FILE_NAME)
+    except (zipfile.BadZipFile, KeyError) as e:
+        raise ContractMismatchError(f"{path} has no input contract ({CONTRACT_FILE_NAME}): {e}") from e
+    return parse_contract(text, str(path))
+
+
+def read_contract(path: str | Path) -> InputContract:
+    """The input contract of an ``.onnx`` or ``.tflite`` artifact (ContractMismatchError if none)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"model artifact not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return read_onnx_contract(path)
+    if suffix == ".tflite":
+        return read_tflite_contract_zip(path)
+    raise DataFormatError(f"{path}: unknown artifact type {suffix!r} (expected .onnx or .tflite)")
