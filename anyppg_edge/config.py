@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any, TypeVar
 
+from anyppg_edge.errors import ConfigError
+
 T = TypeVar("T")
 
 
@@ -13,5 +15,5 @@ def dataclass_from_dict(cls: type[T], d: dict[str, Any]) -> T:
     known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(d) - known)
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys {unknown}; known: {sorted(known)}")
+        raise ConfigError(f"unknown {cls.__name__} keys {unknown}; known: {sorted(known)}")
     return cls(**d)

@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from anyppg_edge import __version__
-from anyppg_edge.errors import ContractMismatchError
+from anyppg_edge.errors import ConfigError, ContractMismatchError
 from anyppg_edge.preprocessing import DEFAULT_CONFIG, PreprocessConfig
 
 CONTRACT_SCHEMA = "anyppg-edge/input-contract/v1"
 # Key under which the contract JSON is stored (ONNX metadata_props key; TFLite associated file name).
+# The source sha256 recorded for a seeded random init (no checkpoint file).
+RANDOM_INIT = "random-init"
 CONTRACT_KEY = "anyppg_edge.input_contract"
 ARTIFACT_KINDS = ("pytorch-float", "onnx-float", "onnx-int8", "tflite-float", "tflite-int8")
 
@@ -80,7 +82,8 @@ class InputContract:
     preprocess: dict[str, Any]  # PreprocessConfig.to_dict()
     preprocess_config_hash: str
     source_checkpoint_sha256: str
-    input_shape: tuple[int, ...] = (1, 1, 1250)  # [batch, channels, samples], NCW as in PyTorch
+    # [batch, channels, samples], NCW as in PyTorch; samples = the config's window
+    input_shape: tuple[int, ...] = (1, 1, DEFAULT_CONFIG.window_samples)
     input_name: str = "ppg"
     output_name: str = "embedding"
     input_quant: QuantParams | None = None  # None: float input
@@ -93,7 +96,7 @@ class InputContract:
 
     def __post_init__(self) -> None:
         if self.artifact_kind not in ARTIFACT_KINDS:
-            raise ValueError(f"artifact_kind must be one of {ARTIFACT_KINDS}, got {self.artifact_kind!r}")
+            raise ConfigError(f"artifact_kind must be one of {ARTIFACT_KINDS}, got {self.artifact_kind!r}")
         object.__setattr__(self, "input_shape", tuple(int(v) for v in self.input_shape))
 
     # -- construction ---------------------------------------------------------------------------

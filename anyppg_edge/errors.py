@@ -26,3 +26,22 @@ class ContractMismatchError(AnyPPGError, ValueError):
 
 class MissingFileError(DataFormatError, FileNotFoundError):
     """A file the user named does not exist."""
+
+
+class UsageError(AnyPPGError, ValueError):
+    """A command was called with flags that cannot work together or name nothing to do."""
+
+
+class MissingExtraError(AnyPPGError, ImportError):
+    """An optional dependency is not installed; the message names the extra that installs it."""
+
+
+class ConfigError(AnyPPGError, ValueError):
+    """A configuration value (a flag, a config file, a dataclass field) is out of range or unknown."""
+
+
+class UnknownNameError(AnyPPGError, KeyError):
+    """A name (registered model, MCU class, recording) is not known; the message lists the known ones."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""

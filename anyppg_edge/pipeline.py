@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from anyppg_edge.errors import ConfigError
 from anyppg_edge.paths import shared_available, shared_dir
 from anyppg_edge.report import atomic_write_text, markdown_table, write_json
 
@@ -116,7 +117,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     t = time.perf_counter()
     n_train = len(ShardDataset(out / "data", split="train"))
     if n_train < 2:
-        raise ValueError(f"only {n_train} training windows: give the demo more data (--sim-subjects/--sim-duration-s)")
+        raise ConfigError(f"only {n_train} training windows: give the demo more data (--sim-subjects/--sim-duration-s)")
     pre = pretrain_from_shards(
         out / "data",
         ClipConfig(ppg_model=cfg.pretrain_model, ecg_model=cfg.pretrain_model),
@@ -230,9 +231,11 @@ def _export_windows(cfg: DemoConfig, out: Path, pcfg) -> dict[str, Any]:
 
 
 def _export_model(cfg: DemoConfig, out: Path, name: str, checkpoint, qat_steps: int, w: dict[str, Any], pcfg):
-    from anyppg_edge.deploy.export.build import ExportConfig, export_all, load_net1d
+    from anyppg_edge.deploy.export.build import ExportConfig, export_all
+    from anyppg_edge.models.loading import load_encoder
 
-    model, sha = load_net1d(name, checkpoint)
+    loaded = load_encoder(checkpoint, name)
+    model, sha = loaded.encoder, loaded.sha256
     ecfg = ExportConfig(out_dir=out / "export" / name, qat_steps=qat_steps, seed=cfg.seed, progress=False,
                         plot=cfg.plot, preprocess=pcfg, export_ptq_tflite=qat_steps > 0)
     rep = export_all(model, name, sha, w["calibration"], w["qat"], w["eval"], ecfg, eval_source=w["description"])
@@ -243,7 +246,7 @@ def _export_model(cfg: DemoConfig, out: Path, name: str, checkpoint, qat_steps: 
 def _harness_stage(cfg: DemoConfig, out: Path, student: dict[str, Any], recordings: list, pcfg) -> dict[str, Any]:
     """Replay recordings through emulated watch sensors (25 Hz, FIFO bursts, faults) and the streaming
     preprocessor into the student's int8 TFLite; parity with the offline chain and the float model."""
-    from anyppg_edge.stream.replay import harness_summary, render_harness_markdown
+    from anyppg_edge.stream.harness import harness_summary, render_harness_markdown
 
     real = [r for r in recordings if r.dataset != "simulator"]
     h = harness_summary(student["artifacts"]["tflite-int8"], student["_model"], real or recordings, out / "harness",
@@ -254,7 +257,8 @@ def _harness_stage(cfg: DemoConfig, out: Path, student: dict[str, Any], recordin
 
 def _bench_stage(cfg: DemoConfig, out: Path, reports: dict[str, Any], windows: np.ndarray, pcfg):
     """Latency per 10 s window on this host, 1 thread: every artifact + both PyTorch eager models."""
-    from anyppg_edge.deploy.bench.latency import bench_artifacts, bench_markdown, write_bench_report
+    from anyppg_edge.deploy.bench.latency import bench_artifacts
+    from anyppg_edge.deploy.bench.report import bench_markdown, write_bench_report
 
     items: list[Any] = [("pytorch", r["_model"], f"{r['model']} pytorch-float") for r in reports.values()]
     for r in reports.values():

@@ -49,7 +49,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import signal
 
-from anyppg_edge.errors import InvalidSignalError
+from anyppg_edge.errors import ConfigError, InvalidSignalError
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -137,7 +137,7 @@ class PreprocessConfig:
     def _check_values(self) -> None:
         def need(ok: bool, msg: str) -> None:
             if not ok:
-                raise ValueError(f"invalid PreprocessConfig: {msg}")
+                raise ConfigError(f"invalid PreprocessConfig: {msg}")
 
         need(
             self.target_sample_rate_hz > 0,
@@ -203,11 +203,11 @@ class PreprocessConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> PreprocessConfig:
         """Inverse of :meth:`to_dict`. Unknown keys are an error; missing keys take their defaults."""
         if not isinstance(data, Mapping):
-            raise TypeError(f"PreprocessConfig.from_dict expects a mapping, got {type(data).__name__}")
+            raise ConfigError(f"PreprocessConfig.from_dict expects a mapping, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown PreprocessConfig keys {unknown}; expected a subset of {sorted(known)}")
+            raise ConfigError(f"unknown PreprocessConfig keys {unknown}; expected a subset of {sorted(known)}")
         return cls(**dict(data))
 
     def to_json(self) -> str:
@@ -221,17 +221,17 @@ class PreprocessConfig:
 
 def _as_float(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"invalid PreprocessConfig: {name} must be a real number, got {value!r}")
+        raise ConfigError(f"invalid PreprocessConfig: {name} must be a real number, got {value!r}")
     out = float(value)
     if not math.isfinite(out):
-        raise ValueError(f"invalid PreprocessConfig: {name} must be finite, got {value!r}")
+        raise ConfigError(f"invalid PreprocessConfig: {name} must be finite, got {value!r}")
     return out
 
 
 def _as_int(name: str, value: Any) -> int:
     out = _as_float(name, value)
     if out != int(out):
-        raise ValueError(f"invalid PreprocessConfig: {name} must be an integer, got {value!r}")
+        raise ConfigError(f"invalid PreprocessConfig: {name} must be an integer, got {value!r}")
     return int(out)
 
 
@@ -241,7 +241,7 @@ def _as_band(value: Any) -> tuple[float, float]:
     except TypeError:
         items = []
     if len(items) != 2:
-        raise ValueError(f"invalid PreprocessConfig: ppg_band_hz must be (low, high), got {value!r}")
+        raise ConfigError(f"invalid PreprocessConfig: ppg_band_hz must be (low, high), got {value!r}")
     return (_as_float("ppg_band_hz", items[0]), _as_float("ppg_band_hz", items[1]))
 
 
@@ -422,7 +422,7 @@ def _design_ba(
     elif high_hz is not None:
         wn, btype = high_hz / nyq, "lowpass"
     else:  # pragma: no cover - internal misuse
-        raise ValueError("a filter needs at least one edge")
+        raise ConfigError("a filter needs at least one edge")
     b, a = signal.iirfilter(N=order, Wn=wn, btype=btype, ftype="butter", output="ba")
     _check_stable(np.roots(a), f"{order}th-order Butterworth {btype}", sample_rate_hz)
     system = (_freeze(b), _freeze(a))

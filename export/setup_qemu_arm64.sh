@@ -36,6 +36,7 @@ PIP=${PIP:-"$ROOT/.venv/bin/python -m pip"}
 NUMPY_V=${NUMPY_V:-$("$ROOT/.venv/bin/python" -c 'import numpy; print(numpy.__version__)')}
 LITERT_V=${LITERT_V:-$("$ROOT/.venv/bin/python" -c 'import importlib.metadata as m; print(m.version("ai-edge-litert"))')}
 ORT_V=${ORT_V:-$("$ROOT/.venv/bin/python" -c 'import onnxruntime; print(onnxruntime.__version__)')}
+SCIPY_V=${SCIPY_V:-$("$ROOT/.venv/bin/python" -c 'import scipy; print(scipy.__version__)')}
 
 # 1. qemu-user-static
 if [[ ! -x "$QEMU" ]]; then
@@ -86,12 +87,12 @@ for ((i = 0; i < NCPU; i++)); do
 done
 
 # 4. aarch64 wheels
-if [[ ! -d "$SITE/ai_edge_litert" || ! -d "$SITE/onnxruntime" || ! -d "$SITE/numpy" ]]; then
+if [[ ! -d "$SITE/ai_edge_litert" || ! -d "$SITE/onnxruntime" || ! -d "$SITE/numpy" || ! -d "$SITE/scipy" ]]; then
   $PIP install --quiet --target "$SITE" --no-deps --only-binary=:all: --python-version 3.11 \
     --implementation cp --abi cp311 \
     --platform manylinux_2_27_aarch64 --platform manylinux_2_28_aarch64 \
     --platform manylinux_2_17_aarch64 --platform manylinux2014_aarch64 \
-    "numpy==$NUMPY_V" "ai-edge-litert==$LITERT_V" "onnxruntime==$ORT_V" flatbuffers packaging
+    "numpy==$NUMPY_V" "scipy==$SCIPY_V" "ai-edge-litert==$LITERT_V" "onnxruntime==$ORT_V" flatbuffers packaging
 fi
 
 # smoke test: the emulated interpreter imports numpy and both runtimes

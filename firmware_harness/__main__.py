@@ -1,4 +1,4 @@
-"""``python -m firmware_harness``: see :mod:`firmware_harness.cli`."""
+"""``python -m firmware_harness``: the checkout's entry point for ``anyppg-edge harness`` (:mod:`anyppg_edge.cli.harness`)."""
 
 import os
 
@@ -6,6 +6,6 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
     os.environ.setdefault(_var, "1")
 
-from firmware_harness.cli import main  # noqa: E402
+from anyppg_edge.cli.harness import main  # noqa: E402
 
 raise SystemExit(main())

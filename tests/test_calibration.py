@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -263,7 +264,7 @@ REBUILD_TOLERANCES = {"windows_max_abs": 1e-5, "meta_rtol": 1e-7}
 
 def test_committed_default_loads_and_matches_its_manifest(monkeypatch, tmp_path):
     d = default_calibration_dir()
-    assert d == cal.REPO_ROOT / "calibration_data" / "default"
+    assert d == Path(cal.__file__).resolve().parent / "calibration_default"
     assert sum(p.stat().st_size for p in d.iterdir()) < 400_000
     cs = load_default_calibration_set()
     m = cs.manifest
@@ -302,7 +303,7 @@ def test_build_from_shared_covers_several_datasets(shared):
 
 
 def test_cli_build_and_show(tmp_path, capsys, shard_dir, recordings):
-    from calibration_data.__main__ import main
+    from anyppg_edge.cli.calibration import main
 
     # a shard folder as the source keeps this fast; "simulator" is what the committed default uses
     out = tmp_path / "built" / "cli9"
@@ -317,5 +318,6 @@ def test_cli_build_and_show(tmp_path, capsys, shard_dir, recordings):
     shown = json.loads(capsys.readouterr().out)
     assert shown == cs.manifest
     shutil.rmtree(out)
-    with pytest.raises(DataFormatError):
-        main(["show", str(out)])
+    assert main(["show", str(out)]) == 2  # a user mistake: one line, exit 2, no traceback
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no manifest.json" in err and "Traceback" not in err

@@ -20,10 +20,10 @@ pytest.importorskip("tensorflow")
 from anyppg_edge.contract import InputContract  # noqa: E402
 from anyppg_edge.deploy.export.graph_report import tflite_graph_report  # noqa: E402
 from anyppg_edge.deploy.export.tflite import export_tflite  # noqa: E402
+from anyppg_edge.deploy.parity.layers import layer_parity_table  # noqa: E402
 from anyppg_edge.deploy.parity.tolerances import (  # noqa: E402
     TOLERANCES,
     embedding_parity,
-    layer_parity_table,
     tolerance_failures,
 )
 from anyppg_edge.deploy.quantize import (  # noqa: E402
@@ -182,19 +182,19 @@ def test_cli_check_rejects_mismatching_contract(student, tmp_path):
         TFLiteEncoder(p, cfg=PreprocessConfig(ppg_band_hz=(0.5, 4.0)))
 
 
-def test_load_net1d_rejects_truncated_and_missing_checkpoints(shared, tmp_path):
-    from anyppg_edge.deploy.export.build import load_net1d
-    from anyppg_edge.errors import CheckpointError
+def test_load_encoder_rejects_truncated_and_missing_checkpoints(shared, tmp_path):
+    from anyppg_edge.errors import CheckpointError, MissingFileError
+    from anyppg_edge.models.loading import load_encoder
 
     src = (shared / "reference" / "net1d_anyppg_released.state_dict.pt").read_bytes()
     bad = tmp_path / "truncated.pt"
     bad.write_bytes(src[: len(src) // 3])
     with pytest.raises(CheckpointError, match="truncated"):
-        load_net1d("anyppg-released", bad)
-    with pytest.raises(CheckpointError, match="does not exist"):
-        load_net1d("anyppg-released", tmp_path / "nope.pt")
-    model, sha = load_net1d("anyppg-released", shared / "reference" / "net1d_anyppg_released.state_dict.pt")
-    assert len(sha) == 64 and model.out_dim == 512
+        load_encoder(bad, "anyppg-released")
+    with pytest.raises(MissingFileError, match="not found"):
+        load_encoder(tmp_path / "nope.pt", "anyppg-released")
+    loaded = load_encoder(shared / "reference" / "net1d_anyppg_released.state_dict.pt", "anyppg-released")
+    assert len(loaded.sha256) == 64 and loaded.encoder.out_dim == 512 and loaded.kind == "state_dict"
 
 
 def test_swish_ablation_measures_the_alternatives(student, real_windows):

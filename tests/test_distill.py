@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from anyppg_edge.cli import main
-from anyppg_edge.errors import CheckpointError
+from anyppg_edge.errors import CheckpointError, MissingFileError
+from anyppg_edge.models.student import StudentModel
 from anyppg_edge.train.distill import (
     DistillConfig,
     DistillTask,
-    StudentModel,
     load_student,
     load_teacher,
     teacher_targets,
@@ -80,7 +80,7 @@ def test_config_errors():
 
 
 def test_teacher_checkpoint_errors(tmp_path, clip_teacher):
-    with pytest.raises(CheckpointError, match="does not exist"):
+    with pytest.raises(MissingFileError, match="not found"):
         load_teacher(tmp_path / "nope.pt")
     cut = tmp_path / "cut.pt"
     cut.write_bytes(clip_teacher.read_bytes()[:5000])

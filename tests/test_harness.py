@@ -10,15 +10,10 @@ import numpy as np
 import pytest
 
 from anyppg_edge.data.simulator import SimulatorConfig, simulate_pair
+from anyppg_edge.eval.heart_rate import HrTrainingSet, fit_hr_head
 from anyppg_edge.stream import emulate, fault_config
-from anyppg_edge.stream.replay import (
-    BARS,
-    HrTrainingSet,
-    fit_hr_head,
-    harness_summary,
-    load_recording,
-    replay,
-)
+from anyppg_edge.stream.harness import harness_summary
+from anyppg_edge.stream.replay import BARS, load_recording, replay
 
 ROOT = Path(__file__).resolve().parent.parent
 INT8 = ROOT / "runs" / "export" / "student-watch" / "student-watch.int8.tflite"
@@ -27,9 +22,9 @@ FLOAT_CKPT = ROOT / "runs" / "distill_watch" / "best.pt"
 
 @pytest.fixture(scope="module")
 def student():
-    from anyppg_edge.deploy.export.build import load_net1d
+    from anyppg_edge.models.loading import load_encoder
 
-    model, _ = load_net1d("student-watch", FLOAT_CKPT if FLOAT_CKPT.is_file() else None)
+    model = (load_encoder(FLOAT_CKPT) if FLOAT_CKPT.is_file() else load_encoder(None, "student-watch")).encoder
     return model
 
 
@@ -105,6 +100,24 @@ def test_hr_training_set_leaves_subject_out(student):
     assert head.subjects == ["sim/hr2"] and head.n_train == int((data.subject == "sim/hr2").sum())
 
 
+def test_replay_hr_reference_is_the_probes(student):
+    """The replay's per-window reference HR is the probe's on the same windows (one policy,
+    anyppg_edge.eval.heart_rate), here through the ECG route (the recording has no HR trace)."""
+    from anyppg_edge.data import Recording
+    from anyppg_edge.data.windows import extract_windows
+    from anyppg_edge.eval.heart_rate import window_reference_hr_bpm
+    from anyppg_edge.stream import SensorConfig
+
+    sim = simulate_pair(SimulatorConfig(duration_s=62.0, seed=21), subject_id="sim/ref")
+    rec = Recording(sim.subject_id, sim.dataset, sim.channels, {k: v for k, v in sim.meta.items() if not k.startswith("hr_")})
+    res = replay(emulate(rec, SensorConfig(odr_hz=25.0, duration_s=60.0, seed=0)), student, hop_s=5.0)
+    ws = extract_windows(rec, hop_s=5.0, ecg_quality=False)
+    ref, source = window_reference_hr_bpm(ws, [rec])
+    assert set(source) == {"ecg"} and np.isfinite(ref).all()
+    np.testing.assert_array_equal([r["t_true_start_s"] for r in res.rows], ws.start_s)
+    np.testing.assert_array_equal([r["hr_ref_bpm"] for r in res.rows], ref)
+
+
 def test_load_recording_specs(shared):
     assert load_recording("shared:DATA_01").subject_id == "ieee_spc2015/DATA_01"
     assert load_recording("shared:bidmc").dataset == "bidmc"
@@ -121,14 +134,15 @@ def test_load_recording_specs(shared):
 def test_cli_replay(student, tmp_path):
     import torch
 
-    from firmware_harness.cli import main
+    from anyppg_edge.cli.harness import main
 
     ckpt = tmp_path / "student.pt"
     torch.save(student.state_dict(), ckpt)
     art = str(INT8) if INT8.is_file() else str(ckpt)
     out = tmp_path / "replay"
     rc = main(["replay", "--artifact", art, "--recording", "sim:2", "--duration-s", "60", "--odr-hz", "25",
-               "--hop-s", "5", "--faults", "--float-checkpoint", str(ckpt), "--out", str(out)])
+               "--hop-s", "5", "--faults", "--float-checkpoint", str(ckpt), "--float-model", "student-watch",
+               "--out", str(out)])
     assert rc == 0
     js = json.loads((out / "replay.json").read_text())
     s = js["summary"]
@@ -140,12 +154,13 @@ def test_cli_replay(student, tmp_path):
 def test_cli_replay_causal_no_faults(student, tmp_path, capsys):
     import torch
 
-    from firmware_harness.cli import main
+    from anyppg_edge.cli.harness import main
 
     ckpt = tmp_path / "student.pt"
     torch.save(student.state_dict(), ckpt)
     rc = main(["replay", "--artifact", str(ckpt), "--recording", "sim:3", "--duration-s", "40", "--odr-hz", "64",
-               "--hop-s", "2", "--mode", "causal", "--no-float", "--no-hr", "--no-plot", "--out", str(tmp_path)])
+               "--hop-s", "2", "--mode", "causal", "--float-model", "student-watch", "--no-float", "--no-hr",
+               "--no-plot", "--out", str(tmp_path)])
     assert rc == 0
     s = json.loads((tmp_path / "replay.json").read_text())["summary"]
     assert s["mode"] == "causal" and s["n_windows"] == 16 and s["n_affected"] == 0
@@ -154,7 +169,7 @@ def test_cli_replay_causal_no_faults(student, tmp_path, capsys):
 
 
 def test_cli_bench_small(tmp_path, capsys):
-    from firmware_harness.cli import main
+    from anyppg_edge.cli.harness import main
 
     args = ["bench", "--duration-s", "60", "--e2e-duration-s", "60", "--rates", "25", "64", "--out", str(tmp_path)]
     if INT8.is_file():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from anyppg_edge.errors import CheckpointError, InvalidSignalError
+from anyppg_edge.errors import CheckpointError, InvalidSignalError, MissingFileError
 from anyppg_edge.models import Net1D, count_params, create_model, get_model_spec, list_models, model_stats
 from anyppg_edge.models.checkpoint import load_state_dict, read_state_dict
 
@@ -120,7 +120,7 @@ def test_truncated_and_missing_checkpoints_are_clear_errors(shared, tmp_path):
     truncated.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         create_model("tiny", checkpoint=truncated)
-    with pytest.raises(CheckpointError, match="not found"):
+    with pytest.raises(MissingFileError, match="not found"):
         create_model("tiny", checkpoint=tmp_path / "absent.pt")
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint at all")

@@ -25,14 +25,17 @@ pytest.importorskip("tensorflow")
 pytest.importorskip("brevitas")
 pytest.importorskip("ai_edge_litert")
 
+from anyppg_edge.cli.export import main as export_main  # noqa: E402
 from anyppg_edge.contract import ARTIFACT_KINDS, InputContract, sha256_file  # noqa: E402
-from anyppg_edge.deploy.parity import suite as ps  # noqa: E402
+from anyppg_edge.deploy.parity.downstream import downstream_parity  # noqa: E402
 from anyppg_edge.deploy.parity.golden import (  # noqa: E402
     deterministic_torch,
     load_golden_set,
     make_golden_set,
     provenance_path,
 )
+from anyppg_edge.deploy.parity.localize import localize  # noqa: E402
+from anyppg_edge.deploy.parity.suite import artifact_parity, parity_table_for, run_parity  # noqa: E402
 from anyppg_edge.deploy.parity.tolerances import (  # noqa: E402
     TOLERANCE_FOR_KIND,
     TOLERANCES,
@@ -42,7 +45,6 @@ from anyppg_edge.deploy.parity.tolerances import (  # noqa: E402
 )
 from anyppg_edge.errors import DataFormatError  # noqa: E402
 from anyppg_edge.models import create_model  # noqa: E402
-from export.__main__ import main as export_main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CORRUPT_ONNX_PARAM = "stage_list.2.block_list.0.conv2.conv.weight"
@@ -261,7 +263,7 @@ def test_onnx_localisation_falls_back_to_order_and_shape(art, student, tmp_path)
             if name in renames:
                 n.input[j] = renames[name]
     onnx.save(m, str(tmp_path / "renamed.onnx"))
-    loc = ps.localize(tmp_path / "renamed.onnx", student, art.golden.windows[:4], kind="onnx-float")
+    loc = localize(tmp_path / "renamed.onnx", student, art.golden.windows[:4], kind="onnx-float")
     assert all(r["match"] == "order+shape" for r in loc["layers"])
     assert loc["first_jump"]["module"] == CORRUPT_ONNX_LAYER + ".conv"
 
@@ -292,10 +294,10 @@ def test_int8_weight_corruption_deep_in_a_block_is_named(art, tmp_path):
     bad = tmp_path / "deep.int8.tflite"
     rng = np.random.default_rng(0)
     patch_tflite_conv_weights(art.int8_tflite, bad, CORRUPT_TFLITE_CONV, lambda w: rng.integers(-127, 128, w.shape))
-    from anyppg_edge.deploy.export.build import load_net1d
+    from anyppg_edge.models.loading import load_encoder
 
-    model, _ = load_net1d("student-watch", art.ckpt)
-    rep = ps.run_parity([bad], art.golden, source_model=model, check_weights=True, plot=False)
+    model = load_encoder(art.ckpt, "student-watch").encoder
+    rep = run_parity([bad], art.golden, source_model=model, check_weights=True, plot=False)
     a = rep["artifacts"][0]
     assert not rep["passed"] and "weights differ" in a["failures"] and "int8-weights-vs-source" in a["failures"]
     assert a["localisation"]["first_jump"]["module"] == "b3_conv2"
@@ -320,19 +322,19 @@ def test_streaming_embeddings_and_pytorch_checkpoint(art, tmp_path):
     g = art.golden.embeddings
     np.save(good, g + 1e-3 * np.abs(g).mean() * rng.standard_normal(g.shape).astype(np.float32))
     np.save(bad, g + 1.0 * np.abs(g).mean() * rng.standard_normal(g.shape).astype(np.float32))
-    rep = ps.run_parity([good, bad, art.ckpt], art.golden, plot=False)
+    rep = run_parity([good, bad, art.ckpt], art.golden, plot=False)
     kinds = {r["artifact"]: (r["kind"], r["tolerance"], r["pass"]) for r in rep["rows"]}
     assert kinds["stream_ok.npy"] == ("streaming", "streaming-vs-offline", True)
     assert kinds["stream_bad.npy"][2] is False
     assert kinds[art.ckpt.name] == ("pytorch-float", "float-vs-float", True)
     np.save(tmp_path / "short.npy", g[:3])
     with pytest.raises(ValueError, match="one row per golden window"):
-        ps.artifact_parity(tmp_path / "short.npy", art.golden)
+        artifact_parity(tmp_path / "short.npy", art.golden)
 
 
 def test_parity_table_for(art, tmp_path):
     missing = tmp_path / "missing.onnx"
-    rows, md = ps.parity_table_for(
+    rows, md = parity_table_for(
         {"float ONNX": art.float_onnx, "int8 TFLite": art.int8_tflite, "gone": missing}, art.golden_path
     )
     assert [r["artifact"] for r in rows] == ["float ONNX", "int8 TFLite", "gone"]
@@ -363,7 +365,7 @@ def test_golden_command_on_held_out_shared_windows(shared, art, tmp_path, capsys
 
 
 def test_downstream_parity_side_by_side(shared, art, student):
-    res = ps.downstream_parity({"float ONNX": art.float_onnx}, student, art.ckpt, hop_s=10.0, max_windows=160)
+    res = downstream_parity({"float ONNX": art.float_onnx}, student, art.ckpt, hop_s=10.0, max_windows=160)
     rows = {r["model"]: r for r in res["rows"]}
     assert set(rows) == {"float (PyTorch)", "float ONNX"}
     assert abs(rows["float ONNX"]["ΔMAE bpm"]) < 1e-3 and rows["float ONNX"]["ΔR@1"] == 0
@@ -375,5 +377,5 @@ def test_copy_keeps_contract(art, tmp_path):
     # a renamed copy is still the same artifact: the contract (not the file name) decides
     cp = tmp_path / "renamed.tflite"
     shutil.copy(art.float_tflite, cp)
-    r = ps.artifact_parity(cp, art.golden)
+    r = artifact_parity(cp, art.golden)
     assert r.passed and r.kind == "tflite-float"

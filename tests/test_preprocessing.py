@@ -74,9 +74,11 @@ def test_ppg_bandpass_matches_official_native(golden, record_property):
         assert out.dtype == np.float64 and out.shape == raw.shape
         abs_errors.append(float(np.max(np.abs(out - ref))))
         errors.append(abs_errors[-1] / float(np.max(np.abs(ref))))
-        # the golden holds the official float32 cast: ours, rounded the same way, is within 1 ulp
+        # the golden holds the official float32 cast: ours, rounded the same way, is within 1 float32 ulp
+        # of the row's scale (its peak). Per-sample ulps are not a bar: near a zero crossing a sample's
+        # ulp is ~1e-10 and float64 summation order (FMA, SIMD width: CPU-dependent) moves it by 100s.
         ref32 = ref.astype(np.float32)
-        ulps.append(float(np.max(np.abs(out.astype(np.float32) - ref32) / np.spacing(np.abs(ref32)))))
+        ulps.append(float(np.max(np.abs(out.astype(np.float32) - ref32)) / np.spacing(np.max(np.abs(ref32)))))
     worst = int(np.argmax(errors))
     where = f"row {worst} ({golden['ppg_source'][worst]})"
     _record("ppg_filtered_native (absolute)", max(abs_errors), f"row {int(np.argmax(abs_errors))}")

@@ -1,4 +1,5 @@
-"""Linear-probe protocol (subject-grouped nested CV), ECG reference heart rate, spectral HR baselines."""
+"""Linear-probe protocol (subject-grouped nested CV) and the spectral HR baselines (the reference heart
+rate itself: tests/test_heart_rate.py)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anyppg_edge.data import SimulatorConfig, read_ieee_spc2015, simulate_pair
+from anyppg_edge.data import read_ieee_spc2015
 from anyppg_edge.data.windows import WindowSet, extract_windows
-from anyppg_edge.eval.probe import (
-    ecg_heart_rate_bpm,
-    linear_probe,
-    reference_hr_from_trace,
-    spectral_hr_baselines,
-    window_reference_hr_bpm,
-)
+from anyppg_edge.eval.heart_rate import window_reference_hr_bpm
+from anyppg_edge.eval.probe import linear_probe, spectral_hr_baselines
 
 
 def _synthetic(n_subjects: int = 10, per_subject: int = 30, dim: int = 16, noise: float = 0.3, seed: int = 0):
@@ -78,35 +74,6 @@ def test_probe_input_errors_and_fold_reduction():
     with pytest.warns(UserWarning, match="only 3 subjects"):
         res = linear_probe(x, y, g, outer_folds=5)
     assert res.n_folds == 3
-
-
-def test_reference_hr_from_trace_maps_by_window_time():
-    trace = np.arange(20, dtype=float) + 60.0  # entry k covers [2k, 2k + 8) s
-    # a 10 s window starting at t0 holds entries t0/2 and t0/2 + 1 entirely; their mean is centred on it
-    got = reference_hr_from_trace([0.0, 4.0, 10.0, 40.0], trace)
-    assert got[:3] == pytest.approx([60.5, 62.5, 65.5])
-    assert np.isnan(got[3])  # past the end of the trace
-    # trace windows longer than ours: the entry with the nearest centre (within half a step)
-    long = reference_hr_from_trace([0.0, 3.0, 5.0], trace, trace_window_s=12.0, window_s=10.0)
-    assert long == pytest.approx([60.0, 61.0, 62.0])
-
-
-@pytest.mark.parametrize("hr_bpm,seed", [(55.0, 1), (75.0, 2), (100.0, 3)])
-def test_ecg_heart_rate_matches_simulator(hr_bpm, seed):
-    rec = simulate_pair(SimulatorConfig(duration_s=60.0, mean_hr_bpm=hr_bpm, seed=seed))
-    ws = extract_windows(rec, hop_s=5.0, ecg_quality=False)
-    est = ecg_heart_rate_bpm(ws.ecg)
-    r = rec.meta["r_peaks_s"]
-    truth = np.array([60.0 / np.median(np.diff(r[(r >= t0) & (r < t0 + 10.0)])) for t0 in ws.start_s])
-    assert np.isfinite(est).all()
-    assert np.max(np.abs(est - truth)) < 2.0
-    # the trace route (simulator ground truth in the IEEE BPM0 layout) agrees too
-    ref, source = window_reference_hr_bpm(ws, [rec])
-    assert set(source) == {"trace"} and np.max(np.abs(ref - truth)) < 5.0
-
-
-def test_ecg_heart_rate_nan_for_too_few_peaks():
-    assert np.isnan(ecg_heart_rate_bpm(np.zeros((1, 1250)))).all()
 
 
 def test_spectral_hr_on_ieee_spc2015(shared: Path):

@@ -33,7 +33,8 @@ from anyppg_edge.stream import (
     fault_config,
     offline_windows,
 )
-from anyppg_edge.stream.replay import BARS, parity_report, rechunk, window_truth
+from anyppg_edge.stream.harness import parity_report, rechunk
+from anyppg_edge.stream.replay import BARS, window_truth
 from anyppg_edge.stream.sensor import DELIVERED, DROPPED
 
 RATES = (25.0, 50.0, 64.0, 100.0, 125.0)
@@ -55,10 +56,10 @@ def _fault_run(odr: float, seed: int = 3, drop_prob: float = 0.01):
 @pytest.fixture(scope="module")
 def float_encoder():
     """The distilled float student when this checkout has one, else the seeded random-init student."""
-    from anyppg_edge.deploy.export.build import load_net1d
     from anyppg_edge.deploy.runtime import open_encoder
+    from anyppg_edge.models.loading import load_encoder
 
-    model, _ = load_net1d("student-watch", FLOAT_CKPT if FLOAT_CKPT.is_file() else None)
+    model = (load_encoder(FLOAT_CKPT) if FLOAT_CKPT.is_file() else load_encoder(None, "student-watch")).encoder
     return open_encoder(model)
 
 
@@ -232,7 +233,10 @@ def test_fixed_memory_and_long_gap():
     s.push(np.zeros(500, np.int32) + np.arange(500) % 7, t)
     ws = s.push(np.arange(10, dtype=np.int32), 10_000.0 + np.arange(10) / 25)  # a 10,000 s gap
     assert (s._val.size, s._ts.size, s._st.size) == sizes == (250, 250, 250)
-    assert len(ws) > 4000 and all(w.flags & FLAG_GAP and w.x is None for w in ws)
+    # a jump beyond one window resets the buffer: only the windows holding real samples are emitted
+    # (those before the gap, completed with missing slots), never thousands of all-missing windows
+    assert [w.index for w in ws] == [6, 7, 8, 9]
+    assert all(w.flags & FLAG_GAP and w.x is None and 0 < w.n_missing < 250 for w in ws)
 
 
 # ----------------------------------------------------------------------------- sensor

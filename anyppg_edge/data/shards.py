@@ -9,7 +9,7 @@ Layout of a prepared folder ``out_dir``::
     summary.json/.md         per-dataset subjects / segments / hours and the train/val/test counts
     preprocess_config.json   the :class:`PreprocessConfig` every shard of this folder was made with
 
-Disk cost: a 10 s window at 125 Hz is ``2 x 1250`` samples, i.e. 5,000 bytes in float16 (10,000 in
+Disk cost: a 10 s window at 125 Hz is ``2 x L`` samples (L = ``cfg.window_samples``), i.e. 5,000 bytes in float16 (10,000 in
 float32). One hour of recording cut without overlap (360 windows) therefore takes **1.8 MB** in
 float16 (3.6 MB in float32), so 100,000 hours take about 180 GB (360 GB in float32). float16 keeps
 z-scored windows to a relative precision of 2**-11 (about 5e-4; absolute error <= ~2e-3 at |x| <= 8),

@@ -14,7 +14,7 @@ import numpy as np
 
 from anyppg_edge import preprocessing as pp
 from anyppg_edge.data.recording import Recording
-from anyppg_edge.errors import InvalidSignalError
+from anyppg_edge.errors import ConfigError, InvalidSignalError
 
 
 @dataclass
@@ -39,7 +39,7 @@ class WindowSet:
     @classmethod
     def concat(cls, parts: list[WindowSet]) -> WindowSet:
         if not parts:
-            raise ValueError("nothing to concatenate")
+            raise ConfigError("nothing to concatenate")
         rejected: Counter = Counter()
         for p in parts:
             rejected.update(p.rejected)
@@ -80,7 +80,7 @@ def extract_windows(
     cfg = cfg or pp.PreprocessConfig()
     hop_s = cfg.window_s if hop_s is None else hop_s
     if hop_s <= 0:
-        raise ValueError(f"hop_s must be > 0 s, got {hop_s}")
+        raise ConfigError(f"hop_s must be > 0 s, got {hop_s}")
     ppg_ch, ecg_ch = rec.channel("ppg"), rec.channel("ecg")
     n_windows = int(np.floor((min(ppg_ch.duration_s, ecg_ch.duration_s) - cfg.window_s) / hop_s + 1e-9)) + 1
     segs: dict[str, list[np.ndarray]] = {"ppg": [], "ecg": []}

@@ -15,9 +15,11 @@ their counts by reason are kept in the manifest (``rejected``). Windows read fro
 **Per-window labels.**
 
 * ``hr_bpm``: the heart rate from the window's ECG R peaks
-  (:func:`~anyppg_edge.eval.probe.ecg_heart_rate_bpm`, ``hr_source == "ecg-rpeaks"``); when the
+  (:func:`~anyppg_edge.eval.heart_rate.ecg_heart_rate_bpm`, ``hr_source == "ecg-rpeaks"``); when the
   window has no ECG, or the R peaks give no HR within 30-240 bpm, the PPG spectral-peak HR
-  (:func:`~anyppg_edge.eval.baselines.spectral_peak_hr_bpm`, ``hr_source == "ppg-spectral"``).
+  (:func:`~anyppg_edge.eval.baselines.spectral_peak_hr_bpm`, ``hr_source == "ppg-spectral"``):
+  :func:`~anyppg_edge.eval.heart_rate.reference_heart_rates` under :data:`HR_POLICY` (no dataset
+  HR trace: shard windows carry none).
 * ``quality`` (:func:`ppg_quality`), in [0, 1]: the fraction of the PPG window's power in
   0.5-4 Hz (Welch, one Hann segment over the whole window, ``nfft`` 8192) that lies within
   ±0.25 Hz of the heart-rate fundamental ``hr_bpm / 60`` or of its second harmonic. A clean pulse
@@ -51,10 +53,10 @@ atomically. :func:`load_calibration_set` verifies both checksums
 (:class:`~anyppg_edge.errors.DataFormatError`) and the preprocessing config hash
 (:class:`~anyppg_edge.errors.ContractMismatchError`).
 
-**Committed default.** ``calibration_data/default/`` at the repository root (simulator only, 64
-windows, seed 0), regenerated with ``python -m calibration_data default``. An installed package
-without the repository has no such folder: :func:`load_default_calibration_set` then rebuilds the
-same set from the embedded simulator in memory (a few seconds; needs neurokit2).
+**Committed default.** ``anyppg_edge/deploy/calibration_default/`` (package data: it installs with
+the wheel; simulator only, 64 windows, seed 0), regenerated with ``python -m calibration_data
+default``. Should the folder be absent, :func:`load_default_calibration_set` rebuilds the same set
+from the embedded simulator in memory (a few seconds; needs neurokit2).
 """
 
 from __future__ import annotations
@@ -79,8 +81,8 @@ from anyppg_edge import preprocessing as pp
 from anyppg_edge.data.recording import Recording
 from anyppg_edge.data.windows import _reason, extract_windows
 from anyppg_edge.errors import ContractMismatchError, DataFormatError, InvalidSignalError
+from anyppg_edge.eval.heart_rate import HrPolicy, reference_heart_rates
 from anyppg_edge.io import atomic_write, write_json
-from anyppg_edge.paths import REPO_ROOT
 from anyppg_edge.preprocessing import DEFAULT_CONFIG, PreprocessConfig
 
 __all__ = [
@@ -119,6 +121,9 @@ QUALITY_BAND_HZ = (0.5, 4.0)
 QUALITY_HALF_WIDTH_HZ = 0.25
 QUALITY_NFFT = 8192
 HR_SOURCES = ("ecg-rpeaks", "ppg-spectral")
+# The labels' heart rate: the reference-HR order of anyppg_edge.eval.heart_rate without the dataset
+# trace (shard windows carry none), ECG R peaks within HR_VALID_BPM, else the PPG spectral peak.
+HR_POLICY = HrPolicy(use_trace=False, valid_bpm=HR_VALID_BPM, ppg_fallback=True)
 
 # The "simulator" source: a fixed cohort (its own seed, independent of the sampling seed, so that
 # "simulator" names the same data whatever seed the selection uses).
@@ -245,24 +250,6 @@ def hr_bin_labels(hr_bpm: Any) -> np.ndarray:
     """HR bin label (one of :data:`HR_BIN_LABELS`) of each heart rate."""
     idx = np.digitize(np.asarray(hr_bpm, dtype=np.float64), HR_BIN_EDGES_BPM)
     return np.asarray(HR_BIN_LABELS)[idx]
-
-
-def _heart_rates(
-    ppg: np.ndarray, ecg: np.ndarray, has_ecg: np.ndarray, fs: float
-) -> tuple[np.ndarray, np.ndarray]:
-    from anyppg_edge.eval.baselines import spectral_peak_hr_bpm
-    from anyppg_edge.eval.probe import ecg_heart_rate_bpm
-
-    hr = np.full(len(ppg), np.nan)
-    idx = np.flatnonzero(has_ecg)
-    if idx.size:
-        hr[idx] = ecg_heart_rate_bpm(ecg[idx], sample_rate_hz=fs)
-    ok = np.isfinite(hr) & (hr >= HR_VALID_BPM[0]) & (hr <= HR_VALID_BPM[1])
-    source = np.where(ok, HR_SOURCES[0], HR_SOURCES[1])
-    fallback = np.flatnonzero(~ok)
-    if fallback.size:
-        hr[fallback] = np.asarray(spectral_peak_hr_bpm(ppg[fallback], fs=fs)).reshape(-1)
-    return hr, source
 
 
 # --------------------------------------------------------------------------------------------------
@@ -583,7 +570,8 @@ def build_calibration_set(
             f"(rejected: {dict(rejected)})"
         )
 
-    hr, hr_source = _heart_rates(pool.ppg, pool.ecg, pool.has_ecg, fs)
+    hr, hr_source = reference_heart_rates(pool.start_s, ecg=pool.ecg, ppg=pool.ppg, has_ecg=pool.has_ecg,
+                                          sample_rate_hz=fs, window_s=cfg.window_s, policy=HR_POLICY)
     quality = ppg_quality(pool.ppg, hr, fs=fs)
     q_edges = np.quantile(quality, [1 / 3, 2 / 3])
     q_idx = np.digitize(quality, q_edges, right=True)
@@ -776,11 +764,8 @@ def load_calibration_set(
 
 
 def default_calibration_dir() -> Path:
-    """``calibration_data/default`` at the repository root (beside the ``anyppg_edge`` package).
-
-    It only exists in a repository checkout: an installed package regenerates the default in memory
-    (:func:`load_default_calibration_set`)."""
-    return REPO_ROOT / "calibration_data" / "default"
+    """The committed default set: package data of :mod:`anyppg_edge.deploy` (installed with the wheel)."""
+    return Path(__file__).resolve().parent / "calibration_default"
 
 
 def load_default_calibration_set(cfg: PreprocessConfig = DEFAULT_CONFIG) -> CalibrationSet:

@@ -35,7 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anyppg_edge.errors import ConfigError
 from anyppg_edge.models.net1d import BasicBlock, Net1D, same_padding
+from anyppg_edge.preprocessing import DEFAULT_CONFIG
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +145,7 @@ class DeploySpec:
         return int(self.blocks[-1].conv3.weight.shape[0]) if self.blocks else int(self.first.weight.shape[0])
 
 
-def deploy_spec(model: Net1D, input_samples: int = 1250) -> DeploySpec:
+def deploy_spec(model: Net1D, input_samples: int = DEFAULT_CONFIG.window_samples) -> DeploySpec:
     """Fold a Net1D (eval semantics: BN running stats, no dropout) into a :class:`DeploySpec`."""
     if not model.cfg.use_bn:
         raise NotImplementedError("deploy graph needs use_bn=True (every registered config has it)")
@@ -303,7 +305,7 @@ class DeployNet1D(nn.Module):
     # -- quantization points ----------------------------------------------------------------------
     def _point(self, name: str, sigmoid: bool = False) -> None:
         if name in self.q:
-            raise ValueError(f"duplicate quantization point {name!r}")
+            raise ConfigError(f"duplicate quantization point {name!r}")
         if self.quant:
             import brevitas.nn as qnn
 
@@ -333,7 +335,7 @@ class DeployNet1D(nn.Module):
     # -- forward ----------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[-1] != self.spec_input_samples:
-            raise ValueError(f"DeployNet1D expects [N, 1, {self.spec_input_samples}], got {tuple(x.shape)}")
+            raise ConfigError(f"DeployNet1D expects [N, 1, {self.spec_input_samples}], got {tuple(x.shape)}")
         q = self.q
         h = q["input"](x)
         h = self._swish(self.first(h), "first")
@@ -361,7 +363,7 @@ class DeployNet1D(nn.Module):
 
 
 def build_deploy_model(
-    model: Net1D, input_samples: int = 1250, quant: bool = False, variant: QuantVariant = DEFAULT_VARIANT
+    model: Net1D, input_samples: int = DEFAULT_CONFIG.window_samples, quant: bool = False, variant: QuantVariant = DEFAULT_VARIANT
 ) -> DeployNet1D:
     """Fold ``model`` and build its deploy graph (float, or brevitas int8 when ``quant``)."""
     was = model.training
@@ -389,7 +391,7 @@ def calibrate(qmodel: DeployNet1D, batches: Iterable[np.ndarray | torch.Tensor],
     from brevitas.graph.calibrate import calibration_mode
 
     if not qmodel.quant:
-        raise ValueError("calibrate() needs a quant=True DeployNet1D")
+        raise ConfigError("calibrate() needs a quant=True DeployNet1D")
     qmodel.eval()
     n = 0
     it = _batches_as_tensors(batches)
@@ -402,7 +404,7 @@ def calibrate(qmodel: DeployNet1D, batches: Iterable[np.ndarray | torch.Tensor],
             qmodel(xb)
             n += len(xb)
     if n == 0:
-        raise ValueError("calibration iterator yielded no windows")
+        raise ConfigError("calibration iterator yielded no windows")
     log.info("calibrated %d activation points on %d windows", len(qmodel.act_points), n)
     return qmodel.eval()
 
@@ -410,7 +412,7 @@ def calibrate(qmodel: DeployNet1D, batches: Iterable[np.ndarray | torch.Tensor],
 def quantize_ptq(
     model: Net1D,
     batches: Iterable[np.ndarray | torch.Tensor],
-    input_samples: int = 1250,
+    input_samples: int = DEFAULT_CONFIG.window_samples,
     progress: bool = False,
     variant: QuantVariant = DEFAULT_VARIANT,
 ) -> DeployNet1D:
@@ -473,8 +475,7 @@ def qat_finetune(
 ) -> tuple[DeployNet1D, dict[str, Any]]:
     """QAT: fine-tune a calibrated int8 model on the trainer (AdamW, warm-up + cosine, clipping,
     atomic checkpoints and exact resume) with a distillation loss against ``float_model``."""
-    from anyppg_edge.train.distill import TensorDictDataset
-    from anyppg_edge.train.trainer import TrainConfig, Trainer
+    from anyppg_edge.train.trainer import TensorDictDataset, TrainConfig, Trainer
 
     train_windows = np.asarray(train_windows, np.float32)
     t_emb = float_embeddings(float_model, train_windows)
@@ -531,7 +532,7 @@ def activation_quant_params(qmodel: DeployNet1D, sample: torch.Tensor | np.ndarr
     """The scale / zero point of every activation point, read from the QuantTensors a forward pass
     produces (forward hooks), so the exporter uses exactly what brevitas computes."""
     if not qmodel.quant:
-        raise ValueError("activation_quant_params() needs a quant=True DeployNet1D")
+        raise ConfigError("activation_quant_params() needs a quant=True DeployNet1D")
     found: dict[str, ActQuant] = {}
     handles = []
     for name in qmodel.act_points:

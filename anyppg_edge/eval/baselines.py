@@ -7,7 +7,7 @@ frequency grid, so a PPG window is matched to the ECG window whose spectrum it c
 (cosine). Whatever a subject's heart rate (and its changes) share between the two signals is what
 this baseline can use; no learning is involved.
 
-Welch settings (:data:`WELCH_NPERSEG` = 1250, :data:`WELCH_NFFT` = 4096): a single Hann-windowed
+Welch settings (:data:`WELCH_NPERSEG` = the window length, :data:`WELCH_NFFT` = 4096): a single Hann-windowed
 segment spanning the whole window gives the finest resolution a 10 s window allows (0.1 Hz bin
 spacing, ~0.2 Hz / 12 bpm main lobe); ``nfft`` 4096 zero-pads it to a 0.03 Hz grid (~1.8 bpm), so a
 few-bpm heart-rate difference moves the peak across grid points. Shorter segments (``nperseg`` 512:
@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 from scipy import signal
 
+from anyppg_edge.preprocessing import DEFAULT_CONFIG
+
 __all__ = [
     "SPECTRAL_BAND_HZ",
     "WELCH_NFFT",
@@ -38,7 +40,7 @@ __all__ = [
 ]
 
 SPECTRAL_BAND_HZ = (0.5, 4.0)
-WELCH_NPERSEG = 1250
+WELCH_NPERSEG = DEFAULT_CONFIG.window_samples  # one Hann segment over the whole window
 WELCH_NFFT = 4096
 
 
@@ -165,7 +167,8 @@ def main(argv: list[str] | None = None) -> dict:
         "rejected": dict(ws.rejected),
         "prep_seconds": round(t_prep, 1),
     }
-    for label, nper, nfft in (("nperseg1250_nfft4096", 1250, 4096), ("nperseg512_nfft2048", 512, 2048)):
+    settings = ((f"nperseg{WELCH_NPERSEG}_nfft{WELCH_NFFT}", WELCH_NPERSEG, WELCH_NFFT), ("nperseg512_nfft2048", 512, 2048))
+    for label, nper, nfft in settings:
         fp, fe = spectral_features(ws.ppg, ws.ecg, nperseg=nper, nfft=nfft)
         mixed = pooled_retrieval(fp, fe, pool_size=args.pool_size, seed=args.seed)
         by_ds = pooled_retrieval(fp, fe, pool_size=args.pool_size, seed=args.seed, groups=ws.dataset)
@@ -175,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"{len(ws)} windows (10 s, hop {args.hop_s:g} s) from the shared recordings; pools of "
         f"{args.pool_size} (chance R@1 {1 / args.pool_size:.3f})"
     )
-    for label in ("nperseg1250_nfft4096", "nperseg512_nfft2048"):
+    for label, _, _ in settings:
         res = out[label]
         print(f"\n{label}")
         print(f"{'':<28}" + "".join(f"{k:>8}" for k in keys) + f"{'n':>7}")

@@ -15,11 +15,9 @@ scored by nested cross-validation grouped by subject:
 Metrics are computed on the pooled out-of-fold predictions: MAE, RMSE and Pearson r (regression);
 accuracy and AUROC (classification, one-vs-rest macro AUROC for more than two classes).
 
-**Heart-rate reference.** :func:`ecg_heart_rate_bpm` derives HR from each preprocessed 10 s ECG window
-(neurokit2 R peaks, median RR). :func:`reference_hr_from_trace` maps a dataset's HR trace (IEEE SPC
-2015 ``BPM0``: 8 s windows every 2 s, exposed by the reader as ``meta["hr_bpm_trace"]``; the
-simulator writes the same layout) onto 10 s windows by window time, and
-:func:`window_reference_hr_bpm` picks the trace where a recording has one and the ECG otherwise.
+**Heart-rate reference**: :mod:`anyppg_edge.eval.heart_rate` (the one reference-HR policy: the
+dataset's HR trace where a recording has one, else the window's ECG R peaks);
+:func:`~anyppg_edge.eval.heart_rate.window_reference_hr_bpm` (in :mod:`anyppg_edge.eval.heart_rate`).
 
 **Baselines** (:func:`spectral_hr_baselines`): the spectral-peak HR of the PPG window (no learning)
 and a ridge probe on the PPG log power spectrum, both against the same reference HR.
@@ -37,132 +35,12 @@ import numpy as np
 __all__ = [
     "DEFAULT_ALPHAS",
     "ProbeResult",
-    "ecg_heart_rate_bpm",
     "linear_probe",
-    "reference_hr_from_trace",
     "regression_metrics",
     "spectral_hr_baselines",
-    "window_reference_hr_bpm",
 ]
 
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-2, 5, 8))  # 0.01 ... 1e5
-MIN_PEAKS_FOR_HR = 3
-
-
-# ----------------------------------------------------------------------------- reference heart rate
-
-
-def ecg_heart_rate_bpm(ecg_windows: Any, sample_rate_hz: float = 125.0) -> np.ndarray:
-    """Heart rate (bpm) of each ECG window: R peaks by ``neurokit2.ecg_peaks`` (on the
-    ``ecg_clean``-ed window), ``60 / median RR``. NaN for a window with fewer than 3 R peaks or where
-    peak detection fails (e.g. a flat window). ``ecg_windows``: ``[n, samples]`` (or ``[n, 1, samples]``
-    or one 1-D window), normally the preprocessed windows of :func:`~anyppg_edge.data.windows.extract_windows`."""
-    try:
-        import neurokit2 as nk
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ImportError("ecg_heart_rate_bpm needs neurokit2: pip install 'anyppg-edge[data]'") from exc
-    x = np.asarray(ecg_windows, dtype=np.float64)
-    if x.ndim == 1:
-        x = x[None]
-    if x.ndim == 3 and x.shape[1] == 1:
-        x = x[:, 0]
-    if x.ndim != 2:
-        raise ValueError(f"ecg_windows must be [n, samples] (or [n, 1, samples]), got shape {x.shape}")
-    fs = float(sample_rate_hz)
-    if not np.isfinite(fs) or fs <= 0:
-        raise ValueError(f"sample_rate_hz must be finite and > 0, got {sample_rate_hz}")
-    hr = np.full(x.shape[0], np.nan)
-    for i, w in enumerate(x):
-        if not np.isfinite(w).all() or np.ptp(w) == 0:
-            continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                clean = nk.ecg_clean(w, sampling_rate=round(fs))
-                _, info = nk.ecg_peaks(clean, sampling_rate=round(fs), correct_artifacts=False)
-        except Exception:  # neurokit raises assorted errors on degenerate windows: no HR for those
-            continue
-        peaks = np.asarray(info.get("ECG_R_Peaks", []), dtype=np.float64)
-        if peaks.size >= MIN_PEAKS_FOR_HR:
-            hr[i] = 60.0 / (np.median(np.diff(peaks)) / fs)
-    return hr
-
-
-def reference_hr_from_trace(
-    window_start_s: Any,
-    trace_bpm: Any,
-    trace_window_s: float = 8.0,
-    trace_step_s: float = 2.0,
-    window_s: float = 10.0,
-) -> np.ndarray:
-    """Map an HR trace (entry k covers ``[k * step, k * step + trace_window)`` s, as IEEE SPC 2015
-    ``BPM0``) onto windows ``[start, start + window_s)``.
-
-    When the trace windows are no longer than ours, a window's reference is the mean of the (finite)
-    trace entries whose span lies entirely inside it, i.e. whose centre is within
-    ``(window_s - trace_window_s) / 2`` of the window's centre (for 10 s windows on a 2 s grid: the
-    two 8 s entries starting at ``start`` and ``start + 2`` s, whose mean is centred on the window);
-    NaN when there is none (e.g. past the end of the trace). When the trace windows are longer than
-    ours, the entry with the nearest centre is used if it is within half a step of ours."""
-    starts = np.asarray(window_start_s, dtype=np.float64).ravel()
-    trace = np.asarray(trace_bpm, dtype=np.float64).ravel()
-    if trace_window_s <= 0 or trace_step_s <= 0 or window_s <= 0:
-        raise ValueError("trace_window_s, trace_step_s and window_s must be > 0")
-    centres = np.arange(trace.size) * trace_step_s + trace_window_s / 2
-    out = np.full(starts.size, np.nan)
-    if trace.size == 0:
-        return out
-    for i, t0 in enumerate(starts):
-        c = t0 + window_s / 2
-        if trace_window_s <= window_s:
-            inside = (np.abs(centres - c) <= (window_s - trace_window_s) / 2 + 1e-9) & np.isfinite(trace)
-            if inside.any():
-                out[i] = trace[inside].mean()
-        else:
-            k = int(np.argmin(np.abs(centres - c)))
-            if abs(centres[k] - c) <= trace_step_s / 2 + 1e-9:
-                out[i] = trace[k]
-    return out
-
-
-def window_reference_hr_bpm(
-    windows: Any, recordings: Sequence[Any], window_s: float = 10.0, prefer_trace: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
-    """Reference HR per window of a :class:`~anyppg_edge.data.windows.WindowSet` cut from ``recordings``.
-
-    A recording whose ``meta`` holds ``hr_bpm_trace`` (IEEE SPC 2015 ``BPM0``; the simulator's ground
-    truth) gets :func:`reference_hr_from_trace` at each window's ``start_s``; the other windows (those
-    of recordings without a trace, those the trace does not cover, and all of them with
-    ``prefer_trace=False``) get :func:`ecg_heart_rate_bpm` on the window's preprocessed ECG (NaN
-    when it finds fewer than 3 R peaks).
-    Returns ``(hr_bpm [n], source [n])`` with source ``"trace"`` or ``"ecg"``."""
-    by_subject: dict[str, Any] = {}
-    for rec in recordings:
-        if rec.subject_id in by_subject:
-            raise ValueError(f"two recordings share subject_id {rec.subject_id!r}")
-        by_subject[rec.subject_id] = rec
-    subjects = np.asarray(windows.subject_id).astype(str)
-    hr = np.full(len(subjects), np.nan)
-    source = np.full(len(subjects), "ecg", dtype=object)
-    for sid in np.unique(subjects):
-        if sid not in by_subject:
-            raise ValueError(f"windows of subject {sid!r} but no recording with that subject_id")
-        idx = np.flatnonzero(subjects == sid)
-        meta = by_subject[sid].meta
-        if prefer_trace and meta.get("hr_bpm_trace") is not None:
-            hr[idx] = reference_hr_from_trace(
-                np.asarray(windows.start_s)[idx],
-                meta["hr_bpm_trace"],
-                float(meta.get("hr_trace_window_s", 8.0)),
-                float(meta.get("hr_trace_step_s", 2.0)),
-                window_s,
-            )
-            source[idx] = "trace"
-            idx = idx[~np.isfinite(hr[idx])]  # no trace entry for these windows: use their ECG
-        if idx.size:
-            hr[idx] = ecg_heart_rate_bpm(np.asarray(windows.ecg)[idx])
-            source[idx] = "ecg"
-    return hr, source.astype(str)
 
 
 # ----------------------------------------------------------------------------- the probe

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from anyppg_edge.errors import ConfigError
+
 __all__ = [
     "METRIC_KEYS",
     "metrics_from_ranks",
@@ -37,16 +39,16 @@ _CHUNK = 2048
 def _as_2d(x: Any, name: str) -> np.ndarray:
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D [n, dim], got shape {arr.shape}")
+        raise ConfigError(f"{name} must be 2-D [n, dim], got shape {arr.shape}")
     if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or Inf")
+        raise ConfigError(f"{name} contains NaN or Inf")
     return arr
 
 
 def _paired(query: Any, gallery: Any) -> tuple[np.ndarray, np.ndarray]:
     q, g = _as_2d(query, "query"), _as_2d(gallery, "gallery")
     if q.shape != g.shape:
-        raise ValueError(
+        raise ConfigError(
             f"query and gallery must have the same shape (paired rows), got {q.shape} and {g.shape}"
         )
     return q, g
@@ -75,7 +77,7 @@ def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dic
     """R@k for each k, mAP@max(k) and MRR from 1-based ranks."""
     r = np.asarray(ranks, dtype=np.float64)
     if r.size == 0:
-        raise ValueError("no queries to evaluate")
+        raise ConfigError("no queries to evaluate")
     out = {f"R@{k}": float(np.mean(r <= k)) for k in ks}
     kmax = max(ks)
     out[f"mAP@{kmax}"] = float(np.mean(np.where(r <= kmax, 1.0 / r, 0.0)))
@@ -149,19 +151,19 @@ def pooled_retrieval(
     """
     q, g = _paired(query, gallery)
     if int(pool_size) < 2:
-        raise ValueError(f"pool_size must be >= 2, got {pool_size}")
+        raise ConfigError(f"pool_size must be >= 2, got {pool_size}")
     pool_size = int(pool_size)
     n = q.shape[0]
     rng = np.random.default_rng(seed)
     base = {"pool_size": pool_size, "chance_R@1": 1.0 / pool_size}
     if groups is None:
         if n < pool_size:
-            raise ValueError(f"{n} pairs are fewer than pool_size {pool_size}")
+            raise ConfigError(f"{n} pairs are fewer than pool_size {pool_size}")
         res = _eval_pools(q, g, _pools(np.arange(n), pool_size, n_pools, rng), ks)
         return {**res, **base}
     labels = np.asarray(groups).astype(str)
     if labels.shape != (n,):
-        raise ValueError(f"groups must have one label per row ({n}), got shape {labels.shape}")
+        raise ConfigError(f"groups must have one label per row ({n}), got shape {labels.shape}")
     per_group: dict[str, dict[str, Any]] = {}
     skipped: dict[str, int] = {}
     for name in sorted(set(labels.tolist())):
@@ -171,7 +173,7 @@ def pooled_retrieval(
             continue
         per_group[name] = _eval_pools(q, g, _pools(idx, pool_size, n_pools, rng), ks)
     if not per_group:
-        raise ValueError(f"no group has pool_size={pool_size} pairs (sizes: {skipped})")
+        raise ConfigError(f"no group has pool_size={pool_size} pairs (sizes: {skipped})")
     keys = [k for k in next(iter(per_group.values())) if k not in ("std_over_pools", "n_pools", "n_queries")]
     w = np.array([r["n_queries"] for r in per_group.values()], dtype=np.float64)
     weighted = {k: float(np.average([r[k] for r in per_group.values()], weights=w)) for k in keys}
@@ -196,7 +198,7 @@ def pooled_ranks(
     the same ``seed`` on the same rows meet the same distractors, query by query."""
     q, g = _paired(query, gallery)
     if q.shape[0] < int(pool_size) or int(pool_size) < 2:
-        raise ValueError(f"{q.shape[0]} pairs cannot fill pools of {pool_size}")
+        raise ConfigError(f"{q.shape[0]} pairs cannot fill pools of {pool_size}")
     pools = _pools(np.arange(q.shape[0]), int(pool_size), n_pools, np.random.default_rng(seed))
     return [retrieval_ranks(q[p], g[p]) for p in pools]
 
@@ -214,9 +216,9 @@ def paired_pool_bootstrap(
     so the pool, not the query, is the independent unit. Returns ``{metric: {"diff", "ci95_low",
     "ci95_high", "p_a_not_better"}}``; the last is the bootstrap fraction of resamples with ``a - b <= 0``."""
     if len(ranks_a) != len(ranks_b) or not ranks_a:
-        raise ValueError(f"need the same non-zero number of pools, got {len(ranks_a)} and {len(ranks_b)}")
+        raise ConfigError(f"need the same non-zero number of pools, got {len(ranks_a)} and {len(ranks_b)}")
     if any(np.shape(a) != np.shape(b) for a, b in zip(ranks_a, ranks_b, strict=True)):
-        raise ValueError("pools of the two methods differ in size: not ranked on the same pools")
+        raise ConfigError("pools of the two methods differ in size: not ranked on the same pools")
     kmax = max(ks)
 
     def per_query(r: np.ndarray) -> dict[str, np.ndarray]:

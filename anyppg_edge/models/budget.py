@@ -27,6 +27,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from anyppg_edge.errors import UnknownNameError
+from anyppg_edge.preprocessing import DEFAULT_CONFIG
+
 __all__ = [
     "TIERS",
     "BudgetRow",
@@ -151,7 +154,7 @@ def _resolve(name_or_model: Any) -> tuple[Any, str, int]:
         raise TypeError(
             f"budget() takes a registered model name or a torch nn.Module, got {type(name_or_model).__name__}"
         )
-    return name_or_model, getattr(name_or_model, "name", type(name_or_model).__name__), 1250
+    return name_or_model, getattr(name_or_model, "name", type(name_or_model).__name__), DEFAULT_CONFIG.window_samples
 
 
 def budget(name_or_model: Any, input_samples: int | None = None) -> BudgetRow:
@@ -184,7 +187,7 @@ def _tier(tier: str | TierLimits) -> TierLimits:
     try:
         return TIERS[tier]
     except KeyError:
-        raise KeyError(f"unknown tier {tier!r}; known: {', '.join(TIERS)}") from None
+        raise UnknownNameError(f"unknown tier {tier!r}; known: {', '.join(TIERS)}") from None
 
 
 def _exceeded(row: BudgetRow, lim: TierLimits) -> list[tuple[str, str, int, int]]:

@@ -7,13 +7,14 @@ import torch
 from torch import nn
 
 from anyppg_edge.model_input import check_model_input
+from anyppg_edge.preprocessing import DEFAULT_CONFIG
 
 __all__ = ["check_model_input", "encode_windows"]
 
 
 @torch.no_grad()
 def encode_windows(
-    model: nn.Module, windows: np.ndarray, window_samples: int = 1250, batch_size: int = 64, progress: bool = True
+    model: nn.Module, windows: np.ndarray, window_samples: int = DEFAULT_CONFIG.window_samples, batch_size: int = 64, progress: bool = True
 ) -> np.ndarray:
     """Embeddings ``[N, D]`` (float32) of preprocessed windows, in eval mode, batch by batch."""
     x = check_model_input(windows, window_samples)

@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anyppg_edge.errors import InvalidSignalError
+from anyppg_edge.errors import ConfigError, InvalidSignalError
+from anyppg_edge.preprocessing import DEFAULT_CONFIG
 
 
 @dataclass(frozen=True)
@@ -48,13 +49,13 @@ class Net1DConfig:
         object.__setattr__(self, "filter_list", tuple(int(v) for v in self.filter_list))
         object.__setattr__(self, "m_blocks_list", tuple(int(v) for v in self.m_blocks_list))
         if len(self.filter_list) != len(self.m_blocks_list) or not self.filter_list:
-            raise ValueError(
+            raise ConfigError(
                 f"filter_list ({len(self.filter_list)} stages) and m_blocks_list "
                 f"({len(self.m_blocks_list)} stages) must be non-empty and the same length"
             )
         for c in self.filter_list:
             if c % self.groups_width:
-                raise ValueError(f"stage width {c} is not a multiple of groups_width={self.groups_width}")
+                raise ConfigError(f"stage width {c} is not a multiple of groups_width={self.groups_width}")
 
     @property
     def out_dim(self) -> int:
@@ -290,7 +291,7 @@ class Net1D(nn.Module):
     def set_static_length(self, length: int | None) -> Net1D:
         """Freeze all SAME paddings for inputs of ``length`` samples (None: dynamic again)."""
         if length is not None and length < 2:
-            raise ValueError(f"static length must be >= 2 samples, got {length}")
+            raise ConfigError(f"static length must be >= 2 samples, got {length}")
         self.static_length = length
         cur = length
         for m in self.modules():
@@ -353,7 +354,7 @@ def conv_receptive_field_samples(cfg: Net1DConfig) -> int:
     return rf
 
 
-def model_stats(model: nn.Module, input_samples: int = 1250, name: str | None = None) -> ModelStats:
+def model_stats(model: nn.Module, input_samples: int = DEFAULT_CONFIG.window_samples, name: str | None = None) -> ModelStats:
     """Params, MACs per window and peak activation size, measured by hooks on one forward pass.
 
     Peak activation models an interpreter that runs layer by layer (as TFLite Micro does): at each

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from anyppg_edge.errors import ConfigError, UnknownNameError
 from anyppg_edge.models.net1d import Net1D, Net1DConfig, count_params
 
 _CONFIG_DIR = Path(__file__).parent / "configs"
@@ -42,7 +43,7 @@ class ModelSpec:
         d = dict(d)
         family = d.get("family", "net1d")
         if family != "net1d":
-            raise ValueError(f"unknown model family {family!r} in config {d.get('name')!r}")
+            raise ConfigError(f"unknown model family {family!r} in config {d.get('name')!r}")
         d["net1d"] = Net1DConfig.from_dict(d["net1d"])
         return cls(**d)
 
@@ -62,7 +63,7 @@ def register_model(spec: ModelSpec | dict[str, Any], overwrite: bool = False) ->
     """Add a config to the registry (a :class:`ModelSpec` or its dict form)."""
     spec = spec if isinstance(spec, ModelSpec) else ModelSpec.from_dict(spec)
     if spec.name in _REGISTRY and not overwrite:
-        raise ValueError(f"model {spec.name!r} is already registered")
+        raise ConfigError(f"model {spec.name!r} is already registered")
     _REGISTRY[spec.name] = spec
     return spec
 
@@ -84,11 +85,11 @@ def derived_model_name(name: str, kernel_size: int | None = None, dropout_p: flo
     docstring); ``name`` itself when neither is given. Validates and resolves it."""
     if kernel_size is not None:
         if int(kernel_size) < 1:
-            raise ValueError(f"kernel_size must be >= 1, got {kernel_size}")
+            raise ConfigError(f"kernel_size must be >= 1, got {kernel_size}")
         name = f"{name}-k{int(kernel_size)}"
     if dropout_p is not None:
         if not 0.0 <= dropout_p < 1.0:
-            raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+            raise ConfigError(f"dropout_p must be in [0, 1), got {dropout_p}")
         name = f"{name}-do{dropout_p:g}"
     get_model_spec(name)
     return name
@@ -116,7 +117,7 @@ def _derive(name: str) -> ModelSpec | None:
 def get_model_spec(name: str) -> ModelSpec:
     spec = _REGISTRY.get(name) or _derive(name)
     if spec is None:
-        raise KeyError(
+        raise UnknownNameError(
             f"unknown model {name!r}; registered: {', '.join(list_models())} "
             "(and derived names <model>-k<kernel> / <model>-do<dropout>)"
         )

@@ -15,6 +15,7 @@ from anyppg_edge.stream.sensor import (
     fault_config,
 )
 from anyppg_edge.stream.streamer import (
+    FLAG_DRIFT,
     FLAG_FLAT,
     FLAG_GAP,
     FLAG_INTERPOLATED,
@@ -31,6 +32,7 @@ from anyppg_edge.stream.streamer import (
 )
 
 __all__ = [
+    "FLAG_DRIFT",
     "FLAG_FLAT",
     "FLAG_GAP",
     "FLAG_INTERPOLATED",

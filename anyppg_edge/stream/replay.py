@@ -1,24 +1,19 @@
 """Replay: emulated sensor → streaming preprocessor → encoder, checked against the offline reference.
 
-* :func:`replay` runs one :class:`~anyppg_edge.stream.sensor.SensorRun` through a
-  :class:`~anyppg_edge.stream.streamer.Streamer` and an encoder (any
-  :class:`~anyppg_edge.deploy.runtime.Encoder`: int8 TFLite, ONNX, PyTorch), window by window as a
-  watch would, and scores every window against the ground truth of the sensor: whether a fault touched
-  it (and then whether it was flagged), the offline reference window on the same sensor samples
-  (:func:`~anyppg_edge.preprocessing.preprocess_ppg_window`), the offline window of the source
-  recording at its own rate, embedding cosines, heart rate from a linear head against the reference
-  HR, and the compute latency of each window.
-* :func:`parity_report`: the no-fault parity bars at one output data rate (reference, float32 device
-  and causal modes against the offline windows, float-model embedding cosines).
-* :func:`harness_summary`: what the main job calls: parity at every rate, chunking invariance, fault
-  replays of real recordings through the int8 artifact, report + plots, a dict of bars.
+:func:`replay` runs one :class:`~anyppg_edge.stream.sensor.SensorRun` through a
+:class:`~anyppg_edge.stream.streamer.Streamer` and an encoder (any
+:class:`~anyppg_edge.deploy.runtime.Encoder`: int8 TFLite, ONNX, PyTorch), window by window as a
+watch would, and scores every window against the ground truth of the sensor: whether a fault touched
+it (and then whether it was flagged), the offline reference window on the same sensor samples
+(:func:`~anyppg_edge.preprocessing.preprocess_ppg_window`), the offline window of the source
+recording at its own rate, embedding cosines, heart rate from a linear head
+(:func:`~anyppg_edge.eval.heart_rate.fit_hr_head`) against the reference HR of the window's true time
+span (:func:`~anyppg_edge.eval.heart_rate.recording_reference_hr_bpm`: the recording's HR trace,
+else the R peaks of its synchronized ECG), and the compute latency of each window.
+:func:`write_replay_report` writes its JSON, markdown and plots.
 
-**Heart-rate head** (:func:`fit_hr_head`): ridge regression on standardised embeddings of the encoder
-being replayed, fitted on *other* subjects' offline windows against their reference HR
-(:func:`~anyppg_edge.eval.probe.window_reference_hr_bpm`: the IEEE SPC 2015 ECG-derived ``BPM0`` trace
-where present, NeuroKit R peaks on the window's ECG otherwise), alpha chosen by leave-one-subject-out
-cross-validation. The replayed recording's own reference HR comes from its synchronized ECG the same
-way, on the window's true time span.
+The harness checks built on it (parity at every rate, chunking invariance, the main job's
+``harness_summary``) and the speed benchmark are in :mod:`anyppg_edge.stream.harness`.
 """
 
 from __future__ import annotations
@@ -28,7 +23,6 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,17 +31,11 @@ import numpy as np
 
 from anyppg_edge import preprocessing as pp
 from anyppg_edge.data.recording import Recording
+from anyppg_edge.deploy.parity.tolerances import TOLERANCES
 from anyppg_edge.errors import DataFormatError, InvalidSignalError
+from anyppg_edge.eval.heart_rate import HrHead, recording_reference_hr_bpm
 from anyppg_edge.report import atomic_write_text, markdown_table, write_json
-from anyppg_edge.stream.sensor import (
-    DELIVERED,
-    STATUS_NAMES,
-    Burst,
-    SensorConfig,
-    SensorRun,
-    emulate,
-    fault_config,
-)
+from anyppg_edge.stream.sensor import DELIVERED, STATUS_NAMES, SensorRun
 from anyppg_edge.stream.streamer import (
     FLAG_NAMES,
     HARD_FLAGS,
@@ -55,24 +43,16 @@ from anyppg_edge.stream.streamer import (
     Streamer,
     StreamWindow,
     flag_names,
-    offline_windows,
 )
 
 __all__ = [
     "BARS",
-    "HrHead",
-    "HrTrainingSet",
     "ReplayResult",
     "WindowTruth",
-    "chunking_check",
     "cosine",
-    "fit_hr_head",
-    "harness_summary",
-    "hr_training_recordings",
     "load_recording",
-    "parity_report",
-    "rechunk",
-    "reference_hr_bpm",
+    "plot_replay",
+    "render_replay_markdown",
     "replay",
     "window_truth",
     "write_replay_report",
@@ -80,15 +60,19 @@ __all__ = [
 
 log = logging.getLogger("anyppg_edge.stream")
 
-# the issue's bars
+# the issue's bars. The parity bars are a view of the one tolerance table
+# (anyppg_edge.deploy.parity.tolerances.TOLERANCES, rows stream-reference-vs-offline and
+# stream-device-vs-offline: streamed vs offline windows, max_abs of the window and the float model's
+# embedding cosine); the two speed budgets below are not tolerances.
+_REFERENCE_ROW, _DEVICE_ROW = TOLERANCES["stream-reference-vs-offline"], TOLERANCES["stream-device-vs-offline"]
 BARS = {
-    "parity_max_abs_float64": 1e-5,
-    "parity_max_abs_float32_device": 1e-3,
-    "parity_min_cosine_float_model": 0.9999,
+    "parity_max_abs_float64": _REFERENCE_ROW["max_abs_max"],
+    "parity_max_abs_float32_device": _DEVICE_ROW["max_abs_max"],
+    "parity_min_cosine_float_model": _REFERENCE_ROW["cos_min_min"],
+    "parity_min_cosine_float_model_device": _DEVICE_ROW["cos_min_min"],
     "preprocess_ms_per_window": 2.0,  # >= 5000x real time for 10 s windows
     "end_to_end_1h_25hz_s": 60.0,
 }
-PARITY_RATES_HZ = (25.0, 50.0, 64.0, 100.0, 125.0)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -143,158 +127,6 @@ def load_recording(spec: str | Path | Recording, *, sim_duration_s: float = 300.
     from anyppg_edge.data.readers import read_recording
 
     return read_recording(text)
-
-
-def hr_training_recordings(target: Recording, recordings: Sequence[Recording] | None, seed: int) -> list[Recording]:
-    """Recordings to fit the HR head on: the given ones without ``target``'s subject; default: the
-    other shared recordings (a real target) or a simulated cohort (a simulated target)."""
-    if recordings is None:
-        from anyppg_edge.paths import shared_available
-
-        if target.dataset != "simulator" and shared_available():
-            from anyppg_edge.data import load_shared_recordings
-
-            recordings = load_shared_recordings()
-        else:
-            from anyppg_edge.data.simulator import simulate_cohort
-
-            recordings = simulate_cohort(6, duration_s=120.0, seed=seed + 1000)
-    return [r for r in recordings if r.subject_id != target.subject_id and r.has("ppg") and r.has("ecg")]
-
-
-# --------------------------------------------------------------------------------------------------
-# heart-rate head
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class HrHead:
-    """Ridge regression embeddings → HR (bpm) on standardised features."""
-
-    mean: np.ndarray
-    scale: np.ndarray
-    coef: np.ndarray
-    intercept: float
-    alpha: float
-    n_train: int
-    subjects: list[str]
-    cv_mae_bpm: float = math.nan
-
-    def predict(self, emb: np.ndarray) -> np.ndarray:
-        z = (np.atleast_2d(np.asarray(emb, np.float64)) - self.mean) / self.scale
-        return z @ self.coef + self.intercept
-
-
-def _ridge(z: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
-    ym = float(y.mean())
-    zm = z.mean(axis=0)
-    zc = z - zm
-    coef = np.linalg.solve(zc.T @ zc + alpha * np.eye(z.shape[1]), zc.T @ (y - ym))
-    return coef, ym - float(zm @ coef)
-
-
-@dataclass
-class HrTrainingSet:
-    """Offline windows' embeddings with their reference HR and subject, for :func:`fit_hr_head`."""
-
-    emb: np.ndarray  # [N, D]
-    hr_bpm: np.ndarray  # [N]
-    subject: np.ndarray  # [N] str
-
-    @classmethod
-    def build(cls, encoder: Any, recordings: Sequence[Recording], cfg: pp.PreprocessConfig = pp.DEFAULT_CONFIG,
-              hop_s: float = 5.0) -> HrTrainingSet:
-        from anyppg_edge.data.windows import extract_windows
-        from anyppg_edge.eval.probe import window_reference_hr_bpm
-
-        embs, hrs, groups = [], [], []
-        for rec in recordings:
-            if not (rec.has("ppg") and rec.has("ecg")):
-                continue
-            ws = extract_windows(rec, cfg, hop_s=hop_s, ecg_quality=False)
-            if not len(ws):
-                continue
-            hr, _ = window_reference_hr_bpm(ws, [rec], window_s=cfg.window_s)
-            keep = np.isfinite(hr)
-            if not keep.any():
-                continue
-            embs.append(encoder.embed(ws.ppg[keep]))
-            hrs.append(hr[keep])
-            groups += [rec.subject_id] * int(keep.sum())
-        if not embs:
-            return cls(np.zeros((0, 0)), np.zeros(0), np.zeros(0, str))
-        return cls(np.concatenate(embs).astype(np.float64), np.concatenate(hrs), np.asarray(groups))
-
-
-def fit_hr_head(
-    encoder: Any,
-    recordings: Sequence[Recording] | HrTrainingSet,
-    cfg: pp.PreprocessConfig = pp.DEFAULT_CONFIG,
-    hop_s: float = 5.0,
-    alphas: Sequence[float] = (1.0, 10.0, 100.0, 1000.0, 1e4),
-    exclude_subject: str | None = None,
-) -> HrHead:
-    """Fit the HR head on ``recordings`` (or a prebuilt :class:`HrTrainingSet`), leaving out
-    ``exclude_subject``; alpha by leave-one-subject-out CV."""
-    data = recordings if isinstance(recordings, HrTrainingSet) else HrTrainingSet.build(encoder, recordings, cfg, hop_s)
-    keep = data.subject != exclude_subject if exclude_subject is not None else np.ones(data.hr_bpm.size, bool)
-    if not keep.any():
-        raise InvalidSignalError("no training window with a reference heart rate for the HR head")
-    emb, y, g = data.emb[keep], data.hr_bpm[keep], data.subject[keep]
-    mean, scale = emb.mean(axis=0), emb.std(axis=0) + 1e-8
-    z = (emb - mean) / scale
-    subjects = sorted(set(g.tolist()))
-    best_alpha, best_mae = float(alphas[len(alphas) // 2]), math.nan
-    if len(subjects) >= 2:
-        maes = []
-        for a in alphas:
-            err = np.zeros(y.size)
-            for s in subjects:
-                test = g == s
-                coef, b0 = _ridge(z[~test], y[~test], a)
-                err[test] = z[test] @ coef + b0 - y[test]
-            maes.append(float(np.abs(err).mean()))
-        i = int(np.argmin(maes))
-        best_alpha, best_mae = float(alphas[i]), maes[i]
-    coef, b0 = _ridge(z, y, best_alpha)
-    return HrHead(mean, scale, coef, b0, best_alpha, int(y.size), subjects, best_mae)
-
-
-def reference_hr_bpm(rec: Recording, t_start_s: Any, cfg: pp.PreprocessConfig = pp.DEFAULT_CONFIG) -> np.ndarray:
-    """Reference HR of windows ``[t, t + window_s)`` of ``rec``: its HR trace where it has one (IEEE
-    SPC 2015 ``BPM0``, simulator truth), else NeuroKit R peaks on the preprocessed ECG window (record
-    polarity corrected). NaN where neither gives one."""
-    from anyppg_edge.eval.probe import ecg_heart_rate_bpm, reference_hr_from_trace
-
-    starts = np.asarray(t_start_s, np.float64).ravel()
-    hr = np.full(starts.size, np.nan)
-    meta = rec.meta
-    if meta.get("hr_bpm_trace") is not None:
-        hr = reference_hr_from_trace(starts, meta["hr_bpm_trace"], float(meta.get("hr_trace_window_s", 8.0)),
-                                     float(meta.get("hr_trace_step_s", 2.0)), cfg.window_s)
-    todo = np.flatnonzero(~np.isfinite(hr) & np.isfinite(starts))
-    if todo.size and rec.has("ecg"):
-        ecg = rec.channel("ecg")
-        n = pp.window_length_samples(ecg.sample_rate_hz, cfg)
-        raws, where = [], []
-        for i in todo:
-            a = round(starts[i] * ecg.sample_rate_hz)
-            seg = ecg.data[a : a + n] if a >= 0 else np.zeros(0)
-            if seg.size == n and np.isfinite(seg).all() and np.ptp(seg) > 0:
-                raws.append(seg)
-                where.append(i)
-        if raws:
-            segs, _, _ = pp.correct_ecg_polarity(np.stack(raws), ecg.sample_rate_hz, cfg)
-            wins, ok = [], []
-            for i, seg in zip(where, segs, strict=True):
-                try:
-                    wins.append(pp.preprocess_ecg_window(seg, ecg.sample_rate_hz, cfg))
-                    ok.append(i)
-                except InvalidSignalError:
-                    continue
-            if wins:
-                hr[np.asarray(ok)] = ecg_heart_rate_bpm(np.stack(wins), cfg.target_sample_rate_hz)
-    return hr
 
 
 # --------------------------------------------------------------------------------------------------
@@ -462,7 +294,7 @@ def replay(
         hr_pred[ok] = hr_head.predict(emb[ok])
     t_true = np.array([run.trace.t_true_s[tr.seq0] if tr.seq0 is not None else w.t_start_s
                        for w, tr in zip(windows, truths, strict=True)])
-    hr_ref = reference_hr_bpm(run.source, t_true, cfg)
+    hr_ref, _ = recording_reference_hr_bpm(run.source, t_true, cfg)
 
     rows = []
     for i, (w, tr) in enumerate(zip(windows, truths, strict=True)):
@@ -527,123 +359,6 @@ def _algorithmic_latency(streamer: Streamer, scfg: StreamConfig) -> float:
     if scfg.mode != "causal":
         return 0.0
     return streamer._delay / streamer.cfg.target_sample_rate_hz
-
-
-# --------------------------------------------------------------------------------------------------
-# parity and chunking
-# --------------------------------------------------------------------------------------------------
-
-
-def rechunk(bursts: Sequence[Burst], sizes: Sequence[int]) -> list[Burst]:
-    """The same samples cut into bursts of ``sizes`` (cycled), never merging across a reset."""
-    out: list[Burst] = []
-    groups: list[list[Burst]] = []
-    for b in bursts:
-        if b.reset or not groups:
-            groups.append([])
-        groups[-1].append(b)
-    k = 0
-    for g in groups:
-        codes = np.concatenate([b.codes for b in g])
-        ts = np.concatenate([b.timestamps_s for b in g])
-        pos, first = 0, True
-        while pos < codes.size:
-            n = max(1, int(sizes[k % len(sizes)]))
-            k += 1
-            out.append(Burst(codes[pos : pos + n], ts[pos : pos + n], float(ts[min(pos + n, ts.size) - 1]),
-                             reset=first and g[0].reset))
-            first = False
-            pos += n
-    return out
-
-
-def chunking_check(run: SensorRun, scfg: StreamConfig, cfg: pp.PreprocessConfig = pp.DEFAULT_CONFIG,
-                   seed: int = 0, n_patterns: int = 3) -> dict[str, Any]:
-    """Stream ``run`` as delivered, sample by sample, in one burst per run segment and in random burst
-    patterns: the windows (flags and model inputs) must be identical."""
-    ref = Streamer(scfg, cfg).run(run.bursts)
-    rng = np.random.default_rng(seed)
-    patterns = {"one-sample": [1], "whole": [10**9]}
-    for i in range(n_patterns):
-        patterns[f"random{i}"] = rng.integers(1, 3 * run.config.fifo_depth, size=64).tolist()
-    worst = 0.0
-    same = True
-    for sizes in patterns.values():
-        ws = Streamer(scfg, cfg).run(rechunk(run.bursts, sizes))
-        if len(ws) != len(ref) or any(a.flags != b.flags or (a.x is None) != (b.x is None) for a, b in zip(ws, ref, strict=True)):
-            same = False
-            continue
-        for a, b in zip(ws, ref, strict=True):
-            if a.x is not None:
-                worst = max(worst, float(np.abs(a.x - b.x).max()))
-    return {"patterns": list(patterns), "n_windows": len(ref), "identical_flags": same, "max_abs": worst,
-            "invariant": same and worst == 0.0}
-
-
-def parity_report(
-    recording: Recording,
-    odr_hz: float,
-    float_encoder: Any | None = None,
-    *,
-    hop_s: float = 5.0,
-    duration_s: float | None = 120.0,
-    cfg: pp.PreprocessConfig = pp.DEFAULT_CONFIG,
-    seed: int = 0,
-    modes: Sequence[str] = ("reference", "device", "causal"),
-) -> dict[str, Any]:
-    """No-fault parity at ``odr_hz``: the sensor's samples streamed in each mode vs the offline
-    windows of the same samples (``segment`` + ``preprocess_ppg_window``)."""
-    from anyppg_edge.deploy.runtime import open_encoder
-
-    run = emulate(recording, SensorConfig(odr_hz=odr_hz, duration_s=duration_s, seed=seed))
-    off = offline_windows(run.trace.codes, odr_hz, hop_s, cfg)
-    fenc = open_encoder(float_encoder, cfg) if float_encoder is not None else None
-    e_off = None
-    if fenc is not None and off.ok.any():
-        e_off = np.full((len(off.x), fenc.embedding_dim), np.nan, np.float32)
-        e_off[off.ok] = fenc.embed(off.x[off.ok])
-    out: dict[str, Any] = {"odr_hz": odr_hz, "hop_s": hop_s, "subject_id": recording.subject_id,
-                           "n_offline": len(off.x), "n_offline_ok": int(off.ok.sum())}
-    for mode in modes:
-        if mode == "causal" and (int(hop_s * odr_hz + 1e-9) * pp.resample_factors(odr_hz, cfg)[0]) % pp.resample_factors(odr_hz, cfg)[1]:
-            out[mode] = {"skipped": "hop does not map to whole 125 Hz samples"}
-            continue
-        scfg = StreamConfig(odr_hz=odr_hz, hop_s=hop_s, mode=mode, adc_bits=run.config.adc_bits)
-        t = time.perf_counter()
-        ws = Streamer(scfg, cfg).run(run.bursts)
-        stream_s = time.perf_counter() - t
-        n = min(len(ws), len(off.x))
-        same_ok = all(ws[i].ok == bool(off.ok[i]) for i in range(n))
-        both = [i for i in range(n) if ws[i].ok and off.ok[i]]
-        r: dict[str, Any] = {"n_windows": len(ws), "same_count": len(ws) == len(off.x), "same_flags": same_ok,
-                             "ms_per_window": stream_s / max(len(ws), 1) * 1e3}
-        if both:
-            xs = np.stack([ws[i].x for i in both])
-            xo = off.x[both]
-            d = np.abs(xs - xo)
-            r["max_abs"] = float(d.max())
-            r["rms"] = float(np.sqrt(np.mean((xs.astype(np.float64) - xo) ** 2)))
-            pear = [float(np.corrcoef(a, b)[0, 1]) for a, b in zip(xs, xo, strict=True)]
-            r["pearson_min"], r["pearson_mean"] = min(pear), float(np.mean(pear))
-            if mode == "causal":
-                r["best_lag_ms"], r["pearson_best_lag_mean"] = _best_lag(xs, xo, cfg.target_sample_rate_hz)
-            if fenc is not None and e_off is not None:
-                c = cosine(fenc.embed(xs), e_off[both])
-                r["cos_min"], r["cos_mean"] = float(np.min(c)), float(np.mean(c))
-        out[mode] = r
-    return out
-
-
-def _best_lag(xs: np.ndarray, xo: np.ndarray, fs: float, max_lag_s: float = 0.3) -> tuple[float, float]:
-    """The lag (ms; positive: the stream is late) maximising the mean correlation, and that mean."""
-    best = (0.0, -2.0)
-    n = xs.shape[1]
-    for lag in range(-int(max_lag_s * fs), int(max_lag_s * fs) + 1):
-        a, b = (xs[:, lag:], xo[:, : n - lag]) if lag >= 0 else (xs[:, : n + lag], xo[:, -lag:])
-        r = float(np.mean([np.corrcoef(u, v)[0, 1] for u, v in zip(a, b, strict=True)]))
-        if r > best[1]:
-            best = (lag / fs * 1e3, r)
-    return best
 
 
 # --------------------------------------------------------------------------------------------------
@@ -771,157 +486,5 @@ def plot_replay(result: ReplayResult, out: Path) -> dict[str, Path]:
     return paths
 
 
-# --------------------------------------------------------------------------------------------------
-# the main job's entry point
-# --------------------------------------------------------------------------------------------------
-
-
-def harness_summary(
-    artifact_path: str | Path,
-    float_model: Any | None,
-    recordings: Recording | Sequence[Recording],
-    out_dir: str | Path,
-    *,
-    odr_hz: float = 25.0,
-    hop_s: float = 5.0,
-    rates_hz: Sequence[float] = PARITY_RATES_HZ,
-    parity_duration_s: float = 120.0,
-    max_fault_recordings: int | None = None,
-    cfg: pp.PreprocessConfig = pp.DEFAULT_CONFIG,
-    hr: bool = True,
-    hr_recordings: Sequence[Recording] | None = None,
-    seed: int = 0,
-    plot: bool = True,
-) -> dict[str, Any]:
-    """The firmware-harness section of the main job.
-
-    * **Parity** (no faults) at every rate of ``rates_hz`` on the first recording (its first
-      ``parity_duration_s``): reference, float32 device and causal streams vs the offline windows,
-      with the float model's embedding cosines (``float_model``: an ``nn.Module``, an Encoder or an
-      artifact path; ``None`` skips the cosines).
-    * **Chunking invariance** of the stream of the first recording under the fault scenario.
-    * **Faults** (``fault_config``: ±50 ppm drift alternating by recording, 1 % dropped samples, jitter,
-      one reset, a 3 s host stall): each real recording (all recordings when none is real; at most
-      ``max_fault_recordings``) replayed at ``odr_hz`` through the int8 artifact;
-      every fault-touched window must be flagged, clean windows at parity; the int8 embedding cosine
-      vs offline (same samples, and vs the float model on the recording's offline window) and HR from
-      the linear head (fitted on the other recordings of ``hr_recordings``, default ``recordings``,
-      leaving the replayed subject out; see :func:`fit_hr_head`).
-
-    Writes ``harness_report.md``, ``harness_summary.json`` and per-recording replay reports under
-    ``out_dir``; returns the summary dict (``bars``: value, threshold and pass of each bar)."""
-    from anyppg_edge.deploy.runtime import open_encoder
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    recs = [recordings] if isinstance(recordings, Recording) else list(recordings)
-    if not recs:
-        raise ValueError("harness_summary needs at least one recording")
-    t_all = time.perf_counter()
-    enc = open_encoder(str(artifact_path), cfg, threads=1) if isinstance(artifact_path, (str, Path)) else open_encoder(artifact_path, cfg)
-    fenc = open_encoder(float_model, cfg) if float_model is not None else None
-
-    parity = [parity_report(recs[0], r, fenc, hop_s=hop_s, duration_s=parity_duration_s, cfg=cfg, seed=seed)
-              for r in rates_hz]
-    chunk_run = emulate(recs[0], fault_config(odr_hz, min(parity_duration_s, recs[0].duration_s - 1.0), seed=seed))
-    chunking = chunking_check(chunk_run, StreamConfig(odr_hz=odr_hz, hop_s=hop_s, adc_bits=chunk_run.config.adc_bits),
-                              cfg, seed=seed)
-
-    real = [r for r in recs if r.dataset != "simulator"]
-    fault_recs = real or recs
-    if max_fault_recordings is not None:
-        fault_recs = fault_recs[:max_fault_recordings]
-    hr_data = None
-    if hr:
-        pool = list(hr_recordings) if hr_recordings is not None else recs
-        if len(pool) < 2:
-            pool = pool + hr_training_recordings(recs[0], None, seed)
-        hr_data = HrTrainingSet.build(enc, pool, cfg, hop_s=hop_s)
-    faults = []
-    for k, rec in enumerate(fault_recs):
-        dur = rec.channel("ppg").duration_s - 1.0
-        fcfg = fault_config(odr_hz, dur, drift_ppm=50.0 if k % 2 == 0 else -50.0, stall_s=3.0, seed=seed + k)
-        run = emulate(rec, fcfg)
-        head = None
-        if hr_data is not None:
-            try:
-                head = fit_hr_head(enc, hr_data, cfg, exclude_subject=rec.subject_id)
-            except InvalidSignalError as exc:
-                log.warning("no HR head for %s: %s", rec.subject_id, exc)
-        res = replay(run, enc, hop_s=hop_s, cfg=cfg, float_encoder=fenc, hr_head=head)
-        write_replay_report(res, out / "replays" / rec.subject_id.replace("/", "_"), plot=plot)
-        faults.append(res.summary)
-
-    def worst(mode: str, key: str, fn=max) -> float:
-        vals = [p[mode][key] for p in parity if key in p.get(mode, {})]
-        return float(fn(vals)) if vals else math.nan
-
-    int8_cos = [c for f in faults for c in [f["cos_vs_offline_same_encoder"].get("min")] if c is not None]
-    bars = {
-        "parity_max_abs_float64": {"value": worst("reference", "max_abs"), "threshold": BARS["parity_max_abs_float64"]},
-        "parity_max_abs_float32_device": {"value": worst("device", "max_abs"),
-                                          "threshold": BARS["parity_max_abs_float32_device"]},
-        "parity_min_cosine_float_model_reference": {"value": worst("reference", "cos_min", min),
-                                                    "threshold": BARS["parity_min_cosine_float_model"], "higher": True},
-        "parity_min_cosine_float_model_device": {"value": worst("device", "cos_min", min),
-                                                 "threshold": BARS["parity_min_cosine_float_model"], "higher": True},
-        "chunking_invariant": {"value": chunking["invariant"]},
-        "faults_all_affected_flagged": {"value": all(f["all_affected_flagged"] for f in faults)},
-        "faults_clean_windows_max_abs": {"value": float(np.nanmax([f["parity_max_abs_clean"] for f in faults]))
-                                         if faults and np.isfinite([f["parity_max_abs_clean"] for f in faults]).any() else math.nan,
-                                         "threshold": BARS["parity_max_abs_float64"]},
-    }
-    for b in bars.values():
-        v = b["value"]
-        if isinstance(v, bool):
-            b["pass"] = v
-        elif not isinstance(v, float) or not math.isfinite(v):
-            b["pass"] = None
-        else:
-            b["pass"] = bool(v >= b["threshold"]) if b.get("higher") else bool(v <= b["threshold"])
-    summary = {
-        "artifact": str(artifact_path), "encoder": repr(enc), "float_model": None if fenc is None else repr(fenc),
-        "odr_hz": odr_hz, "hop_s": hop_s, "preprocess_config_hash": cfg.config_hash(),
-        "bars": bars, "parity": parity, "chunking": chunking, "faults": faults,
-        "int8_cos_vs_offline_min": float(min(int8_cos)) if int8_cos else math.nan,
-        "int8_cos_vs_float_recording_mean": float(np.nanmean([f["cos_vs_float_offline_recording"].get("mean", np.nan)
-                                                              for f in faults])) if faults else math.nan,
-        "wall_s": time.perf_counter() - t_all,
-    }
-    write_json(out / "harness_summary.json", summary)
-    atomic_write_text(out / "harness_report.md", render_harness_markdown(summary))
-    return summary
-
-
-def render_harness_markdown(summary: dict[str, Any]) -> str:
-    lines = ["# Firmware harness", "",
-             f"Artifact `{summary['artifact']}` ({summary['encoder']}); float model {summary['float_model']}; "
-             f"sensor {summary['odr_hz']:g} Hz, hop {summary['hop_s']:g} s; {summary['wall_s']:.1f} s.", "",
-             "## Bars", ""]
-    lines.append(markdown_table([{"bar": k, **v} for k, v in summary["bars"].items()], ["bar", "value", "threshold", "pass"]))
-    rows = []
-    for p in summary["parity"]:
-        for mode in ("reference", "device", "causal"):
-            r = p.get(mode, {})
-            rows.append({"odr_hz": p["odr_hz"], "mode": mode, "windows": r.get("n_windows", "-"),
-                         "same flags": r.get("same_flags", "-"), "max_abs": r.get("max_abs", math.nan),
-                         "pearson_min": r.get("pearson_min", math.nan), "cos_min": r.get("cos_min", math.nan),
-                         "best_lag_ms": r.get("best_lag_ms", "-"), "ms/window": r.get("ms_per_window", math.nan)})
-    lines += ["", "## Parity without faults (streamed vs offline windows of the same sensor samples)", "",
-              markdown_table(rows)]
-    c = summary["chunking"]
-    lines += ["", f"Chunking invariance ({', '.join(c['patterns'])}): identical flags {c['identical_flags']}, "
-              f"max abs {c['max_abs']:.3g} over {c['n_windows']} windows.", ""]
-    rows = []
-    for f in summary["faults"]:
-        rows.append({"recording": f["subject_id"], "windows": f["n_windows"], "to model": f["n_ok"],
-                     "touched": f["n_affected"], "touched unflagged": f["n_affected_unflagged"],
-                     "clean max_abs": f["parity_max_abs_clean"],
-                     "int8 cos vs offline (min)": f["cos_vs_offline_same_encoder"].get("min", math.nan),
-                     "int8 cos vs offline (mean)": f["cos_vs_offline_same_encoder"].get("mean", math.nan),
-                     "int8 vs float, recording (mean)": f["cos_vs_float_offline_recording"].get("mean", math.nan),
-                     "HR MAE": f["hr_mae_bpm"], "drift est. ppm": f["drift_ppm_estimated"],
-                     "latency p95 ms": f["latency_ms"]["p95"]})
-    lines += ["## Fault replays (drift ±50 ppm, 1 % drops, jitter, a reset, a 3 s host stall)", "",
-              markdown_table(rows), "", "Per-recording reports: `replays/<recording>/replay.md`.", ""]
-    return "\n".join(lines)
+# Names that moved out of this module, still importable from it until anyppg_edge/cli/harness.py imports
+# them from their new homes (then delete this).

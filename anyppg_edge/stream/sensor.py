@@ -4,7 +4,9 @@ interrupt, replaying a recording (or the simulator) as the bursts of integer cod
 Model (all times in seconds on the host clock, which is the recording's time axis):
 
 * **Clock.** The sensor samples at ``odr_hz * (1 + drift_ppm * 1e-6)`` true Hz while the host believes
-  ``odr_hz``: sample ``k`` of a run is taken at ``t = t_run + k / (odr_hz * (1 + drift_ppm * 1e-6))``.
+  ``odr_hz``: sample ``k`` of a run is taken at ``t = t_run + k / (odr_hz * (1 + drift_ppm * 1e-6))``
+  (``drift_ppm`` within +-100,000, i.e. +-10 %: watch crystals stay within +-100 ppm, sensor ODRs from
+  RC oscillators within a few %, and the streamer's drift flag and rate check need cases beyond).
   A sensor reset starts a new run ``reset_dead_s`` after the reset (new sample phase).
 * **Analog front-end.** The recording's PPG is low-pass filtered (zero-phase 8th-order Butterworth at
   ``0.4 * odr_hz``, only when that is below the recording's Nyquist) and read at the true sample
@@ -28,7 +30,9 @@ Model (all times in seconds on the host clock, which is the recording's time axi
 * **Timestamps.** The driver time-stamps each burst from its interrupt and back-fills the samples at
   the sensor period; what is left is a per-burst timestamp error ``N(0, jitter_s)`` clipped at
   ``3 * jitter_s``. ``jitter_s`` must stay below ``1 / (12 * odr_hz)`` so that two bursts' errors
-  (at most ``6 * jitter_s`` apart) can never hide or fake a dropped sample (half a period).
+  (at most ``6 * jitter_s`` apart) can never hide or fake a dropped sample (half a period); with drift
+  the step itself is off one period by ``|1 / (1 + drift) - 1|`` and the bound shrinks by as much
+  (:attr:`SensorConfig.max_jitter_s`).
 
 Everything random comes from one ``numpy.random.Generator`` seeded by ``seed``: same recording, same
 config, same bursts. :func:`emulate` also returns the ground truth (:class:`SensorTrace`: every
@@ -75,6 +79,7 @@ STATUS_NAMES = {DELIVERED: "delivered", DROPPED: "dropped", OVERFLOW: "overflow"
 _ANTIALIAS_ORDER = 8
 _ANTIALIAS_FRACTION = 0.4  # low-pass cutoff as a fraction of the ODR (below its 0.5 Nyquist)
 _AUTO_RANGE_FRACTION = 0.5  # auto gain: the recording's min..max spans this fraction of full scale
+_MAX_DRIFT_PPM = 100_000.0  # +-10 %: beyond real clocks (crystals +-100 ppm, RC oscillators a few %)
 
 
 def _interval_list(value: Any, name: str) -> tuple[tuple[float, float], ...]:
@@ -132,12 +137,15 @@ class SensorConfig:
         need(self.fifo_depth >= 1, f"fifo_depth must be >= 1, got {self.fifo_depth}")
         need(1 <= self.watermark <= self.fifo_depth,
              f"watermark must be in [1, fifo_depth={self.fifo_depth}], got {self.watermark}")
-        need(abs(self.drift_ppm) < 10_000, f"drift_ppm must be within +/-10000, got {self.drift_ppm}")
+        need(abs(self.drift_ppm) <= _MAX_DRIFT_PPM,
+             f"drift_ppm must be within +/-{_MAX_DRIFT_PPM:g} (+/-10 %), got {self.drift_ppm}")
         need(self.jitter_s >= 0, f"jitter_s must be >= 0, got {self.jitter_s}")
+        max_jitter = self.max_jitter_s
         need(
-            self.jitter_s < 1.0 / (12.0 * self.odr_hz),
-            f"jitter_s={self.jitter_s:g} s is too large for {self.odr_hz:g} Hz: it must stay below "
-            f"1/(12*odr_hz) = {1 / (12 * self.odr_hz):.3g} s, or timestamps could hide or fake a dropped sample",
+            self.jitter_s < max_jitter,
+            f"jitter_s={self.jitter_s:g} s is too large for {self.odr_hz:g} Hz with drift_ppm={self.drift_ppm:g}: "
+            f"it must stay below {max_jitter:.3g} s (1/(12*odr_hz) without drift), or timestamps could hide or "
+            "fake a dropped sample",
         )
         need(0 <= self.drop_prob < 1, f"drop_prob must be in [0, 1), got {self.drop_prob}")
         need(self.reset_dead_s >= 0, f"reset_dead_s must be >= 0, got {self.reset_dead_s}")
@@ -162,6 +170,13 @@ class SensorConfig:
         resets = tuple(sorted(float(r) for r in resets))
         need(all(math.isfinite(r) and r > 0 for r in resets), f"reset_at_s must be times > 0 s, got {resets}")
         object.__setattr__(self, "reset_at_s", resets)
+
+    @property
+    def max_jitter_s(self) -> float:
+        """The largest ``jitter_s`` (exclusive) that keeps every sample step rounding to one slot: two
+        bursts' errors are at most ``6 * jitter_s`` apart and the step is ``1 / true_rate_hz``, so
+        ``|odr_hz / true_rate_hz - 1| + 6 * jitter_s * odr_hz < 0.5``; ``1 / (12 * odr_hz)`` without drift."""
+        return (0.5 - abs(1.0 / (1.0 + self.drift_ppm * 1e-6) - 1.0)) / (6.0 * self.odr_hz)
 
     @property
     def full_scale(self) -> int:

@@ -12,13 +12,31 @@ anchored at the first sample, with quality flags and, unless a hard flag is set,
 * Timestamps are host times in seconds, strictly increasing, within and across bursts. The slot of a
   sample on the native-rate grid is the previous sample's slot plus ``round(dt * odr_hz)``; a step of
   more than one slot is a gap (dropped samples, FIFO overflow). Timestamp error must stay below a
-  quarter period so a gap is never hidden or invented; ``dt < odr_hz / 2`` (a step that rounds to 0)
-  and bursts spanning 8+ periods whose mean sample spacing is off ``1 / odr_hz`` by more than
-  ``rate_tolerance`` (or, with 5+ samples, with no two samples one period apart) are refused (:class:`InvalidSignalError`: wrong rate or duplicated samples).
+  quarter period so a gap is never hidden or invented; ``dt * odr_hz < 0.5`` (a step that rounds to
+  0) and bursts spanning 8+ periods whose mean sample spacing is off ``1 / odr_hz`` by more than
+  ``rate_tolerance`` (or, with 5+ samples, with no two samples one period apart) are refused
+  (:class:`InvalidSignalError`: wrong rate or duplicated samples).
+* Clock drift: :attr:`Streamer.estimated_drift_ppm` fits timestamp against slot over the bursts so far;
+  :attr:`Streamer.drift_bounds_ppm` is the interval the drift must lie in given timestamp errors up
+  to a quarter period. While that whole interval lies beyond ``+-max_drift_ppm`` (default 20,000 ppm =
+  2 %) every window is flagged ``drift``, a hard flag: a window recorded 2 % too fast or too slow has
+  its heart rate 2 % wrong. A crystal-clocked sensor (within +-100 ppm) is thus never flagged, however
+  the bursts are cut; a +-5 % error is flagged from the first window on at 25 Hz with regular bursts
+  (the interval is about +-3,400 ppm wide then). The two rate rules split the work: a burst spanning
+  8+ periods whose own mean spacing is off by more than ``rate_tolerance`` (5 %: a sensor 4.8 % slow or
+  5.3 % fast, or a wrong ``odr_hz``) is refused at once; a smaller error, or one in bursts too short
+  to check (< 8 periods), passes the burst check and flags windows once the fit is sure of it.
 * Gaps of at most ``max_interp_gap_s`` (default 0.1 s: 2 samples at 25 Hz, 12 at 125 Hz) are filled by
   linear interpolation between their neighbours; the window is flagged ``interpolated`` (a soft flag:
   it still reaches the model). Longer gaps are never interpolated across: their slots stay missing and
   every window that overlaps them is flagged ``gap``.
+* A jump of more than one window (``n_win`` or more missing slots, beyond what the ring holds) is a
+  reset of the buffer, handled in constant time whatever its length (a 1e9 s jump included): the
+  windows holding samples from before it are completed with missing slots and flagged ``gap``, the
+  windows made of missing slots only are skipped (``StreamWindow.index`` and ``start_sample`` jump
+  ahead on the same grid; nothing of theirs could reach a model), and the windows holding the first
+  new samples are flagged ``gap`` until one lies wholly after the jump. A jump also starts a new run
+  of the clock fit, as a reset does (its slot count comes from the host clock).
 * ``push(..., reset=True)`` reports a sensor reset before the burst: the slots between the last sample
   and the first new one are missing and the first ``reset_settle_s`` of new samples are settling
   samples; windows holding either are flagged ``reset``.
@@ -63,6 +81,7 @@ from anyppg_edge import preprocessing as pp
 from anyppg_edge.errors import InvalidSignalError
 
 __all__ = [
+    "FLAG_DRIFT",
     "FLAG_FLAT",
     "FLAG_GAP",
     "FLAG_INTERPOLATED",
@@ -86,6 +105,7 @@ FLAG_FLAT = 1 << 2  # reference flat-line gate
 FLAG_SATURATION = 1 << 3  # reference saturation gate or ADC rail hit
 FLAG_NAN = 1 << 4  # NaN samples (nan_policy="flag")
 FLAG_RESET = 1 << 5  # sensor reset inside the window (dead time or settling samples)
+FLAG_DRIFT = 1 << 6  # estimated sensor clock drift beyond StreamConfig.max_drift_ppm
 FLAG_NAMES = {
     FLAG_GAP: "gap",
     FLAG_INTERPOLATED: "interpolated",
@@ -93,8 +113,9 @@ FLAG_NAMES = {
     FLAG_SATURATION: "saturation",
     FLAG_NAN: "nan",
     FLAG_RESET: "reset",
+    FLAG_DRIFT: "drift",
 }
-HARD_FLAGS = FLAG_GAP | FLAG_FLAT | FLAG_SATURATION | FLAG_NAN | FLAG_RESET
+HARD_FLAGS = FLAG_GAP | FLAG_FLAT | FLAG_SATURATION | FLAG_NAN | FLAG_RESET | FLAG_DRIFT
 MODES = ("reference", "device", "causal")
 
 # per-slot states in the ring buffer
@@ -121,9 +142,15 @@ class StreamConfig:
     nan_policy: str = "raise"  # "raise": NaN in a burst is an error; "flag": NaN samples flag their windows
     rate_tolerance: float = 0.05  # relative tolerance of a burst's mean sample spacing vs 1 / odr_hz
     keep_raw: bool = False  # keep each window's raw native samples (StreamWindow.raw)
+    # Windows are flagged ``drift`` (hard) once Streamer.drift_bounds_ppm lies wholly beyond +-this.
+    # 2 %: 200x the +-100 ppm of a watch crystal (never flagged); a sensor whose ODR is a few % off (an
+    # RC oscillator's tolerance) is flagged, since its heart rate is that many % wrong: configure
+    # odr_hz to its measured rate (odr_hz * (1 + estimated_drift_ppm * 1e-6)) instead. Kept below
+    # 1e6 * rate_tolerance (5 %), where the per-burst rate check refuses bursts outright.
+    max_drift_ppm: float = 20_000.0
 
     def __post_init__(self) -> None:
-        for name in ("odr_hz", "hop_s", "max_interp_gap_s", "reset_settle_s", "rate_tolerance"):
+        for name in ("odr_hz", "hop_s", "max_interp_gap_s", "reset_settle_s", "rate_tolerance", "max_drift_ppm"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
                 raise InvalidSignalError(f"StreamConfig.{name} must be a finite number, got {v!r}")
@@ -136,6 +163,8 @@ class StreamConfig:
             raise InvalidSignalError("StreamConfig.max_interp_gap_s and reset_settle_s must be >= 0")
         if not 0 < self.rate_tolerance < 0.5:
             raise InvalidSignalError(f"StreamConfig.rate_tolerance must be in (0, 0.5), got {self.rate_tolerance}")
+        if self.max_drift_ppm <= 0:
+            raise InvalidSignalError(f"StreamConfig.max_drift_ppm must be > 0 ppm, got {self.max_drift_ppm}")
         if self.mode not in MODES:
             raise InvalidSignalError(f"StreamConfig.mode must be one of {MODES}, got {self.mode!r}")
         if self.nan_policy not in ("raise", "flag"):
@@ -231,7 +260,7 @@ class Streamer:
         self._settle_left = 0
         # online clock fit (Welford / Chan): host timestamp vs slot
         self._fit_n, self._fit_mi, self._fit_mt, self._fit_cii, self._fit_cit = 0, 0.0, 0.0, 0.0, 0.0
-        self._fit_done = [0.0, 0.0]  # (cii, cit) of the runs before the last reset (pooled fit)
+        self._fit_done = [0.0, 0.0, 0]  # (cii, cit, points) of the closed runs (pooled fit)
         self.pushed_samples = 0
         sos, zi, padlen = _ringing_padlen(cfg, odr, self.n_win)
         self._padlen = padlen
@@ -337,7 +366,7 @@ class Streamer:
             if self._m_done - self._out_cap > m0:  # pragma: no cover - guarded by the capacity
                 raise RuntimeError("causal output ring overrun")
             t = time.perf_counter()
-            seg = np.take(self._out, np.arange(m0, m0 + L), mode="wrap")
+            seg = self._out[np.arange(m0, m0 + L) % self._out_cap]
             w.x = np.ascontiguousarray(pp.zscore(seg, self.cfg.zscore_eps), dtype=np.float32)
             w.preprocess_s += time.perf_counter() - t
             out.append(self._pending.popleft())
@@ -423,10 +452,7 @@ class Streamer:
         v, t, intra, has_nan = self._check_burst(codes, timestamps_s)
         if reset:
             self._settle_left = self.n_settle
-            # a reset restarts the sensor clock at a new phase: pool the clock fit within runs
-            self._fit_done[0] += self._fit_cii
-            self._fit_done[1] += self._fit_cit
-            self._fit_n, self._fit_mi, self._fit_mt, self._fit_cii, self._fit_cit = 0, 0.0, 0.0, 0.0, 0.0
+            self._new_clock_run()  # a reset restarts the sensor clock at a new phase
             if self.scfg.mode == "causal":
                 self._primed = False
         if v.size == 0:
@@ -442,6 +468,8 @@ class Streamer:
                     f"a burst starts {dt0:.6g} s after the previous sample, less than half a period at "
                     f"odr_hz={odr:g} Hz (duplicated samples or a wrong rate)"
                 )
+            if first - 1 >= self.n_win:  # a jump past the ring: its slot count comes from the host clock
+                self._new_clock_run()
         self._fit(self._n - 1 + first, float(t[0]))
         self.pushed_samples += v.size
         if first == 1 and intra is None and not self._settle_left and not has_nan:
@@ -455,6 +483,9 @@ class Streamer:
         for j in range(len(bounds) - 1):
             a, b = bounds[j], bounds[j + 1]
             gap = int(steps[a]) - 1
+            if gap >= self.n_win and a > 0:  # a jump past the ring inside a burst: as at a burst start
+                self._new_clock_run()
+                self._fit(self._n + gap, float(t[a]))
             if gap > 0:
                 out += self._fill_gap(gap, v[a], t[a], reset and a == 0)
             seg_v, seg_t = v[a:b], t[a:b]
@@ -491,15 +522,45 @@ class Streamer:
     @property
     def estimated_drift_ppm(self) -> float:
         """Sensor clock vs host clock from a least-squares fit of timestamp against slot, pooled over
-        the runs between resets, on the first sample of each burst (positive: the sensor runs fast).
-        NaN before two bursts."""
+        the runs between resets and jumps of more than a window (their slot count comes from the host
+        clock, which would hide the drift), on the first sample of each burst and of each run
+        (positive: the sensor runs fast). NaN until a run has two points (two bursts). See
+        :attr:`drift_bounds_ppm` for its uncertainty and the ``drift`` flag."""
         cii, cit = self._fit_done[0] + self._fit_cii, self._fit_done[1] + self._fit_cit
         if cii <= 0:
             return math.nan
         period = cit / cii
         return (1.0 / (period * self.scfg.odr_hz) - 1.0) * 1e6
 
+    @property
+    def drift_bounds_ppm(self) -> tuple[float, float]:
+        """``(low, high)``: the drift lies in it when every fitted timestamp is within ``e`` = a quarter
+        period of its sample's true time (the streaming contract). For errors ``|eps_i| <= e`` the
+        least-squares period moves by ``|sum (i - mean) eps_i| / cii <= e * sqrt(N / cii)`` (Cauchy-
+        Schwarz over the ``N`` fit points), so the interval shrinks as the fit spans more slots: about
+        +-3,400 ppm at the first window at 25 Hz with 16-sample bursts (+-700 ppm at 125 Hz), -33 % to
+        +100 % for two points one slot apart. Windows are flagged ``drift`` when the whole interval lies beyond
+        ``+-StreamConfig.max_drift_ppm``. Exact for contiguous runs; across a short gap the slot count
+        comes from the host clock, which pulls a drifting estimate toward zero (never away from it).
+        ``(nan, nan)`` while :attr:`estimated_drift_ppm` is NaN."""
+        cii, cit = self._fit_done[0] + self._fit_cii, self._fit_done[1] + self._fit_cit
+        if cii <= 0:
+            return math.nan, math.nan
+        odr = self.scfg.odr_hz
+        period = cit / cii
+        dp = 0.25 / odr * math.sqrt((self._fit_done[2] + self._fit_n) / cii)
+        low = (1.0 / ((period + dp) * odr) - 1.0) * 1e6
+        high = (1.0 / ((period - dp) * odr) - 1.0) * 1e6 if period > dp else math.inf
+        return low, high
+
     # ------------------------------------------------------------------ internals
+
+    def _new_clock_run(self) -> None:
+        """Close the clock-fit run: its sums join the pooled fit, the next point starts a new run."""
+        self._fit_done[0] += self._fit_cii
+        self._fit_done[1] += self._fit_cit
+        self._fit_done[2] += self._fit_n
+        self._fit_n, self._fit_mi, self._fit_mt, self._fit_cii, self._fit_cit = 0, 0.0, 0.0, 0.0, 0.0
 
     def _fit(self, slot: float, t: float) -> None:
         # Welford update on the first sample of each burst (one point per burst keeps it cheap)
@@ -521,14 +582,55 @@ class Streamer:
             return self._append(vals, ts, np.full(gap, _FILLED, np.uint8))
         else:
             state = _MISSING
-        out: list[StreamWindow] = []
-        done = 0
         period = (next_ts - prev_ts) / (gap + 1)
-        while done < gap:  # chunked: a long gap never allocates more than a window
-            k = min(gap - done, self.n_win)
+        if gap < self.n_win:
+            return self._append_missing(prev_ts, period, 0, gap, state)
+        # A jump past the ring: work independent of its length. Missing slot j (1..gap) sits at slot
+        # last + j with timestamp prev_ts + j * period, as for a short gap; only the windows made of
+        # missing slots alone are never emitted (nothing of theirs could reach a model).
+        last, nxt = self._n - 1, self._n + gap  # slots of the samples before and after the gap
+        # 1. the missing slots that complete the windows holding samples from before the gap
+        head = max(0, (last // self.n_hop) * self.n_hop + self.n_win - self._n)
+        out = self._append_missing(prev_ts, period, 0, head, state)
+        # 2. skip to the last n_win missing slots, which the windows holding the next sample need
+        self._win = max(self._win, -(-(nxt + 1 - self.n_win) // self.n_hop))
+        tail = max(head, gap - self.n_win)
+        out += self._skip(tail - head)
+        return out + self._append_missing(prev_ts, period, tail, gap, state)
+
+    def _append_missing(self, prev_ts: float, period: float, j0: int, j1: int, state: int) -> list[StreamWindow]:
+        """Append missing slots ``j0 + 1 .. j1`` of a gap (slot ``j`` at ``prev_ts + j * period``)."""
+        out: list[StreamWindow] = []
+        done = j0
+        while done < j1:  # chunked: a long gap never allocates more than a window
+            k = min(j1 - done, self.n_win)
             ts = prev_ts + period * np.arange(done + 1, done + k + 1)
             out += self._append(np.full(k, np.nan), ts, np.full(k, state, np.uint8))
             done += k
+        return out
+
+    def _skip(self, n: int) -> list[StreamWindow]:
+        """Advance the stream by ``n`` missing slots in O(1) work: no window ends among them, and the
+        ``n_win`` missing slots that follow rewrite the ring before any window reads it. Causal mode:
+        zeros are fed until the windows waiting for resampler output are complete (in order), then
+        the resampler's input and output counters jump; the outputs skipped are never read, as the
+        ``n_win >= K`` zeros that follow refill its history and every window holding them is hard-
+        flagged. Returns the causal windows this completed."""
+        out: list[StreamWindow] = []
+        if n <= 0:
+            return out
+        if self.scfg.mode == "causal":
+            self._primed = False
+            fed = 0
+            while fed < n and self._pending:
+                c = min(n - fed, self.n_hop)
+                self._resample_feed(np.zeros(c))
+                fed += c
+                out += self._causal_ready()
+            self._n_in += n - fed
+            up, down = self._up, self._down
+            self._m_done = max(self._m_done, self._n_in if up == down == 1 else (self._n_in * up + down - 1) // down)
+        self._n += n
         return out
 
     def _append(self, vals: np.ndarray, ts: np.ndarray, states: np.ndarray | int) -> list[StreamWindow]:
@@ -571,10 +673,10 @@ class Streamer:
 
     def _emit(self) -> StreamWindow:
         start = self._win * self.n_hop
-        idx = np.arange(start, start + self.n_win)
-        vals = np.take(self._val, idx, mode="wrap")
-        st = np.take(self._st, idx, mode="wrap")
-        ts = np.take(self._ts, idx, mode="wrap")
+        idx = np.arange(start, start + self.n_win) % self._val.size  # (np.take's mode="wrap" costs O(start))
+        vals = self._val[idx]
+        st = self._st[idx]
+        ts = self._ts[idx]
         w = StreamWindow(self._win, start, float(ts[0]), float(ts[-1]), 0, None, mode=self.scfg.mode)
         self._win += 1
         t0 = time.perf_counter()
@@ -588,6 +690,9 @@ class Streamer:
             flags |= FLAG_NAN
         if counts[_FILLED]:
             flags |= FLAG_INTERPOLATED
+        low, high = self.drift_bounds_ppm
+        if low > self.scfg.max_drift_ppm or high < -self.scfg.max_drift_ppm:  # False while NaN
+            flags |= FLAG_DRIFT
         w.n_filled = int(counts[_FILLED])
         w.n_missing = int(counts[_MISSING] + counts[_RESET_MISSING] + counts[_NAN])
         if self.scfg.keep_raw:

@@ -1,7 +1,8 @@
 """Pretraining: CLIP PPG↔ECG on PyTorch DDP (torchrun), a generic task-based training loop with exact
 resume, and distributed helpers. Importing this package imports torch."""
 
-from anyppg_edge.train.clip import ClipConfig, ClipLoss, ClipModel, ClipTask, Projector
+from anyppg_edge.models.clip import ClipConfig, ClipModel, Projector
+from anyppg_edge.train.clip import ClipLoss, ClipTask
 from anyppg_edge.train.distributed import (
     DistributedBatchNorm1d,
     barrier,

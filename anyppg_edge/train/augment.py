@@ -38,6 +38,7 @@ from typing import Any
 import torch
 
 from anyppg_edge.config import dataclass_from_dict
+from anyppg_edge.errors import ConfigError
 
 __all__ = ["AugmentConfig", "joint_augment", "random_equalizer", "random_resized_crop"]
 
@@ -56,17 +57,17 @@ class AugmentConfig:
 
     def __post_init__(self) -> None:
         if not 0.1 <= self.crop_scale_min <= 1.0:
-            raise ValueError(f"crop_scale_min must be in [0.1, 1], got {self.crop_scale_min}")
+            raise ConfigError(f"crop_scale_min must be in [0.1, 1], got {self.crop_scale_min}")
         if self.noise_std < 0:
-            raise ValueError(f"noise_std must be >= 0, got {self.noise_std}")
+            raise ConfigError(f"noise_std must be >= 0, got {self.noise_std}")
         if not 0.0 <= self.warp_std <= 1.0:
-            raise ValueError(f"warp_std must be in [0, 1], got {self.warp_std}")
+            raise ConfigError(f"warp_std must be in [0, 1], got {self.warp_std}")
         if self.warp_knots < 2:
-            raise ValueError(f"warp_knots must be >= 2, got {self.warp_knots}")
+            raise ConfigError(f"warp_knots must be >= 2, got {self.warp_knots}")
         if not 0.0 <= self.eq_std <= 2.0:
-            raise ValueError(f"eq_std must be in [0, 2], got {self.eq_std}")
+            raise ConfigError(f"eq_std must be in [0, 2], got {self.eq_std}")
         if self.eq_octaves < 1:
-            raise ValueError(f"eq_octaves must be >= 1, got {self.eq_octaves}")
+            raise ConfigError(f"eq_octaves must be >= 1, got {self.eq_octaves}")
 
     @property
     def enabled(self) -> bool:
@@ -91,7 +92,7 @@ def random_resized_crop(
     b, length = x0.shape[0], x0.shape[-1]
     for s in signals:
         if s.shape[0] != b or s.shape[-1] != length:
-            raise ValueError(f"paired signals must share batch and length, got {[tuple(t.shape) for t in signals]}")
+            raise ConfigError(f"paired signals must share batch and length, got {[tuple(t.shape) for t in signals]}")
     dev = x0.device
     scale = scale_min + (1.0 - scale_min) * torch.rand(b, 1, device=dev)  # [B, 1]
     span = scale * (length - 1)  # source span in samples

@@ -43,18 +43,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
 
 from anyppg_edge.config import dataclass_from_dict
-from anyppg_edge.errors import CheckpointError
-from anyppg_edge.models.registry import create_model
+from anyppg_edge.errors import CheckpointError, ConfigError
+from anyppg_edge.models.loading import load_encoder
+from anyppg_edge.models.student import StudentModel, Teacher
+from anyppg_edge.train.trainer import TensorDictDataset
 
 __all__ = [
     "DistillConfig",
     "DistillTask",
-    "StudentModel",
-    "Teacher",
-    "TensorDictDataset",
     "load_teacher",
     "teacher_targets",
 ]
@@ -85,110 +83,31 @@ class DistillConfig:
         if clip_w is None:
             clip_w = 1.0 if teacher_has_ecg else 0.0
         if clip_w > 0 and not teacher_has_ecg:
-            raise ValueError(
+            raise ConfigError(
                 "clip_weight > 0 needs a CLIP teacher (a pretraining checkpoint with an ECG tower); this teacher "
                 "is a PPG encoder only — set clip_weight to 0"
             )
         weights = (self.feature_weight, self.cosine_weight, clip_w, self.relational_weight)
         if min(weights) < 0 or not math.isfinite(sum(weights)) or sum(weights) == 0:
-            raise ValueError(f"loss weights must be finite, >= 0 and not all 0, got {weights}")
+            raise ConfigError(f"loss weights must be finite, >= 0 and not all 0, got {weights}")
         if not self.relational_temperature > 0:
-            raise ValueError(f"relational_temperature must be > 0, got {self.relational_temperature}")
+            raise ConfigError(f"relational_temperature must be > 0, got {self.relational_temperature}")
         return DistillConfig(**{**asdict(self), "clip_weight": float(clip_w)})
 
 
 # ----------------------------------------------------------------------------- teacher
 
 
-class Teacher(nn.Module):
-    """A frozen teacher: ``features(ppg)`` (encoder output), and for a CLIP teacher ``ppg_embedding``
-    / ``ecg_embedding`` (L2-normalised CLIP space) and its logit scale."""
-
-    def __init__(self, ppg_encoder: nn.Module, clip: nn.Module | None = None, source: str = "", sha256: str = ""):
-        super().__init__()
-        self.ppg_encoder = ppg_encoder
-        self.clip = clip
-        self.source, self.sha256 = source, sha256
-        self.requires_grad_(False)
-        self.eval()
-
-    def train(self, mode: bool = True) -> Teacher:  # always eval: BN statistics and dropout frozen
-        return super().train(False)
-
-    @property
-    def has_ecg(self) -> bool:
-        return self.clip is not None
-
-    @property
-    def feature_dim(self) -> int:
-        return int(self.ppg_encoder.out_dim)
-
-    @property
-    def embed_dim(self) -> int | None:
-        return None if self.clip is None else int(self.clip.embed_dim)
-
-    @torch.no_grad()
-    def outputs(self, ppg: torch.Tensor, ecg: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        feat = self.ppg_encoder(ppg)
-        out = {"t_feat": feat}
-        if self.clip is not None:
-            out["t_ppg"] = F.normalize(self.clip.ppg_proj(feat), dim=-1)
-            if ecg is not None:
-                out["t_ecg"] = self.clip.encode_ecg(ecg)
-        return out
-
-    def logit_scale(self) -> float:
-        return float(self.clip.scale()) if self.clip is not None else 1.0 / 0.07
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "sha256": self.sha256,
-            "kind": "clip" if self.has_ecg else "ppg-encoder",
-            "ppg_model": getattr(self.ppg_encoder, "name", ""),
-            "feature_dim": self.feature_dim,
-            "embed_dim": self.embed_dim,
-        }
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_teacher(path: str | Path, model: str = "anyppg-released") -> Teacher:
     """A pretraining checkpoint (``best.pt``/``last.pt`` of the trainer: the CLIP model) or an
-    official-layout Net1D ``state_dict`` of registry config ``model`` (strict). Errors are
+    official-layout Net1D ``state_dict`` of registry config ``model`` (strict), through
+    :func:`~anyppg_edge.models.checkpoint.load_encoder`. Errors are
     :class:`~anyppg_edge.errors.CheckpointError`."""
-    from anyppg_edge.train.clip import ClipConfig, ClipModel
-    from anyppg_edge.train.trainer import CHECKPOINT_FORMAT, load_checkpoint
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"teacher checkpoint {path} does not exist")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"teacher checkpoint {path} cannot be read (truncated or not a torch file): {exc}") from exc
-    sha = _sha256(path)
-    if isinstance(raw, dict) and raw.get("format") == CHECKPOINT_FORMAT:
-        ckpt = load_checkpoint(path)
-        clip_d = (ckpt.get("extra_config") or {}).get("clip")
-        if clip_d is None:
-            raise CheckpointError(f"{path} is a trainer checkpoint but not of a CLIP pretraining run (no clip config)")
-        clip = ClipModel(ClipConfig.from_dict({**clip_d, "ecg_checkpoint": None, "ppg_checkpoint": None}))
-        try:
-            clip.load_state_dict(ckpt["model"], strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path}: weights do not fit its own CLIP config: {exc}") from exc
-        return Teacher(clip.ppg_encoder, clip, source=str(path), sha256=sha)
-    encoder = create_model(model, checkpoint=path)
-    return Teacher(encoder, None, source=str(path), sha256=sha)
+    loaded = load_encoder(path, model, name_is_claim=False)
+    if loaded.kind not in ("pretrain", "state_dict"):
+        raise CheckpointError(f"{path} is a {loaded.kind} checkpoint; a teacher is a pretraining checkpoint or a "
+                              "Net1D state_dict")
+    return Teacher(loaded.encoder, loaded.clip, source=str(path), sha256=loaded.sha256)
 
 
 @torch.no_grad()
@@ -221,49 +140,6 @@ def teacher_targets(
 
 
 # ----------------------------------------------------------------------------- student
-
-
-class StudentModel(nn.Module):
-    """Student encoder (the deployable part) + training heads: ``adapter`` (student dim → teacher
-    feature dim) and, for a CLIP teacher, ``clip_head`` (a projector into the teacher's CLIP space)."""
-
-    def __init__(self, student: str, teacher_feature_dim: int, teacher_embed_dim: int | None):
-        from anyppg_edge.train.clip import Projector
-
-        super().__init__()
-        self.encoder = create_model(student)
-        d = int(self.encoder.out_dim)
-        self.adapter = nn.Linear(d, int(teacher_feature_dim))
-        self.clip_head = None if teacher_embed_dim is None else Projector(d, max(d, teacher_embed_dim), teacher_embed_dim)
-        # teacher-feature standardisation (set from the training targets; saved with the checkpoint)
-        self.register_buffer("feat_mean", torch.zeros(int(teacher_feature_dim)))
-        self.register_buffer("feat_std", torch.ones(int(teacher_feature_dim)))
-
-    @torch.no_grad()
-    def set_feature_stats(self, teacher_features: torch.Tensor) -> None:
-        """Standardise the teacher's features for the MSE: per-dimension mean, one scale for all
-        dimensions (the RMS of the centred features, floored at 1 % of the features' RMS), so that a
-        near-constant teacher dimension is not blown up. The adapter starts exactly at the mean
-        (zero weight, bias = mean): the regression loss starts at 1 and its first steps are not spent
-        undoing a random projection."""
-        f = torch.as_tensor(teacher_features, dtype=torch.float32)
-        mean = f.mean(0)
-        spread = float((f - mean).pow(2).mean().sqrt())
-        scale = max(spread, 0.01 * float(f.pow(2).mean().sqrt()), 1e-8)
-        self.feat_mean.copy_(mean)
-        self.feat_std.fill_(scale)
-        self.adapter.weight.zero_()
-        self.adapter.bias.copy_(mean)
-
-    def forward(self, ppg: torch.Tensor) -> dict[str, torch.Tensor]:
-        feat = self.encoder(ppg)
-        pred = self.adapter(feat)
-        emb = F.normalize(self.clip_head(feat) if self.clip_head is not None else pred, dim=-1)
-        return {"feat": feat, "pred_feat": pred, "emb": emb}
-
-    @torch.no_grad()
-    def embed(self, ppg: torch.Tensor) -> torch.Tensor:
-        return self.forward(ppg)["emb"]
 
 
 def _relational_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -314,43 +190,15 @@ class DistillTask(nn.Module):
         return out["emb"], out["feat"]
 
 
-class TensorDictDataset(Dataset):
-    """Aligned numpy arrays → dict items; ``ppg`` ``[N, L]`` becomes ``[1, L]`` per item."""
-
-    def __init__(self, arrays: dict[str, np.ndarray], groups: np.ndarray | None = None):
-        lengths = {k: len(v) for k, v in arrays.items()}
-        if "ppg" not in arrays or len(set(lengths.values())) != 1:
-            raise ValueError(f"need a 'ppg' array and equal lengths, got {lengths}")
-        self.arrays = {k: torch.as_tensor(np.asarray(v, np.float32)) for k, v in arrays.items()}
-        self.groups = None if groups is None else np.asarray(groups)
-
-    def __len__(self) -> int:
-        return len(self.arrays["ppg"])
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        item = {k: v[i] for k, v in self.arrays.items()}
-        item["ppg"] = item["ppg"].unsqueeze(0)
-        return item
-
-
 # ----------------------------------------------------------------------------- run + retention
 
 
 def load_student(path: str | Path) -> StudentModel:
     """A student written by :func:`distill_from_shards` (trainer checkpoint ``best.pt``/``last.pt``)."""
-    from anyppg_edge.train.trainer import load_checkpoint
-
-    ckpt = load_checkpoint(path)
-    extra = ckpt.get("extra_config") or {}
-    if "distill" not in extra:
-        raise CheckpointError(f"{path} is not a distillation checkpoint (no distill config)")
-    t = extra["teacher"]
-    model = StudentModel(extra["distill"]["student"], t["feature_dim"], t["embed_dim"])
-    try:
-        model.load_state_dict(ckpt["model"], strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit its student config: {exc}") from exc
-    return model.eval()
+    loaded = load_encoder(path)
+    if loaded.student is None:
+        raise CheckpointError(f"{path} is not a distillation checkpoint (it is a {loaded.kind} checkpoint)")
+    return loaded.student
 
 
 def _split_arrays(ds, with_ecg: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -389,7 +237,7 @@ def distill_from_shards(
 
     train_ds = dataset("train")
     if train_ds is None:
-        raise ValueError(f"{shards_dir}: the train split is empty")
+        raise ConfigError(f"{shards_dir}: the train split is empty")
     val_ds = dataset(val_split)
     seed_everything(train_cfg.seed)
     student = StudentModel(cfg.student, teacher.feature_dim, teacher.embed_dim)
@@ -515,7 +363,7 @@ def distill_and_evaluate(
     student), the HR probe over every subject of the shards (frozen features, subject-grouped CV; HR
     reference from each window's ECG). Writes ``retention.json`` and ``retention.md`` in the run dir."""
     from anyppg_edge.data.shards import ShardDataset
-    from anyppg_edge.eval.probe import ecg_heart_rate_bpm
+    from anyppg_edge.eval.heart_rate import ecg_heart_rate_bpm
     from anyppg_edge.models.budget import budget_table
     from anyppg_edge.report import atomic_write_text, markdown_table, write_json
     from anyppg_edge.train import distributed as D
@@ -532,7 +380,7 @@ def distill_and_evaluate(
             splits[name] = (*_split_arrays(ds, True), ds.subject_ids.astype(str))
     held = [splits[s] for s in heldout_splits if s in splits]
     if not held:
-        raise ValueError(f"{shards_dir}: no windows in the held-out splits {heldout_splits}")
+        raise ConfigError(f"{shards_dir}: no windows in the held-out splits {heldout_splits}")
     h_ppg, h_ecg = (np.concatenate([h[k] for h in held]) for k in (0, 1))
     p_ppg, p_ecg, p_groups = (np.concatenate([v[k] for v in splits.values()]) for k in (0, 1, 2))
     hr_ref = ecg_heart_rate_bpm(p_ecg)

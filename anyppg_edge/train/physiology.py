@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from anyppg_edge.errors import ConfigError
 from anyppg_edge.report import atomic_write_text, markdown_table, write_json
 
 log = logging.getLogger("anyppg_edge.physiology")
@@ -81,7 +82,7 @@ def run_physiology(cfg: PhysiologyConfig) -> dict[str, Any]:
     from anyppg_edge.data import load_shared_recordings, simulate_cohort
     from anyppg_edge.data.windows import WindowSet, extract_windows
     from anyppg_edge.eval.baselines import heart_rate_codes, spectral_features
-    from anyppg_edge.eval.probe import ecg_heart_rate_bpm
+    from anyppg_edge.eval.heart_rate import ecg_heart_rate_bpm
     from anyppg_edge.eval.retrieval import paired_pool_bootstrap, pooled_ranks, pooled_retrieval
     from anyppg_edge.models import derived_model_name
     from anyppg_edge.train import ClipConfig, PairedArrayDataset, TrainConfig, train_clip
@@ -114,7 +115,7 @@ def run_physiology(cfg: PhysiologyConfig) -> dict[str, Any]:
     if cfg.only_folds is not None:
         bad = [k for k in cfg.only_folds if not 0 <= k < len(folds)]
         if bad:
-            raise ValueError(f"fold indices {bad} out of range for {len(folds)} folds")
+            raise ConfigError(f"fold indices {bad} out of range for {len(folds)} folds")
         chosen = sorted(set(cfg.only_folds))
     else:
         chosen = list(range(min(cfg.run_folds or len(folds), len(folds))))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from anyppg_edge.errors import ConfigError
 from anyppg_edge.report import write_json
 
 
@@ -19,7 +20,7 @@ def evaluate_retrieval(ppg_emb, ecg_emb, pool_size: int = 64, groups=None, seed:
 
     n = len(ppg_emb)
     if n < 2:
-        raise ValueError(f"retrieval needs at least 2 pairs, got {n}")
+        raise ConfigError(f"retrieval needs at least 2 pairs, got {n}")
     return pooled_retrieval(ppg_emb, ecg_emb, pool_size=min(pool_size, n), seed=seed, groups=groups)
 
 

@@ -9,7 +9,9 @@ from typing import Any
 
 import torch
 
-from anyppg_edge.train.clip import ClipConfig, ClipLoss, ClipModel, ClipTask
+from anyppg_edge.models.clip import ClipConfig, ClipModel
+from anyppg_edge.preprocessing import DEFAULT_CONFIG
+from anyppg_edge.train.clip import ClipLoss, ClipTask
 from anyppg_edge.train.trainer import TrainConfig, build_optimizer
 
 
@@ -19,7 +21,7 @@ def measure_throughput(
     steps: int = 20,
     warmup_steps: int = 5,
     device: str | None = None,
-    window_samples: int = 1250,
+    window_samples: int = DEFAULT_CONFIG.window_samples,
 ) -> dict[str, Any]:
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     task = ClipTask(ClipModel(ClipConfig(ppg_model=model, ecg_model=model)), ClipLoss()).to(dev).train()

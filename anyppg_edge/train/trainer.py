@@ -34,17 +34,20 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from anyppg_edge.config import dataclass_from_dict
-from anyppg_edge.errors import CheckpointError
-from anyppg_edge.io import atomic_write
+from anyppg_edge.errors import CheckpointError, ConfigError
+from anyppg_edge.io import atomic_write, remove_stale_temporaries
+from anyppg_edge.models.checkpoint import TRAINER_CHECKPOINT_FORMAT, torch_load
+from anyppg_edge.models.clip import ClipConfig, ClipModel
 from anyppg_edge.train import distributed as D
 from anyppg_edge.train.augment import AugmentConfig
-from anyppg_edge.train.clip import ClipConfig, ClipLoss, ClipModel, ClipTask
+from anyppg_edge.train.clip import ClipLoss, ClipTask
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "ClipTask",
     "PairedArrayDataset",
     "ShardedBatchSampler",
+    "TensorDictDataset",
     "TrainConfig",
     "Trainer",
     "WarmupCosine",
@@ -55,7 +58,7 @@ __all__ = [
     "train_clip",
 ]
 
-CHECKPOINT_FORMAT = "anyppg-edge-train/1"
+CHECKPOINT_FORMAT = TRAINER_CHECKPOINT_FORMAT
 _METRIC_FIELDS = ["step", "epoch", "lr", "loss", "val_loss", "samples_per_s", "logit_scale", "grad_norm"]
 
 
@@ -91,15 +94,15 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
         if self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+            raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.precision not in ("bf16", "fp32"):
-            raise ValueError(f"precision must be 'bf16' or 'fp32', got {self.precision!r}")
+            raise ConfigError(f"precision must be 'bf16' or 'fp32', got {self.precision!r}")
         if self.warmup_steps is not None and not 0 <= self.warmup_steps <= self.max_steps:
-            raise ValueError(f"warmup_steps must be in [0, max_steps], got {self.warmup_steps}")
+            raise ConfigError(f"warmup_steps must be in [0, max_steps], got {self.warmup_steps}")
         if self.groups_per_batch < 1 or self.batch_size % self.groups_per_batch:
-            raise ValueError(
+            raise ConfigError(
                 f"groups_per_batch must be >= 1 and divide batch_size {self.batch_size}, got {self.groups_per_batch}"
             )
 
@@ -131,7 +134,7 @@ class PairedArrayDataset(Dataset):
         self.ecg = torch.as_tensor(np.asarray(ecg, dtype=np.float32))
         self.groups = None if groups is None else np.asarray(groups)  # e.g. subject ids, for group_batches
         if self.ppg.dim() != 2 or self.ppg.shape != self.ecg.shape:
-            raise ValueError(
+            raise ConfigError(
                 f"ppg and ecg must both be [N, L] with the same shape, got {tuple(self.ppg.shape)} "
                 f"and {tuple(self.ecg.shape)}"
             )
@@ -166,7 +169,7 @@ class ShardedBatchSampler(Sampler[list[int]]):
         groups_per_batch: int = 1,
     ):
         if groups is not None and len(groups) != n:
-            raise ValueError(f"groups has {len(groups)} labels for {n} items")
+            raise ConfigError(f"groups has {len(groups)} labels for {n} items")
         # with groups: the epoch permutation visits groups in random order, each group's items shuffled,
         # so most batches hold one group (e.g. one subject: hard negatives of the same person); with
         # groups_per_batch = k > 1 each global batch is k runs of batch/k items, each run within one
@@ -174,14 +177,14 @@ class ShardedBatchSampler(Sampler[list[int]]):
         self.group_codes = None if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
         gb = batch_size * world_size
         if groups_per_batch < 1 or gb % groups_per_batch:
-            raise ValueError(f"groups_per_batch {groups_per_batch} must divide the global batch {gb}")
+            raise ConfigError(f"groups_per_batch {groups_per_batch} must divide the global batch {gb}")
         self.groups_per_batch = int(groups_per_batch)
         if drop_last and n < batch_size * world_size:
-            raise ValueError(
+            raise ConfigError(
                 f"dataset has {n} items, fewer than one global batch ({batch_size} x {world_size} ranks)"
             )
         if not drop_last and world_size != 1:
-            raise ValueError("drop_last=False is only supported for a single rank")
+            raise ConfigError("drop_last=False is only supported for a single rank")
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.rank, self.world_size, self.shuffle, self.drop_last = rank, world_size, shuffle, drop_last
         self.epoch, self.start_batch = 0, 0
@@ -312,6 +315,25 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class TensorDictDataset(Dataset):
+    """Aligned numpy arrays → dict items; ``ppg`` ``[N, L]`` becomes ``[1, L]`` per item."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], groups: np.ndarray | None = None):
+        lengths = {k: len(v) for k, v in arrays.items()}
+        if "ppg" not in arrays or len(set(lengths.values())) != 1:
+            raise ConfigError(f"need a 'ppg' array and equal lengths, got {lengths}")
+        self.arrays = {k: torch.as_tensor(np.asarray(v, np.float32)) for k, v in arrays.items()}
+        self.groups = None if groups is None else np.asarray(groups)
+
+    def __len__(self) -> int:
+        return len(self.arrays["ppg"])
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        item = {k: v[i] for k, v in self.arrays.items()}
+        item["ppg"] = item["ppg"].unsqueeze(0)
+        return item
+
+
 # -------------------------------------------------------------------------------- checkpoints
 
 
@@ -328,15 +350,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a training checkpoint (``weights_only`` loading); any problem is a :class:`CheckpointError`
     naming the file."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"training checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, bad pickle, ...: the exception type varies by torch version
-        raise CheckpointError(
-            f"cannot read training checkpoint {path} ({path.stat().st_size} bytes): truncated or corrupt? "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
+    ckpt = torch_load(path, "training checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not an anyppg-edge training checkpoint ({CHECKPOINT_FORMAT})")
     missing = [k for k in _REQUIRED_KEYS if k not in ckpt]
@@ -419,6 +433,8 @@ class Trainer:
         self.rank, self.world_size = D.rank(), D.world_size()
         self.out_dir = Path(cfg.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:  # partial writes of a run killed mid-checkpoint
+            remove_stale_temporaries(self.out_dir)
         if self.device.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
         else:
@@ -443,7 +459,7 @@ class Trainer:
         self.train_dataset, self.val_dataset = train_dataset, val_dataset
         groups = getattr(train_dataset, "groups", None) if cfg.group_batches else None
         if cfg.group_batches and groups is None:
-            raise ValueError("group_batches needs a train dataset with a `groups` attribute (e.g. subject ids)")
+            raise ConfigError("group_batches needs a train dataset with a `groups` attribute (e.g. subject ids)")
         self.sampler = ShardedBatchSampler(
             len(train_dataset), cfg.batch_size, cfg.seed, self.rank, self.world_size, shuffle=True, groups=groups,
             groups_per_batch=cfg.groups_per_batch,
@@ -589,7 +605,7 @@ class Trainer:
             out = self.ddp_task(batch)
         losses = {k: v for k, v in out.items() if k.endswith("_loss")}
         if not losses:
-            raise ValueError(f"task returned no '*_loss' keys (got {sorted(out)})")
+            raise ConfigError(f"task returned no '*_loss' keys (got {sorted(out)})")
         loss = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -25,11 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from anyppg_edge.contract import InputContract, sha256_file
-from anyppg_edge.errors import CheckpointError
-from anyppg_edge.io import atomic_write_text
+from anyppg_edge.contract import InputContract
+from anyppg_edge.io import atomic_write_text, remove_stale_temporaries
 from anyppg_edge.models.net1d import Net1D
 from anyppg_edge.preprocessing import DEFAULT_CONFIG, PreprocessConfig
 from anyppg_edge.report import markdown_table, write_json
@@ -58,41 +56,6 @@ class ExportConfig:
     preprocess: PreprocessConfig = field(default_factory=lambda: DEFAULT_CONFIG)
 
 
-def load_net1d(model_name: str, checkpoint: str | Path | None) -> tuple[Net1D, str]:
-    """The encoder to export and the sha256 of its source checkpoint.
-
-    ``checkpoint`` may be an official-layout Net1D ``state_dict`` of registry config ``model_name``, a
-    distillation checkpoint (the student's encoder) or a CLIP pretraining checkpoint (the PPG
-    encoder). ``None``: the registry config with its seeded random init (sha256 ``"random-init"``)."""
-    from anyppg_edge.models import create_model
-
-    if checkpoint is None:
-        torch.manual_seed(0)
-        return create_model(model_name).eval(), "random-init"
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    sha = sha256_file(path)
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"checkpoint {path} cannot be read (truncated or not a torch file): {exc}") from exc
-    extra = raw.get("extra_config") or {} if isinstance(raw, dict) else {}
-    if "distill" in extra:
-        from anyppg_edge.train.distill import load_student
-
-        enc = load_student(path).encoder
-    elif "clip" in extra:
-        from anyppg_edge.train.distill import load_teacher
-
-        enc = load_teacher(path).encoder
-    else:
-        enc = create_model(model_name, checkpoint=path)
-    if getattr(enc, "name", model_name) != model_name and model_name:
-        log.info("checkpoint holds %s (asked for %s)", getattr(enc, "name", "?"), model_name)
-    return enc.eval(), sha
-
-
 def _batches(windows: np.ndarray, batch_size: int):
     for i in range(0, len(windows), batch_size):
         yield windows[i : i + batch_size, None, :]
@@ -117,12 +80,8 @@ def export_all(
     )
     from anyppg_edge.deploy.export.onnx import export_onnx_float, onnx_int8_execution, quantize_onnx_int8
     from anyppg_edge.deploy.export.tflite import export_tflite
-    from anyppg_edge.deploy.parity.tolerances import (
-        embedding_parity,
-        layer_parity_table,
-        tolerance_failures,
-        worst_layers,
-    )
+    from anyppg_edge.deploy.parity.layers import layer_parity_table, worst_layers
+    from anyppg_edge.deploy.parity.tolerances import embedding_parity, tolerance_failures
     from anyppg_edge.deploy.quantize import (
         QatConfig,
         build_deploy_model,
@@ -135,6 +94,7 @@ def export_all(
     t0 = time.time()
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
     pp = cfg.preprocess
     L = pp.window_samples
     calib = np.ascontiguousarray(np.asarray(calibration_windows, np.float32).reshape(-1, L))

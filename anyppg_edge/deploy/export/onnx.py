@@ -9,7 +9,7 @@ Two onnxruntime pitfalls are handled here (see ``shared/notes/toolchain-study.md
 
 * ORT's level-1 ``Pad_Fusion`` folds the explicit **zero** ``Pad`` in front of the identity
   ``MaxPool`` into MaxPool's own ``pads``, which pad with -inf: wrong embeddings whenever a block
-  input length is odd (1250 → 625 → 313 → …). Every session made here disables it
+  input length is odd (a 10 s window at 125 Hz halves to odd lengths). Every session made here disables it
   (:func:`~anyppg_edge.deploy.runtime.ort_session`), and the quantizer's pre-processing runs the same ORT optimization with it
   disabled (``quant_pre_process`` alone would bake the fused, wrong MaxPool into the int8 file).
 * int8 QDQ on x86: S8S8 convolutions run in float unless ``session.qdqisint8allowed=1`` (ARM fuses
@@ -26,7 +26,6 @@ import dataclasses
 import io
 import json
 import logging
-import os
 import platform
 import tempfile
 import warnings
@@ -42,6 +41,7 @@ from anyppg_edge.contract import CONTRACT_KEY, InputContract
 from anyppg_edge.deploy.contract_io import FLAT_CONTRACT_KEYS, contract_props, read_onnx_contract
 from anyppg_edge.deploy.runtime import ORT_DISABLED_OPTIMIZERS, ort_session, validate_windows
 from anyppg_edge.errors import ContractMismatchError
+from anyppg_edge.io import atomic_write
 
 if TYPE_CHECKING:
     from anyppg_edge.models.net1d import Net1D
@@ -110,20 +110,8 @@ CONV_LIKE = frozenset({"Conv", "FusedConv", "NchwcConv", "QLinearConv", "ConvInt
 
 
 def _atomic_save(model: Any, path: Path) -> Path:
-    """Write an ``onnx.ModelProto`` (one file, no external data) via a temp file + ``os.replace``."""
-    import onnx
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        onnx.save_model(model, tmp, save_as_external_data=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write an ``onnx.ModelProto`` (one file, no external data) through :func:`~anyppg_edge.io.atomic_write`."""
+    return atomic_write(path, lambda f: f.write(model.SerializeToString()))
 
 
 def _set_contract(model: Any, contract: InputContract) -> None:

@@ -2,7 +2,7 @@
 
 Route (chosen from the measured toolchain study in ``../shared/notes/toolchain-study.md``): the deploy
 graph of :mod:`anyppg_edge.deploy.quantize` is rebuilt op for op as a ``tf.Module`` whose signature
-keeps PyTorch's ``[1, 1, 1250]`` (NCW, C=1) input; convs are ``tf.nn.conv2d`` on ``[N, 1, L, C]``
+keeps PyTorch's ``[1, 1, L]`` (NCW, C=1) input; convs are ``tf.nn.conv2d`` on ``[N, 1, L, C]``
 (grouped convs natively, the SE FCs as 1×1 convs) so the TFLite graph has no transposes. Compared
 with litert-torch (a TRANSPOSE around every conv, PT2E leaves BN/pad/mean float) and onnx2tf (changes
 the I/O layout), this gives the simplest fully-int8 graph.

@@ -1,11 +1,12 @@
-"""Command line: ``python -m anyppg_edge <command>`` (thin wrappers over library functions)."""
+"""``anyppg-edge demo|budget|prepare-data|pretrain|distill|physiology|throughput|bench-shards``: the
+data, training and main-job commands (thin wrappers over library functions)."""
 
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from pathlib import Path
+
+from anyppg_edge.cli._common import subparser
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -162,12 +163,8 @@ def _cmd_bench_shards(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="anyppg-edge", description=__doc__)
-    p.add_argument("-v", "--verbose", action="store_true")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    d = sub.add_parser("demo", help="run the main job end to end on the embedded default data")
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    d = subparser(sub, "demo", help="run the main job end to end on the embedded default data")
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--model", default="anyppg-released")
     d.add_argument("--no-shared", action="store_true", help="simulator data only, ignore ../shared")
@@ -183,11 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_demo)
 
     for cmd in ("budget", "models"):
-        b = sub.add_parser(cmd, help="registered models: params, MACs, int8 bytes, peak activation vs device tiers")
+        b = subparser(sub, cmd, help="registered models: params, MACs, int8 bytes, peak activation vs device tiers")
         b.add_argument("names", nargs="*", help="registered model names (default: all)")
         b.set_defaults(func=_cmd_budget)
 
-    pd = sub.add_parser("prepare-data", help="preprocess recordings into memory-mapped training shards")
+    pd = subparser(sub, "prepare-data", help="preprocess recordings into memory-mapped training shards")
     pd.add_argument("sources", nargs="*", help="recording files (IEEE .mat, BIDMC/NeuroKit CSV, WFDB, EDF, NPZ)")
     pd.add_argument("--shared", action="store_true", help="add the real recordings of ../shared")
     pd.add_argument("--sim-subjects", type=int, default=0)
@@ -200,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--seed", type=int, default=0)
     pd.set_defaults(func=_cmd_prepare_data)
 
-    pt = sub.add_parser("pretrain", help="CLIP PPG-ECG pretraining from shards (works under torchrun)")
+    pt = subparser(sub, "pretrain", help="CLIP PPG-ECG pretraining from shards (works under torchrun)")
     pt.add_argument("--shards", required=True)
     pt.add_argument("--model", default="anyppg-paper")
     pt.add_argument("--ecg-model", default=None)
@@ -223,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_augment_args(pt)
     pt.set_defaults(func=_cmd_pretrain)
 
-    ds = sub.add_parser("distill", help="distil a student from a frozen teacher; budget + retention report")
+    ds = subparser(sub, "distill", help="distil a student from a frozen teacher; budget + retention report")
     ds.add_argument("--shards", required=True, help="prepared shards (the teacher's pretraining data)")
     ds.add_argument("--teacher", required=True,
                     help="pretraining checkpoint (best.pt/last.pt) or an official-layout Net1D state_dict")
@@ -245,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--out", default="runs/distill")
     ds.set_defaults(func=_cmd_distill)
 
-    ph = sub.add_parser("physiology", help="real-data pretraining benchmark: held-out retrieval vs baseline")
+    ph = subparser(sub, "physiology", help="real-data pretraining benchmark: held-out retrieval vs baseline")
     ph.add_argument("--out", default="runs/physiology")
     ph.add_argument("--model", default="small-k15")
     ph.add_argument("--kernel-size", type=int, default=None, help="override the model's Net1D kernel size")
@@ -270,25 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also train on the 2nd wrist PPG sensor of recordings that have one (IEEE SPC 2015)")
     ph.set_defaults(func=_cmd_physiology)
 
-    tp = sub.add_parser("throughput", help="pretraining samples/s and GPU memory on this device")
+    tp = subparser(sub, "throughput", help="pretraining samples/s and GPU memory on this device")
     tp.add_argument("--model", default="anyppg-paper")
     tp.add_argument("--batch-size", type=int, default=256)
     tp.add_argument("--steps", type=int, default=20)
     tp.add_argument("--device", default=None)
     tp.set_defaults(func=_cmd_throughput)
 
-    bs = sub.add_parser("bench-shards", help="write + iterate >= 100,000 shard windows, windows/s")
+    bs = subparser(sub, "bench-shards", help="write + iterate >= 100,000 shard windows, windows/s")
     bs.add_argument("--n-windows", type=int, default=100_000)
     bs.add_argument("--json", default="runs/shards_bench.json")
     bs.set_defaults(func=_cmd_bench_shards)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

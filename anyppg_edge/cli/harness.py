@@ -1,4 +1,5 @@
-"""``python -m firmware_harness``: thin CLI over :mod:`anyppg_edge.stream`.
+"""``anyppg-edge harness`` (checkout: ``python -m firmware_harness``): thin CLI over
+:mod:`anyppg_edge.stream`.
 
 Commands:
 
@@ -15,9 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
+
+from anyppg_edge.cli._common import parser, run, subparser
 
 DEFAULT_FLOAT_CHECKPOINT = Path("runs/distill_watch/best.pt")
 
@@ -29,23 +31,17 @@ def _float_model(args: argparse.Namespace):
     if ckpt is None:
         print("note: no float checkpoint (--float-checkpoint); float-model cosines are skipped", file=sys.stderr)
         return None
-    from anyppg_edge.deploy.export.build import load_net1d
+    from anyppg_edge.models.loading import load_encoder
 
-    model, _ = load_net1d(args.float_model, ckpt)
-    return model
+    return load_encoder(ckpt, args.float_model).encoder
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     from anyppg_edge.deploy.runtime import open_encoder
+    from anyppg_edge.eval.heart_rate import fit_hr_head, hr_training_recordings
     from anyppg_edge.preprocessing import PreprocessConfig
     from anyppg_edge.stream import SensorConfig, emulate, fault_config
-    from anyppg_edge.stream.replay import (
-        fit_hr_head,
-        hr_training_recordings,
-        load_recording,
-        replay,
-        write_replay_report,
-    )
+    from anyppg_edge.stream.replay import load_recording, replay, write_replay_report
 
     cfg = PreprocessConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else PreprocessConfig()
     rec = load_recording(args.recording, sim_duration_s=args.duration_s or 300.0)
@@ -59,9 +55,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     run = emulate(rec, scfg)
     enc = open_encoder(args.artifact, cfg, threads=1) if not str(args.artifact).endswith(".pt") else None
     if enc is None:
-        from anyppg_edge.deploy.export.build import load_net1d
+        from anyppg_edge.models.loading import load_encoder
 
-        enc = open_encoder(load_net1d(args.float_model, args.artifact)[0], cfg)
+        enc = open_encoder(load_encoder(args.artifact, args.float_model).encoder, cfg)
     head = None
     if not args.no_hr:
         head = fit_hr_head(enc, hr_training_recordings(rec, None, args.seed), cfg, hop_s=args.hop_s)
@@ -89,7 +85,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from firmware_harness.bench import render_bench, run_bench
+    from anyppg_edge.stream.harness import render_bench, run_bench
 
     art = None if args.no_e2e else args.artifact
     result = run_bench(art, duration_s=args.duration_s, e2e_duration_s=args.e2e_duration_s,
@@ -100,7 +96,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _cmd_summary(args: argparse.Namespace) -> int:
     from anyppg_edge.data import load_shared_recordings
-    from anyppg_edge.stream.replay import harness_summary, load_recording
+    from anyppg_edge.stream.harness import harness_summary
+    from anyppg_edge.stream.replay import load_recording
 
     recs = load_shared_recordings() if args.recordings == ["shared"] else [load_recording(r) for r in args.recordings]
     s = harness_summary(args.artifact, _float_model(args), recs, args.out, odr_hz=args.odr_hz, hop_s=args.hop_s,
@@ -113,19 +110,17 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m firmware_harness", description=__doc__.split("\n\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-
+def add_commands(sub: argparse._SubParsersAction) -> None:
     def float_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--float-model", default="student-watch", help="registry name of the float model")
+        p.add_argument("--float-model", default=None,
+                       help="registry name of the float model (required for a bare state_dict; else must match the checkpoint)")
         p.add_argument("--float-checkpoint", type=Path, default=None,
                        help=f"float model checkpoint for the cosines (default {DEFAULT_FLOAT_CHECKPOINT} if present)")
         p.add_argument("--no-float", action="store_true", help="skip the float-model cosines")
         p.add_argument("--no-hr", action="store_true", help="skip the heart-rate head")
         p.add_argument("--no-plot", action="store_true")
 
-    r = sub.add_parser("replay", help="sensor -> stream -> encoder on one recording, with a report")
+    r = subparser(sub, "replay", help="sensor -> stream -> encoder on one recording, with a report")
     r.add_argument("--artifact", required=True, help=".tflite / .onnx artifact (or a .pt checkpoint of --float-model)")
     r.add_argument("--recording", default="shared:DATA_01", help="shared:<subject> | sim[:seed] | <path>")
     r.add_argument("--odr-hz", type=float, default=25.0)
@@ -142,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", required=True)
     float_args(r)
 
-    b = sub.add_parser("bench", help="speed: streaming preprocessing per window, 1 h of 25 Hz through the int8 student")
+    b = subparser(sub, "bench", help="speed: streaming preprocessing per window, 1 h of 25 Hz through the int8 student")
     b.add_argument("--artifact", default="runs/export/student-watch/student-watch.int8.tflite")
     b.add_argument("--duration-s", type=float, default=600.0, help="signal per rate for the preprocessing benchmark")
     b.add_argument("--e2e-duration-s", type=float, default=3600.0)
@@ -152,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: the first allowed)")
     b.add_argument("--out", default="runs/firmware_bench")
 
-    s = sub.add_parser("summary", help="the main job's harness section: parity, chunking, fault replays")
+    s = subparser(sub, "summary", help="the main job's harness section: parity, chunking, fault replays")
     s.add_argument("--artifact", required=True)
     s.add_argument("--recordings", nargs="+", default=["shared"], help="'shared' or recording specs")
     s.add_argument("--odr-hz", type=float, default=25.0)
@@ -161,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--out", required=True)
     float_args(s)
 
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return {"replay": _cmd_replay, "bench": _cmd_bench, "summary": _cmd_summary}[args.cmd](args)
+    r.set_defaults(func=_cmd_replay)
+    b.set_defaults(func=_cmd_bench)
+    s.set_defaults(func=_cmd_summary)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser("python -m firmware_harness", __doc__.split("\n\n")[0])
+    add_commands(ap.add_subparsers(dest="cmd", required=True))
+    return run(ap, argv)

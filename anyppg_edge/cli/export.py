@@ -1,0 +1,356 @@
+"""``anyppg-edge export`` (checkout: ``python -m export``): thin CLI over :mod:`anyppg_edge.deploy`.
+
+Commands:
+
+* ``all``: QAT + export of one model to ONNX/TFLite float and int8 with graph and parity reports;
+* ``inspect ARTIFACT``: its input contract and graph report;
+* ``check ARTIFACT``: exit 1 (with the differences) when its contract does not match the
+  preprocessing config in use (``--config`` JSON, default: the toolkit's default chain).
+* ``bench ART [ART ...] [--pytorch MODEL]``: single-window latency of artifacts and the PyTorch
+  model (p50/p90/p99, load time, peak RSS, speed-ups in one run, fp32 floor), JSON/CSV/markdown/plot;
+* ``mcu [MODEL ...]``: estimated flash, RAM, latency and energy per window on watch-class MCUs.
+* ``golden --model M --checkpoint C --out G.npz``: golden embedding set of the float model (GPU
+  when present, deterministic) on held-out ``../shared`` windows, with provenance and checksum;
+* ``parity ART [ART ...] --golden G.npz``: every artifact vs the golden set under the one tolerance
+  table; exit 1 (naming metric and tolerance) when outside it; per-layer localisation of the
+  failure (``--checkpoint``), downstream parity (``--downstream``); markdown/HTML/JSON + histogram.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from anyppg_edge.cli._common import parser, run, subparser
+from anyppg_edge.errors import UsageError
+
+
+def _cmd_all(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from anyppg_edge.deploy.calibration import load_calibration_set, load_default_calibration_set
+    from anyppg_edge.deploy.export.build import ExportConfig, export_all, shared_export_data
+    from anyppg_edge.models.loading import load_encoder
+
+    loaded = load_encoder(args.checkpoint, args.model)
+    model, sha, name = loaded.encoder, loaded.sha256, loaded.model_name
+    data = shared_export_data(args.n_calibration, args.n_eval, seed=args.seed, progress=not args.no_progress)
+    calib = data.calibration
+    if args.calibration == "default":
+        calib = load_default_calibration_set().windows
+    elif args.calibration != "shared":
+        calib = load_calibration_set(args.calibration).windows
+    cfg = ExportConfig(
+        out_dir=Path(args.out or f"runs/export/{name}"),
+        qat_steps=args.qat_steps,
+        qat_batch_size=args.qat_batch_size,
+        qat_lr=args.qat_lr,
+        onnx_activation_type=args.onnx_activation_type,
+        int8_io=args.int8_io,
+        ablation=args.ablation,
+        seed=args.seed,
+        progress=not args.no_progress,
+        plot=not args.no_plot,
+    )
+    qat_windows = np.concatenate([calib, data.qat])
+    report = export_all(model, name, sha, calib, qat_windows, data.eval, cfg, eval_source=data.description)
+    print((cfg.out_dir / "export_report.md").read_text())
+    return 0 if report["parity_pass"] else 1
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from anyppg_edge.deploy.contract_io import read_contract
+    from anyppg_edge.deploy.export.graph_report import (
+        graph_report_markdown,
+        onnx_graph_report,
+        tflite_graph_report,
+    )
+
+    p = Path(args.artifact)
+    print(json.dumps(read_contract(p).to_dict(), indent=2, sort_keys=True))
+    g = tflite_graph_report(p) if p.suffix == ".tflite" else onnx_graph_report(p)
+    g["artifact"] = p.name
+    print(graph_report_markdown([g]))
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from anyppg_edge.deploy.contract_io import read_contract
+    from anyppg_edge.errors import ContractMismatchError
+    from anyppg_edge.preprocessing import DEFAULT_CONFIG, PreprocessConfig
+
+    cfg = PreprocessConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else DEFAULT_CONFIG
+    try:
+        c = read_contract(args.artifact).check(cfg)
+    except ContractMismatchError as e:
+        print(f"MISMATCH: {e}", file=sys.stderr)
+        return 1
+    print(f"OK: {args.artifact} ({c.model_name}, {c.artifact_kind}) matches preprocessing config {cfg.config_hash()[:12]}")
+    return 0
+
+
+def _bench_windows(n: int) -> tuple:
+    """Real preprocessed windows from ../shared when present, else the committed calibration set."""
+    import numpy as np
+
+    from anyppg_edge.paths import shared_available, shared_dir
+
+    if shared_available():
+        try:
+            from anyppg_edge.data import load_shared_recordings
+            from anyppg_edge.data.windows import extract_windows
+
+            recs = load_shared_recordings(shared_dir() / "data")
+            w = np.concatenate([extract_windows(r, hop_s=10.0, ecg_quality=False).ppg for r in recs])
+            idx = np.unique(np.linspace(0, len(w) - 1, min(n, len(w))).round().astype(int))
+            return w[idx].astype(np.float32), f"{len(idx)} real windows from {len(recs)} recordings of ../shared"
+        except Exception as e:  # unreadable shared data: fall back, say so
+            logging.getLogger("export").warning("shared windows unavailable (%s); using the default calibration set", e)
+    from anyppg_edge.deploy.calibration import load_default_calibration_set
+
+    cs = load_default_calibration_set()
+    return cs.windows[:n].astype(np.float32), f"{min(n, len(cs))} windows of the committed default calibration set"
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import math
+
+    from anyppg_edge.deploy.bench.latency import bench_artifacts
+    from anyppg_edge.deploy.bench.report import speedups, write_bench_report
+    from anyppg_edge.paths import shared_dir
+
+    items: list = list(args.artifacts)
+    if args.pytorch:
+        from anyppg_edge.models.loading import load_encoder
+
+        ckpt = args.checkpoint
+        ref = shared_dir() / "reference" / f"net1d_{args.pytorch.replace('-', '_')}.state_dict.pt"
+        if ckpt is None and ref.is_file():
+            ckpt = ref
+            print(f"--pytorch {args.pytorch}: using {ref}")
+        model = load_encoder(ckpt, args.pytorch).encoder
+        items.append(("pytorch", model, args.pytorch if ckpt else f"{args.pytorch} (random init)"))
+    if not items:
+        raise UsageError("give at least one artifact or --pytorch MODEL")
+    windows, source = _bench_windows(args.n_windows)
+    print(f"windows: {source}")
+    xnn = (True, False) if args.xnnpack_both else ((False,) if args.no_xnnpack else (True,))
+    results = bench_artifacts(
+        items,
+        windows,
+        threads=args.threads,
+        warmup=args.warmup,
+        runs=args.runs,
+        xnnpack=xnn,
+        isolate=not args.no_isolate,
+        onnx_int8_allowed=args.ort_int8_allowed,
+    )
+    for r in results:
+        r["input"] = source
+    paths = write_bench_report(results, args.out, baseline=args.baseline, plot=not args.no_plot)
+    print(paths["md"].read_text())
+    bname, ups = speedups(results, args.baseline)
+    print(f"Speed-up over {bname} (ratio of p50s in this run):")
+    for r, up in zip(results, ups, strict=True):
+        print(f"  {r['name']}: " + (f"{up:.2f}x (p50 {r['latency_ms']['p50']:.3f} ms)" if up else f"failed: {r['error']}"))
+    flops = next((r["peak_flops_one_core"] for r in results if r.get("peak_flops_one_core")), None)
+    if flops:
+        print(f"fp32 floor = 2 x MACs / {flops / 1e9:.1f} GFLOP/s (single-thread fp32 GEMM peak of one core, measured now):")
+    by_model: dict[str, list] = {}
+    for r in results:
+        if r.get("fp32_floor_ms"):
+            by_model.setdefault(r["model_name"], []).append(r)
+    for name, rs in by_model.items():
+        floor = rs[0]["fp32_floor_ms"]
+        int8 = [r for r in rs if (r.get("artifact_kind") or "").endswith("int8") and math.isfinite(r["latency_ms"]["p50"])]
+        meas = "; ".join(f"{r['name']} p50 {r['latency_ms']['p50']:.3f} ms = {r['p50_over_fp32_floor']:.2f}x floor" for r in int8)
+        print(f"  {name}: {rs[0]['macs'] / 1e6:.2f} MMACs -> fp32 floor {floor:.3f} ms; int8 measured: {meas or 'no int8 artifact'}")
+    print(f"written: {', '.join(str(p) for p in paths.values())}")
+    return 1 if any(r.get("error") for r in results) else 0
+
+
+def _cmd_mcu(args: argparse.Namespace) -> int:
+    from anyppg_edge.deploy.bench.mcu import mcu_markdown
+    from anyppg_edge.deploy.contract_io import read_tflite_contract_zip
+
+    measured = {}
+    for art in args.tflite:  # the contract names the model; read as a zip, no TensorFlow import
+        measured[read_tflite_contract_zip(Path(art)).model_name] = Path(art).stat().st_size
+    text = mcu_markdown(args.models or None, args.mcu or None, include_optional=args.npu, measured_file_bytes=measured)
+    print(text)
+    if args.out:
+        from anyppg_edge.io import atomic_write_text
+
+        atomic_write_text(args.out, "# MCU cost estimates\n\n" + text)
+    return 0
+
+
+def _cmd_golden(args: argparse.Namespace) -> int:
+    from anyppg_edge.deploy.parity.golden import golden_windows_from_shared, make_golden_set, provenance_path
+    from anyppg_edge.models.loading import load_encoder
+
+    loaded = load_encoder(args.checkpoint, args.model)
+    windows, ids, desc = golden_windows_from_shared(args.n, seed=args.seed, hop_s=args.hop_s)
+    g = make_golden_set(
+        loaded.encoder,
+        loaded.model_name,
+        loaded.sha256,
+        windows,
+        ids,
+        args.out,
+        device=None if args.device == "auto" else args.device,
+        window_source=desc,
+        created_by=(
+            f"python -m export golden --model {loaded.model_name} --checkpoint {args.checkpoint} --out {args.out} "
+            f"--n {args.n} --hop-s {args.hop_s:g} --seed {args.seed} --device {args.device}"
+        ),
+    )
+    print(f"golden set {args.out} (+ {provenance_path(args.out).name}): {g.describe()}")
+    return 0
+
+
+def _cmd_parity(args: argparse.Namespace) -> int:
+    from anyppg_edge.contract import RANDOM_INIT
+    from anyppg_edge.deploy.parity.golden import load_golden_set
+    from anyppg_edge.deploy.parity.suite import check_same_source, run_parity
+    from anyppg_edge.errors import CheckpointError
+    from anyppg_edge.models.loading import load_encoder
+    from anyppg_edge.report import markdown_table
+
+    golden = load_golden_set(args.golden)
+    source = None
+    if args.checkpoint or args.localize or args.downstream or args.check_weights:
+        name = args.model or golden.model_name
+        if args.checkpoint is None and golden.checkpoint_sha256 != RANDOM_INIT:
+            raise CheckpointError(
+                "--localize/--downstream/--check-weights need the source model: give --checkpoint (the golden set was made "
+                f"from checkpoint sha256 {golden.checkpoint_sha256[:16]}…)"
+            )
+        loaded = load_encoder(args.checkpoint, name)
+        source, sha = loaded.encoder, loaded.sha256
+        check_same_source(f"checkpoint {args.checkpoint}", name, sha, golden)
+    report = run_parity(
+        args.artifacts,
+        golden,
+        out_dir=args.out,
+        source_model=source,
+        checkpoint=args.checkpoint,
+        localize_mode="always" if args.localize else "auto",
+        localize_windows=args.localize_windows,
+        downstream=args.downstream,
+        downstream_kw={"max_windows": args.downstream_windows},
+        kind=args.kind,
+        threads=args.threads,
+        plot=not args.no_plot,
+        check_weights=args.check_weights,
+    )
+    print(f"golden: {report['golden']['description']}")
+    print(markdown_table(report["rows"], ["artifact", "kind", "tolerance", "max_abs", "cos_mean", "cos_p1", "cos_min", "pass"]))
+    if "downstream" in report:
+        print(markdown_table(report["downstream"]["rows"]))
+    for a in report["artifacts"]:
+        if a.get("localisation"):
+            print(f"localisation {a['artifact']}: {a['localisation']['verdict']}")
+    for n in report["notes"]:
+        print(n)
+    if report.get("files"):
+        print("written: " + ", ".join(report["files"].values()))
+    for f in report["failures"]:
+        print(f, file=sys.stderr)
+    for a in report["artifacts"]:
+        if not a["pass"] and a.get("localisation"):
+            print(f"  {a['artifact']}: {a['localisation']['verdict']}", file=sys.stderr)
+    if report["passed"]:
+        print(f"PASS: {len(report['rows'])} artifact(s) within tolerance")
+    return 0 if report["passed"] else 1
+
+
+def _add_parity_commands(sub: argparse._SubParsersAction) -> None:
+    gd = subparser(sub, "golden", help="golden embedding set of the float model on held-out ../shared windows")
+    gd.add_argument("--model", default=None, help="registry config name (required for a bare state_dict or no checkpoint; else must match the checkpoint)")
+    gd.add_argument("--checkpoint", default=None, help="state_dict, distillation or pretraining checkpoint (none: seeded random init)")
+    gd.add_argument("--out", required=True, help="output .npz (provenance JSON written beside it)")
+    gd.add_argument("--n", type=int, default=256, help="windows (all held-out windows when fewer)")
+    gd.add_argument("--hop-s", type=float, default=5.0)
+    gd.add_argument("--seed", type=int, default=0, help="subject split and window draw")
+    gd.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    gd.set_defaults(func=_cmd_golden)
+    pa = subparser(sub, "parity", help="artifacts vs a golden set under the tolerance table; exit 1 when outside it")
+    pa.add_argument("artifacts", nargs="+", help=".onnx / .tflite artifacts, a .pt checkpoint, or a .npy of embeddings of the golden windows")
+    pa.add_argument("--golden", required=True, help="golden set .npz (python -m export golden)")
+    pa.add_argument("--out", default="runs/parity", help="report folder (markdown, HTML, JSON, histogram)")
+    pa.add_argument("--localize", action="store_true", help="per-layer localisation for every artifact (failing ones are always localised when --checkpoint is given)")
+    pa.add_argument("--checkpoint", default=None, help="source checkpoint of the artifacts (localisation, downstream); sha256 verified")
+    pa.add_argument("--model", default=None, help="registry config of --checkpoint (default: the golden set's model)")
+    pa.add_argument("--check-weights", action="store_true", help="also fail artifacts whose per-layer weights differ from the source checkpoint's")
+    pa.add_argument("--downstream", action="store_true", help="HR linear probe and retrieval R@1, float model vs artifacts")
+    pa.add_argument("--downstream-windows", type=int, default=None, help="cap on downstream windows (default: all)")
+    pa.add_argument("--localize-windows", type=int, default=8)
+    pa.add_argument("--kind", default=None, help="override the artifact kind (e.g. 'streaming' for a .npy)")
+    pa.add_argument("--threads", type=int, default=1)
+    pa.add_argument("--no-plot", action="store_true")
+    pa.set_defaults(func=_cmd_parity)
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    a = subparser(sub, "all", help="QAT + export to ONNX/TFLite float and int8, with graph and parity reports")
+    a.add_argument("--model", default=None, help="registry config name (anyppg-edge budget lists them); required for a bare state_dict or no checkpoint, else must match the checkpoint")
+    a.add_argument("--checkpoint", default=None, help="state_dict, distillation or pretraining checkpoint")
+    a.add_argument("--calibration", default="shared", help="'shared' (built from ../shared train subjects), 'default' (committed simulator set) or a calibration_data folder")
+    a.add_argument("--n-calibration", type=int, default=256)
+    a.add_argument("--n-eval", type=int, default=256)
+    a.add_argument("--qat-steps", type=int, default=100)
+    a.add_argument("--qat-batch-size", type=int, default=32)
+    a.add_argument("--qat-lr", type=float, default=2e-5)
+    a.add_argument("--onnx-activation-type", choices=["s8", "u8"], default="s8")
+    a.add_argument("--int8-io", action="store_true", help="int8 input/output tensors in the int8 TFLite")
+    a.add_argument("--ablation", action="store_true", help="also measure the Swish/sigmoid/SE quantization alternatives")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--out", default=None)
+    a.add_argument("--no-progress", action="store_true")
+    a.add_argument("--no-plot", action="store_true")
+    a.set_defaults(func=_cmd_all)
+    i = subparser(sub, "inspect", help="print an artifact's input contract and graph report")
+    i.add_argument("artifact")
+    i.set_defaults(func=_cmd_inspect)
+    c = subparser(sub, "check", help="exit 1 if an artifact's contract does not match a preprocessing config")
+    c.add_argument("artifact")
+    c.add_argument("--config", default=None, help="PreprocessConfig JSON (default: the toolkit default)")
+    c.set_defaults(func=_cmd_check)
+    bn = subparser(sub, "bench", help="single-window latency of artifacts and the PyTorch model, with speed-ups and fp32 floor")
+    bn.add_argument("artifacts", nargs="*", help=".tflite / .onnx files")
+    bn.add_argument("--pytorch", metavar="MODEL", default=None, help="also bench this registry model in PyTorch eager (float)")
+    bn.add_argument("--checkpoint", default=None, help="weights for --pytorch (default: ../shared/reference/net1d_<MODEL>.state_dict.pt if present)")
+    bn.add_argument("--threads", type=int, default=1)
+    bn.add_argument("--runs", type=int, default=200)
+    bn.add_argument("--warmup", type=int, default=20)
+    bn.add_argument("--no-xnnpack", action="store_true", help="LiteRT builtin kernels without XNNPACK")
+    bn.add_argument("--xnnpack-both", action="store_true", help="run every .tflite with and without XNNPACK")
+    bn.add_argument("--ort-int8-allowed", action="store_true", help="onnxruntime session.qdqisint8allowed=1")
+    bn.add_argument("--no-isolate", action="store_true", help="measure in this process (RSS less attributable)")
+    bn.add_argument("--n-windows", type=int, default=64, help="real windows cycled through by the runs")
+    bn.add_argument("--baseline", default=None, help="result name for the speed-ups (default: the PyTorch model)")
+    bn.add_argument("--out", default="runs/bench")
+    bn.add_argument("--no-plot", action="store_true")
+    bn.set_defaults(func=_cmd_bench)
+    mc = subparser(sub, "mcu", help="estimated flash/RAM/latency/energy per window on watch-class MCUs")
+    mc.add_argument("models", nargs="*", help="registry model names (default: all)")
+    mc.add_argument("--mcu", nargs="*", default=None, help="MCU class keys (anyppg_edge.deploy.bench.mcu.MCU_CLASSES)")
+    mc.add_argument("--npu", action="store_true", help="include the optional Cortex-M55 + Ethos-U55 class")
+    mc.add_argument("--tflite", nargs="*", default=[], help="int8 .tflite files: their sizes shown next to the flash estimate")
+    mc.add_argument("--out", default=None, help="also write the markdown here")
+    mc.set_defaults(func=_cmd_mcu)
+    _add_parity_commands(sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser("python -m export", __doc__.split("\n\n")[0])
+    add_commands(ap.add_subparsers(dest="cmd", required=True))
+    return run(ap, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
