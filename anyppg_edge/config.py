@@ -1,11 +1,21 @@
-"""Shared helper for the typed config dataclasses."""
+"""Shared helpers for the typed config dataclasses, and recipes: named configs stored as JSON files.
+
+A recipe (``anyppg_edge/recipes/<name>.json``, installed with the package, or any ``.json`` path)
+holds ``{"command": ..., "description": ..., "config": {...}}``; ``config`` is the nested dict of the
+command's config dataclasses (e.g. ``{"model": ..., "train": {...}, "augment": {...}}``). The CLI
+loads a recipe as its base and applies the flags given on the command line on top
+(``anyppg-edge physiology --recipe physiology-headline --run-folds 5``)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import typing
 from dataclasses import fields
+from pathlib import Path
 from typing import Any, TypeVar
 
-from anyppg_edge.errors import ConfigError
+from anyppg_edge.errors import ConfigError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -17,3 +27,53 @@ def dataclass_from_dict(cls: type[T], d: dict[str, Any]) -> T:
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} keys {unknown}; known: {sorted(known)}")
     return cls(**d)
+
+
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+
+
+def nested_from_dict(cls: type[T], d: dict[str, Any], base: T | None = None) -> T:
+    """``cls`` from a (possibly nested) dict: a field whose type is a dataclass takes a dict; unknown
+    keys are a :class:`~anyppg_edge.errors.ConfigError`. With ``base``, the dict overrides ``base``."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{cls.__name__}: expected a mapping, got {type(d).__name__}")
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} keys {unknown}; known: {sorted(known)}")
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for name, v in d.items():
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp) and isinstance(v, dict):
+            values[name] = nested_from_dict(tp, v, getattr(base, name) if base is not None else None)
+        elif isinstance(v, list):
+            values[name] = tuple(v)
+        else:
+            values[name] = v
+    try:
+        return dataclasses.replace(base, **values) if base is not None else cls(**values)
+    except TypeError as e:
+        raise ConfigError(f"{cls.__name__}: {e}") from e
+
+
+def list_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.json"))
+
+
+def load_recipe(name_or_path: str | Path, command: str) -> dict[str, Any]:
+    """The recipe ``name_or_path`` (a packaged name or a JSON file) for ``command``: its ``config`` dict."""
+    path = Path(name_or_path)
+    if not (path.suffix == ".json" and path.is_file()):
+        path = RECIPES_DIR / f"{name_or_path}.json"
+        if not path.is_file():
+            raise UnknownNameError(f"no recipe {str(name_or_path)!r}: give a .json file or one of {list_recipes()}")
+    try:
+        recipe = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"recipe {path} is not valid JSON: {e}") from e
+    if not isinstance(recipe, dict) or not isinstance(recipe.get("config"), dict):
+        raise ConfigError(f"recipe {path} must be an object with a 'config' object")
+    if recipe.get("command") not in (None, command):
+        raise ConfigError(f"recipe {path} is for `{recipe['command']}`, not `{command}`")
+    return recipe["config"]

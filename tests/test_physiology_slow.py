@@ -11,9 +11,7 @@ import pytest
 
 from anyppg_edge.cli import main
 
-README_FLAGS = ["--model", "small-k15", "--folds", "5", "--run-folds", "1", "--steps-per-fold", "1500", "--lr", "6e-3",
-                "--group-batches", "--groups-per-batch", "4", "--crop-scale-min", "0.85", "--noise-std", "0.05",
-                "--second-ppg", "--dropout", "0.1", "--eq-std", "0.5", "--sim-subjects", "16"]
+README_FLAGS = ["--recipe", "physiology-headline"]  # anyppg_edge/recipes/physiology-headline.json
 
 
 @pytest.mark.slow

@@ -126,41 +126,39 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
 def add_config_args(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     cls: type,
+    only: Sequence[str],
     *,
-    only: Sequence[str] | None = None,
-    skip: Sequence[str] = (),
+    flags: dict[str, str] | None = None,
     types_: dict[str, Callable[[str], Any]] | None = None,
     help: dict[str, str] | None = None,
-    defaults: dict[str, Any] | None = None,
+    base: Any = None,
 ) -> None:
-    """One ``--field-name`` option per field of the config dataclass ``cls`` (``only``, less ``skip``),
-    typed from the annotation, its default shown in ``--help``. Booleans become ``--flag`` /
-    ``--no-flag``. The value is left ``None`` when the flag is absent (:func:`config_from_args` keeps
-    the dataclass default then), so a recipe file's value is not overridden by an absent flag."""
+    """One option per field ``only`` of the config dataclass ``cls``: ``--field-name`` (or
+    ``flags[field]``), typed from the annotation (or ``types_[field]``), its default (the field's, or
+    ``base``'s value) shown in ``--help``. Booleans become ``--flag`` / ``--no-flag``. The value stays
+    ``None`` when the flag is absent, so :func:`config_from_args` keeps the recipe's or default value."""
     hints = typing.get_type_hints(cls)
-    types_, help, defaults = types_ or {}, help or {}, defaults or {}
-    for f in dataclasses.fields(cls):
-        if (only is not None and f.name not in only) or f.name in skip:
-            continue
-        tp, _ = _base_type(hints[f.name])
-        default = defaults.get(f.name, f.default if f.default is not dataclasses.MISSING else None)
-        flag = "--" + f.name.replace("_", "-")
-        text = help.get(f.name, "")
-        if tp is bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                                help=f"{text} (default: {default})".strip())
-            continue
-        kind = types_.get(f.name) or (tp if tp in (int, float, str) else str)
-        parser.add_argument(flag, dest=f.name, type=kind, default=None, metavar=f.name.upper(),
-                            help=f"{text} (default: {default})".strip())
-
-
-def config_from_args(cls: type, args: argparse.Namespace, base: Any = None, **fixed: Any) -> Any:
-    """``cls`` built from ``base`` (a recipe's config, or the defaults) with every flag the user gave
-    applied on top, and ``fixed`` values last."""
+    flags, types_, help = flags or {}, types_ or {}, help or {}
     base = base if base is not None else cls()
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-             if getattr(args, f.name, None) is not None}
+    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    for name in only:
+        if name not in by_name:
+            raise ValueError(f"{cls.__name__} has no field {name!r}")  # a bug in the CLI, not a user error
+        tp, _ = _base_type(hints[name])
+        default = getattr(base, name)
+        flag = flags.get(name, "--" + name.replace("_", "-"))
+        text = f"{help.get(name, '')} (default: {default})".strip()
+        if tp is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
+            continue
+        kind = types_.get(name) or (tp if tp in (int, float, str) else str)
+        parser.add_argument(flag, dest=name, type=kind, default=None, metavar=name.upper(), help=text)
+
+
+def config_from_args(cls: type, args: argparse.Namespace, base: Any, only: Sequence[str], **fixed: Any) -> Any:
+    """``base`` (a recipe's config, or the defaults) with the flags the user gave for fields ``only``
+    applied on top, and ``fixed`` values last."""
+    given = {name: getattr(args, name) for name in only if getattr(args, name, None) is not None}
     return dataclasses.replace(base, **given, **fixed)
 
 

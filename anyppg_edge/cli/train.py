@@ -6,7 +6,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from anyppg_edge.cli._common import subparser
+from anyppg_edge.cli._common import (
+    add_config_args,
+    config_from_args,
+    contrastive_batch,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    subparser,
+    unit_float,
+)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -71,78 +81,133 @@ def _cmd_prepare_data(args: argparse.Namespace) -> int:
     return 0
 
 
+# Options of the training commands come from the config dataclasses (anyppg_edge.train.configs);
+# these tables say which fields each command exposes, under which flag and with which validation.
+TRAIN_FLAGS = ("max_steps", "warmup_steps", "batch_size", "lr", "weight_decay", "seed", "out_dir", "resume",
+               "num_workers", "eval_every_steps", "checkpoint_every_steps", "group_batches", "groups_per_batch")
+TRAIN_RENAME = {"max_steps": "--steps", "out_dir": "--out", "eval_every_steps": "--eval-every",
+                "checkpoint_every_steps": "--checkpoint-every"}
+TRAIN_TYPES = {"max_steps": positive_int, "warmup_steps": nonnegative_int, "batch_size": positive_int,
+               "lr": positive_float, "weight_decay": nonnegative_float, "num_workers": nonnegative_int,
+               "eval_every_steps": nonnegative_int, "checkpoint_every_steps": nonnegative_int,
+               "groups_per_batch": positive_int}
+CLIP_TRAIN_TYPES = {**TRAIN_TYPES, "batch_size": contrastive_batch}  # in-batch negatives: >= 2
+TRAIN_HELP = {"batch_size": "per rank", "group_batches": "batches within groups of windows (subjects): hard negatives",
+              "groups_per_batch": "with --group-batches: subjects per batch (batch/N windows each)",
+              "resume": "continue exactly from OUT/last.pt"}
+AUGMENT_FLAGS = ("crop_scale_min", "noise_std", "warp_std", "eq_std")
+AUGMENT_TYPES = {"crop_scale_min": unit_float, "noise_std": nonnegative_float, "warp_std": nonnegative_float,
+                 "eq_std": nonnegative_float}
+AUGMENT_HELP = {
+    "crop_scale_min": "joint PPG/ECG time-stretch crop: fraction of the window kept, U[min, 1] (1: off)",
+    "noise_std": "additive noise, relative to the window std (0: off)",
+    "warp_std": "joint PPG/ECG non-uniform time warp: std of the log local rate (0: off; 0.1 ≈ ±10%%)",
+    "eq_std": "random zero-phase equaliser per signal: std of the log gain per octave (0: off)",
+}
+DISTILL_FLAGS = ("student", "feature_weight", "cosine_weight", "clip_weight", "relational_weight",
+                 "relational_temperature")
+PHYSIOLOGY_FLAGS = ("out_dir", "model", "kernel_size", "dropout_p", "folds", "run_folds", "only_folds", "hop_s",
+                    "train_hop_s", "pool_size", "sim_subjects", "second_ppg", "progress", "seed")
+PHYSIOLOGY_TRAIN_FLAGS = ("max_steps", "batch_size", "lr", "group_batches", "groups_per_batch")
+PRETRAIN_MODEL = "anyppg-paper"
+
+
+def _fold_list(text: str) -> tuple[int, ...]:
+    try:
+        folds = tuple(int(k) for k in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of fold indices") from None
+    if min(folds) < 0:
+        raise argparse.ArgumentTypeError(f"fold indices must be >= 0, got {text!r}")
+    return folds
+
+
+def _train_defaults(command: str):
+    from anyppg_edge.train.configs import TrainConfig
+
+    if command == "distill":
+        return TrainConfig(max_steps=2000, batch_size=64, lr=2e-3, eval_every_steps=500, checkpoint_every_steps=500,
+                           out_dir="runs/distill", tensorboard=False)
+    return TrainConfig()
+
+
+def _recipe(args: argparse.Namespace, command: str) -> dict:
+    from anyppg_edge.config import load_recipe
+
+    return load_recipe(args.recipe, command) if args.recipe else {}
+
+
+def _section(cls: type, args: argparse.Namespace, recipe: dict, key: str, only, base=None):
+    """``cls`` from the recipe's ``key`` section (over ``base``), then the flags given."""
+    from anyppg_edge.config import nested_from_dict
+
+    return config_from_args(cls, args, nested_from_dict(cls, recipe.get(key, {}), base if base is not None else cls()),
+                            only)
+
+
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from anyppg_edge.report import markdown_table
-    from anyppg_edge.train import ClipConfig, TrainConfig
-    from anyppg_edge.train.augment import AugmentConfig
+    from anyppg_edge.models import derived_model_name
+    from anyppg_edge.models.clip import ClipConfig
+    from anyppg_edge.train.configs import AugmentConfig, TrainConfig
     from anyppg_edge.train.pretrain import pretrain_from_shards
 
-    clip_cfg = ClipConfig(
-        ppg_model=args.model, ecg_model=args.ecg_model or args.model, ecg_frozen=args.ecg_frozen,
-        ecg_checkpoint=args.ecg_checkpoint,
-    )
-    train_cfg = TrainConfig(
-        max_steps=args.steps, warmup_steps=args.warmup_steps, batch_size=args.batch_size, lr=args.lr,
-        seed=args.seed, out_dir=args.out, resume=args.resume, num_workers=args.num_workers,
-        eval_every_steps=args.eval_every, checkpoint_every_steps=args.checkpoint_every,
-        group_batches=args.group_batches, groups_per_batch=args.groups_per_batch,
-    )
-    augment = AugmentConfig(crop_scale_min=args.crop_scale_min, noise_std=args.noise_std, warp_std=args.warp_std,
-                            eq_std=args.eq_std)
-    result = pretrain_from_shards(args.shards, clip_cfg, train_cfg, pool_size=args.pool_size, augment=augment)
+    recipe = _recipe(args, "pretrain")
+    clip_d = dict(recipe.get("clip", {}))
+    for key in ("ppg_model", "ecg_model", "ecg_frozen", "ecg_checkpoint"):
+        if getattr(args, key) is not None:
+            clip_d[key] = getattr(args, key)
+    clip_d.setdefault("ppg_model", PRETRAIN_MODEL)
+    if args.ecg_model is None and args.ppg_model is not None:
+        clip_d["ecg_model"] = args.ppg_model
+    clip_d.setdefault("ecg_model", clip_d["ppg_model"])
+    for key in ("ppg_model", "ecg_model"):  # one architecture change applies to both towers
+        clip_d[key] = derived_model_name(clip_d[key], args.kernel_size, args.dropout)
+    train_cfg = _section(TrainConfig, args, recipe, "train", TRAIN_FLAGS, _train_defaults("pretrain"))
+    augment = _section(AugmentConfig, args, recipe, "augment", AUGMENT_FLAGS)
+    result = pretrain_from_shards(args.shards, ClipConfig.from_dict(clip_d), train_cfg, pool_size=args.pool_size,
+                                  augment=augment)
     if "retrieval" in result:
+        from anyppg_edge.report import markdown_table
+
         r = result["retrieval"]
-        rows = [{"method": k, **{m: round(r[k][m], 3) for m in ("R@1", "R@5", "R@10", "mAP@10", "MRR")}}
-                for k in ("model", "spectral_baseline")]
-        print(markdown_table(rows))
+        print(markdown_table([{"method": k, **{m: round(r[k][m], 3) for m in ("R@1", "R@5", "R@10", "mAP@10", "MRR")}}
+                              for k in ("model", "spectral_baseline")]))
+    out = Path(train_cfg.out_dir)
+    print(f"written: {out / 'last.pt'}, {out / 'best.pt'}, {out / 'metrics.csv'}")
     return 0
 
 
 def _cmd_distill(args: argparse.Namespace) -> int:
-    from anyppg_edge.train import TrainConfig
-    from anyppg_edge.train.distill import DistillConfig, distill_and_evaluate
+    from anyppg_edge.train.configs import DistillConfig, TrainConfig
+    from anyppg_edge.train.distill import distill_and_evaluate
 
-    cfg = DistillConfig(
-        student=args.student, feature_weight=args.feature_weight, cosine_weight=args.cosine_weight,
-        clip_weight=args.clip_weight, relational_weight=args.relational_weight,
-    )
-    train_cfg = TrainConfig(
-        max_steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, out_dir=args.out,
-        resume=args.resume, eval_every_steps=args.eval_every, checkpoint_every_steps=args.checkpoint_every,
-        tensorboard=False,
-    )
+    recipe = _recipe(args, "distill")
+    cfg = _section(DistillConfig, args, recipe, "distill", DISTILL_FLAGS)
+    train_cfg = _section(TrainConfig, args, recipe, "train", TRAIN_FLAGS, _train_defaults("distill"))
     distill_and_evaluate(args.shards, args.teacher, cfg, train_cfg, teacher_model=args.teacher_model,
                          heldout_splits=tuple(args.heldout_splits.split(",")), pool_size=args.pool_size,
                          progress=True)
-    print((Path(args.out) / "retention.md").read_text())
+    out = Path(train_cfg.out_dir)
+    print((out / "retention.md").read_text())
+    print(f"written: {out / 'retention.md'}, {out / 'retention.json'}, {out / 'last.pt'}, {out / 'best.pt'}")
     return 0
 
 
-def _add_augment_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--crop-scale-min", type=float, default=1.0,
-                   help="joint PPG/ECG time-stretch crop: fraction of the window kept, U[min, 1] (1: off)")
-    p.add_argument("--noise-std", type=float, default=0.0, help="additive noise, relative to window std (0: off)")
-    p.add_argument("--warp-std", type=float, default=0.0,
-                   help="joint PPG/ECG non-uniform time warp: std of the log local rate (0: off; 0.1 ≈ ±10%%)")
-    p.add_argument("--eq-std", type=float, default=0.0,
-                   help="random zero-phase equaliser per signal: std of the log gain per octave (0: off)")
-
-
 def _cmd_physiology(args: argparse.Namespace) -> int:
+    from anyppg_edge.config import nested_from_dict
+    from anyppg_edge.train.configs import AugmentConfig, TrainConfig
     from anyppg_edge.train.physiology import PhysiologyConfig, run_physiology
 
-    run_physiology(PhysiologyConfig(
-        out_dir=Path(args.out), model=args.model, folds=args.folds, run_folds=args.run_folds,
-        steps_per_fold=args.steps_per_fold,
-        batch_size=args.batch_size, lr=args.lr, group_batches=args.group_batches,
-        groups_per_batch=args.groups_per_batch,
-        sim_subjects=args.sim_subjects, train_hop_s=args.train_hop_s, seed=args.seed,
-        crop_scale_min=args.crop_scale_min, noise_std=args.noise_std, warp_std=args.warp_std, eq_std=args.eq_std,
-        progress=args.progress,
-        second_ppg=args.second_ppg, kernel_size=args.kernel_size, dropout_p=args.dropout,
-        only_folds=tuple(int(k) for k in args.fold.split(",")) if args.fold else None,
-    ))
-    print((Path(args.out) / "report.md").read_text())
+    base = nested_from_dict(PhysiologyConfig, _recipe(args, "physiology"), PhysiologyConfig())
+    cfg = config_from_args(
+        PhysiologyConfig, args, base, PHYSIOLOGY_FLAGS,
+        train=config_from_args(TrainConfig, args, base.train, PHYSIOLOGY_TRAIN_FLAGS),
+        augment=config_from_args(AugmentConfig, args, base.augment, AUGMENT_FLAGS),
+    )
+    run_physiology(cfg)
+    out = Path(cfg.out_dir)
+    print((out / "report.md").read_text())
+    print(f"written: {out / 'report.md'}, {out / 'summary.json'}")
     return 0
 
 
@@ -197,27 +262,25 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     pd.add_argument("--seed", type=int, default=0)
     pd.set_defaults(func=_cmd_prepare_data)
 
+    from anyppg_edge.config import list_recipes
+    from anyppg_edge.train.configs import AugmentConfig, DistillConfig, TrainConfig
+    from anyppg_edge.train.physiology import PhysiologyConfig
+
+    recipe_help = f"a recipe: one of {list_recipes()} or a .json file; flags given override it"
+
     pt = subparser(sub, "pretrain", help="CLIP PPG-ECG pretraining from shards (works under torchrun)")
     pt.add_argument("--shards", required=True)
-    pt.add_argument("--model", default="anyppg-paper")
-    pt.add_argument("--ecg-model", default=None)
-    pt.add_argument("--ecg-frozen", action="store_true")
-    pt.add_argument("--ecg-checkpoint", default=None)
-    pt.add_argument("--steps", type=int, default=200_000)
-    pt.add_argument("--warmup-steps", type=int, default=None)
-    pt.add_argument("--batch-size", type=int, default=256, help="per rank")
-    pt.add_argument("--lr", type=float, default=5e-4)
-    pt.add_argument("--eval-every", type=int, default=2000)
-    pt.add_argument("--checkpoint-every", type=int, default=2000)
-    pt.add_argument("--num-workers", type=int, default=0)
-    pt.add_argument("--group-batches", action="store_true", help="batches within one subject")
-    pt.add_argument("--groups-per-batch", type=int, default=1,
-                    help="with --group-batches: subjects per batch (batch/N windows each; 1: one subject)")
-    pt.add_argument("--pool-size", type=int, default=64)
-    pt.add_argument("--resume", action="store_true")
-    pt.add_argument("--seed", type=int, default=0)
-    pt.add_argument("--out", default="runs/pretrain")
-    _add_augment_args(pt)
+    pt.add_argument("--recipe", default=None, help=recipe_help)
+    pt.add_argument("--model", dest="ppg_model", default=None, help=f"registry name of the PPG tower (default: {PRETRAIN_MODEL})")
+    pt.add_argument("--ecg-model", default=None, help="registry name of the ECG tower (default: the PPG tower's)")
+    pt.add_argument("--ecg-frozen", action="store_true", default=None, help="frozen (pretrained) ECG tower")
+    pt.add_argument("--ecg-checkpoint", default=None, help="official-layout state_dict for the ECG tower")
+    pt.add_argument("--kernel-size", type=positive_int, default=None, help="override both towers' Net1D kernel size")
+    pt.add_argument("--dropout", type=unit_float, default=None, help="override both towers' Net1D block dropout (registry: 0.5)")
+    pt.add_argument("--pool-size", type=contrastive_batch, default=64, help="retrieval pool size of the final evaluation")
+    add_config_args(pt, TrainConfig, TRAIN_FLAGS, flags=TRAIN_RENAME, types_=CLIP_TRAIN_TYPES, help=TRAIN_HELP,
+                    base=_train_defaults("pretrain"))
+    add_config_args(pt, AugmentConfig, AUGMENT_FLAGS, types_=AUGMENT_TYPES, help=AUGMENT_HELP)
     pt.set_defaults(func=_cmd_pretrain)
 
     ds = subparser(sub, "distill", help="distil a student from a frozen teacher; budget + retention report")
@@ -225,46 +288,35 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ds.add_argument("--teacher", required=True,
                     help="pretraining checkpoint (best.pt/last.pt) or an official-layout Net1D state_dict")
     ds.add_argument("--teacher-model", default="anyppg-released", help="registry config of a state_dict teacher")
-    ds.add_argument("--student", default="student-watch")
-    ds.add_argument("--feature-weight", type=float, default=1.0)
-    ds.add_argument("--cosine-weight", type=float, default=1.0)
-    ds.add_argument("--clip-weight", type=float, default=None, help="default: 1 for a CLIP teacher, else 0")
-    ds.add_argument("--relational-weight", type=float, default=1.0)
-    ds.add_argument("--steps", type=int, default=2000)
-    ds.add_argument("--batch-size", type=int, default=64)
-    ds.add_argument("--lr", type=float, default=2e-3)
-    ds.add_argument("--eval-every", type=int, default=500)
-    ds.add_argument("--checkpoint-every", type=int, default=500)
+    ds.add_argument("--recipe", default=None, help=recipe_help)
     ds.add_argument("--heldout-splits", default="val,test")
-    ds.add_argument("--pool-size", type=int, default=64)
-    ds.add_argument("--resume", action="store_true")
-    ds.add_argument("--seed", type=int, default=0)
-    ds.add_argument("--out", default="runs/distill")
+    ds.add_argument("--pool-size", type=contrastive_batch, default=64)
+    add_config_args(ds, DistillConfig, DISTILL_FLAGS, types_={"relational_temperature": positive_float},
+                    help={"clip_weight": "None: 1 for a CLIP teacher, else 0"})
+    add_config_args(ds, TrainConfig, TRAIN_FLAGS, flags=TRAIN_RENAME, types_=TRAIN_TYPES, help=TRAIN_HELP,
+                    base=_train_defaults("distill"))
     ds.set_defaults(func=_cmd_distill)
 
     ph = subparser(sub, "physiology", help="real-data pretraining benchmark: held-out retrieval vs baseline")
-    ph.add_argument("--out", default="runs/physiology")
-    ph.add_argument("--model", default="small-k15")
-    ph.add_argument("--kernel-size", type=int, default=None, help="override the model's Net1D kernel size")
-    ph.add_argument("--dropout", type=float, default=None,
-                    help="override the Net1D blocks' dropout probability (registry configs: 0.5)")
-    ph.add_argument("--folds", type=int, default=5)
-    ph.add_argument("--run-folds", type=int, default=None, help="run only the first N folds (time budget)")
-    ph.add_argument("--fold", default=None, help="run exactly these folds, e.g. '1' or '1,3' (overrides --run-folds)")
-    ph.add_argument("--steps-per-fold", type=int, default=600)
-    ph.add_argument("--batch-size", type=int, default=64)
-    ph.add_argument("--lr", type=float, default=1e-3)
-    ph.add_argument("--sim-subjects", type=int, default=0,
-                    help="simulated subjects (5 min each) added to every fold's training set; evaluation stays real")
-    ph.add_argument("--train-hop-s", type=float, default=1.0, help="hop between training windows")
-    ph.add_argument("--group-batches", action="store_true", help="batches within one subject (hard negatives)")
-    ph.add_argument("--groups-per-batch", type=int, default=1,
-                    help="with --group-batches: subjects per batch (batch/N windows each; 1: one subject)")
-    ph.add_argument("--seed", type=int, default=0)
-    _add_augment_args(ph)
-    ph.add_argument("--progress", action="store_true", help="progress bar per fold")
-    ph.add_argument("--second-ppg", action="store_true",
-                    help="also train on the 2nd wrist PPG sensor of recordings that have one (IEEE SPC 2015)")
+    ph.add_argument("--recipe", default=None, help=recipe_help)
+    add_config_args(
+        ph, PhysiologyConfig, PHYSIOLOGY_FLAGS,
+        flags={"out_dir": "--out", "dropout_p": "--dropout", "only_folds": "--fold"},
+        types_={"out_dir": Path, "kernel_size": positive_int, "dropout_p": unit_float, "folds": positive_int,
+                "run_folds": positive_int, "only_folds": _fold_list, "hop_s": positive_float,
+                "train_hop_s": positive_float, "pool_size": contrastive_batch, "sim_subjects": nonnegative_int},
+        help={"kernel_size": "override the model's Net1D kernel size",
+              "dropout_p": "override the Net1D blocks' dropout probability (registry configs: 0.5)",
+              "run_folds": "run only the first N folds (time budget)",
+              "only_folds": "run exactly these folds, e.g. '1' or '1,3' (overrides --run-folds)",
+              "sim_subjects": "simulated subjects (5 min each) added to every fold's training set; evaluation stays real",
+              "train_hop_s": "hop between training windows",
+              "second_ppg": "also train on the 2nd wrist PPG sensor of recordings that have one (IEEE SPC 2015)",
+              "progress": "progress bar per fold", "seed": "subject folds, simulated subjects, pools; fold k trains with seed + k"},
+    )
+    add_config_args(ph, TrainConfig, PHYSIOLOGY_TRAIN_FLAGS, flags={"max_steps": "--steps-per-fold"},
+                    types_=CLIP_TRAIN_TYPES, help=TRAIN_HELP, base=PhysiologyConfig().train)
+    add_config_args(ph, AugmentConfig, AUGMENT_FLAGS, types_=AUGMENT_TYPES, help=AUGMENT_HELP)
     ph.set_defaults(func=_cmd_physiology)
 
     tp = subparser(sub, "throughput", help="pretraining samples/s and GPU memory on this device")

@@ -1,51 +1,35 @@
 """Pretraining: CLIP PPG↔ECG on PyTorch DDP (torchrun), a generic task-based training loop with exact
-resume, and distributed helpers. Importing this package imports torch."""
+resume, distillation and distributed helpers.
 
-from anyppg_edge.models.clip import ClipConfig, ClipModel, Projector
-from anyppg_edge.train.clip import ClipLoss, ClipTask
-from anyppg_edge.train.distributed import (
-    DistributedBatchNorm1d,
-    barrier,
-    convert_sync_batchnorm,
-    init_distributed,
-    is_main,
-    rank,
-    world_size,
-)
-from anyppg_edge.train.trainer import (
-    PairedArrayDataset,
-    ShardedBatchSampler,
-    TrainConfig,
-    Trainer,
-    WarmupCosine,
-    atomic_torch_save,
-    build_optimizer,
-    load_checkpoint,
-    seed_everything,
-    train_clip,
-)
+Names are imported lazily: the configs (:mod:`anyppg_edge.train.configs`) import no torch, so the
+command lines build their options without loading PyTorch; the training modules import it."""
 
-__all__ = [
-    "ClipConfig",
-    "ClipLoss",
-    "ClipModel",
-    "ClipTask",
-    "DistributedBatchNorm1d",
-    "PairedArrayDataset",
-    "Projector",
-    "ShardedBatchSampler",
-    "TrainConfig",
-    "Trainer",
-    "WarmupCosine",
-    "atomic_torch_save",
-    "barrier",
-    "build_optimizer",
-    "convert_sync_batchnorm",
-    "init_distributed",
-    "is_main",
-    "load_checkpoint",
-    "rank",
-    "seed_everything",
-    "train_clip",
-    "world_size",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ClipConfig": "anyppg_edge.models.clip",
+    "ClipModel": "anyppg_edge.models.clip",
+    "Projector": "anyppg_edge.models.clip",
+    "ClipLoss": "anyppg_edge.train.clip",
+    "ClipTask": "anyppg_edge.train.clip",
+    "AugmentConfig": "anyppg_edge.train.configs",
+    "DistillConfig": "anyppg_edge.train.configs",
+    "TrainConfig": "anyppg_edge.train.configs",
+    **{n: "anyppg_edge.train.distributed" for n in (
+        "DistributedBatchNorm1d", "barrier", "convert_sync_batchnorm", "init_distributed", "is_main", "rank",
+        "world_size")},
+    **{n: "anyppg_edge.train.trainer" for n in (
+        "PairedArrayDataset", "ShardedBatchSampler", "Trainer", "WarmupCosine", "atomic_torch_save",
+        "build_optimizer", "load_checkpoint", "seed_everything", "train_clip")},
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'anyppg_edge.train' has no attribute {name!r}")

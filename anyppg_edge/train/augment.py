@@ -32,53 +32,12 @@ bit-identical. Validation and embedding never augment (the task applies this in 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 import torch
 
-from anyppg_edge.config import dataclass_from_dict
 from anyppg_edge.errors import ConfigError
+from anyppg_edge.train.configs import AugmentConfig
 
 __all__ = ["AugmentConfig", "joint_augment", "random_equalizer", "random_resized_crop"]
-
-
-@dataclass
-class AugmentConfig:
-    """Training-time augmentation of paired windows (all off by default: the paper's recipe)."""
-
-    crop_scale_min: float = 1.0  # < 1 enables the joint time-stretch crop (e.g. 0.7: up to 1.43x slower)
-    noise_std: float = 0.0  # Gaussian noise std relative to the window's std (0: off)
-    warp_std: float = 0.0  # std of the log local playback rate of the joint time warp (0: off; 0.1 ≈ ±10 %)
-    warp_knots: int = 6  # knots of the warp's log-rate curve over the window (6: one every 2 s of a 10 s window)
-    eq_std: float = 0.0  # std of the random equaliser's log gain per octave, independent per signal (0: off)
-    eq_octaves: int = 7  # equaliser knots: Nyquist and the 7 octaves below (125 Hz input: 0.49 ... 62.5 Hz)
-    eps: float = 1e-8  # z-score epsilon, as in the reference preprocessing
-
-    def __post_init__(self) -> None:
-        if not 0.1 <= self.crop_scale_min <= 1.0:
-            raise ConfigError(f"crop_scale_min must be in [0.1, 1], got {self.crop_scale_min}")
-        if self.noise_std < 0:
-            raise ConfigError(f"noise_std must be >= 0, got {self.noise_std}")
-        if not 0.0 <= self.warp_std <= 1.0:
-            raise ConfigError(f"warp_std must be in [0, 1], got {self.warp_std}")
-        if self.warp_knots < 2:
-            raise ConfigError(f"warp_knots must be >= 2, got {self.warp_knots}")
-        if not 0.0 <= self.eq_std <= 2.0:
-            raise ConfigError(f"eq_std must be in [0, 2], got {self.eq_std}")
-        if self.eq_octaves < 1:
-            raise ConfigError(f"eq_octaves must be >= 1, got {self.eq_octaves}")
-
-    @property
-    def enabled(self) -> bool:
-        return self.crop_scale_min < 1.0 or self.noise_std > 0 or self.warp_std > 0 or self.eq_std > 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> AugmentConfig:
-        return dataclass_from_dict(cls, d or {})
 
 
 def random_resized_crop(

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +43,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anyppg_edge.config import dataclass_from_dict
 from anyppg_edge.errors import CheckpointError, ConfigError
 from anyppg_edge.models.loading import load_encoder
 from anyppg_edge.models.student import StudentModel, Teacher
+from anyppg_edge.train.configs import DistillConfig
 from anyppg_edge.train.trainer import TensorDictDataset
 
 __all__ = [
@@ -58,44 +57,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("anyppg_edge.distill")
-
-
-@dataclass
-class DistillConfig:
-    """What the student is and how it is pulled towards the teacher (JSON-serialisable)."""
-
-    student: str = "student-watch"  # registry name of the student encoder
-    feature_weight: float = 1.0
-    cosine_weight: float = 1.0
-    clip_weight: float | None = None  # None: 1.0 when the teacher has an ECG tower, else 0
-    relational_weight: float = 1.0
-    relational_temperature: float = 0.1
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DistillConfig:
-        return dataclass_from_dict(cls, d)
-
-    def resolved(self, teacher_has_ecg: bool) -> DistillConfig:
-        clip_w = self.clip_weight
-        if clip_w is None:
-            clip_w = 1.0 if teacher_has_ecg else 0.0
-        if clip_w > 0 and not teacher_has_ecg:
-            raise ConfigError(
-                "clip_weight > 0 needs a CLIP teacher (a pretraining checkpoint with an ECG tower); this teacher "
-                "is a PPG encoder only — set clip_weight to 0"
-            )
-        weights = (self.feature_weight, self.cosine_weight, clip_w, self.relational_weight)
-        if min(weights) < 0 or not math.isfinite(sum(weights)) or sum(weights) == 0:
-            raise ConfigError(f"loss weights must be finite, >= 0 and not all 0, got {weights}")
-        if not self.relational_temperature > 0:
-            raise ConfigError(f"relational_temperature must be > 0, got {self.relational_temperature}")
-        return DistillConfig(**{**asdict(self), "clip_weight": float(clip_w)})
-
-
-# ----------------------------------------------------------------------------- teacher
 
 
 def load_teacher(path: str | Path, model: str = "anyppg-released") -> Teacher:

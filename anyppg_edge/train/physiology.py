@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +38,22 @@ import numpy as np
 
 from anyppg_edge.errors import ConfigError
 from anyppg_edge.report import atomic_write_text, markdown_table, write_json
+from anyppg_edge.train.configs import AugmentConfig, TrainConfig
 
 log = logging.getLogger("anyppg_edge.physiology")
 METRICS = ("R@1", "R@5", "R@10", "mAP@10", "MRR")
 
 
+def _fold_train_config() -> TrainConfig:
+    return TrainConfig(max_steps=600, batch_size=64, lr=1e-3, log_every_steps=50, tensorboard=False)
+
+
 @dataclass
 class PhysiologyConfig:
+    """The benchmark's protocol, with the training (``train``, one run per fold: ``max_steps`` per
+    fold, ``seed`` replaced by ``seed + fold``, evaluation and checkpoint at the last step) and
+    augmentation (``augment``) nested as the configs they are. Recipes: ``anyppg_edge/recipes``."""
+
     out_dir: Path = Path("runs/physiology")
     model: str = "small-k15"
     kernel_size: int | None = None  # override the model's Net1D kernel size (a derived config "<model>-k<N>")
@@ -54,20 +63,13 @@ class PhysiologyConfig:
     only_folds: tuple[int, ...] | None = None  # evaluate exactly these fold indices (overrides run_folds)
     hop_s: float = 2.0
     train_hop_s: float = 1.0  # denser windows for training (more, overlapping pairs)
-    steps_per_fold: int = 600
-    batch_size: int = 64
-    lr: float = 1e-3
     pool_size: int = 64
     sim_subjects: int = 0  # simulator subjects added to every fold's training set
-    group_batches: bool = False  # True: batches within one subject (hard negatives, as the held-out pools)
-    groups_per_batch: int = 1  # with group_batches: subjects per batch (batch/N windows of each)
-    crop_scale_min: float = 1.0  # joint time-stretch crop (anyppg_edge.train.augment); 1.0: off
-    noise_std: float = 0.0  # additive noise augmentation, relative to the window std; 0: off
-    warp_std: float = 0.0  # joint non-uniform time warp (std of the log local rate); 0: off
-    eq_std: float = 0.0  # random zero-phase equaliser per signal (std of the log gain per octave); 0: off
     second_ppg: bool = False  # training also pairs the ECG with a recording's 2nd PPG sensor (`ppg2`)
     progress: bool = False
-    seed: int = 0
+    seed: int = 0  # subject folds, simulated subjects, pools; fold k trains with seed + k
+    train: TrainConfig = field(default_factory=_fold_train_config)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 def _subject_folds(subjects: list[str], k: int, seed: int) -> list[list[str]]:
@@ -85,8 +87,7 @@ def run_physiology(cfg: PhysiologyConfig) -> dict[str, Any]:
     from anyppg_edge.eval.heart_rate import ecg_heart_rate_bpm
     from anyppg_edge.eval.retrieval import paired_pool_bootstrap, pooled_ranks, pooled_retrieval
     from anyppg_edge.models import derived_model_name
-    from anyppg_edge.train import ClipConfig, PairedArrayDataset, TrainConfig, train_clip
-    from anyppg_edge.train.augment import AugmentConfig
+    from anyppg_edge.train import ClipConfig, PairedArrayDataset, train_clip
     from anyppg_edge.train.distill import load_teacher, teacher_targets
 
     out = Path(cfg.out_dir)
@@ -125,25 +126,13 @@ def run_physiology(cfg: PhysiologyConfig) -> dict[str, Any]:
         test = WindowSet.concat([eval_ws[s] for s in test_subjects])
         log.info("fold %d: test %s (%d windows), train %d windows", k, test_subjects, len(test), len(train))
         clip_cfg = ClipConfig(ppg_model=model, ecg_model=model)
-        train_cfg = TrainConfig(
-            lr=cfg.lr,
-            max_steps=cfg.steps_per_fold,
-            batch_size=cfg.batch_size,
-            seed=cfg.seed + k,
-            eval_every_steps=cfg.steps_per_fold,
-            checkpoint_every_steps=cfg.steps_per_fold,
-            log_every_steps=50,
-            out_dir=str(out / f"fold{k}"),
-            tensorboard=False,
-            group_batches=cfg.group_batches,
-            groups_per_batch=cfg.groups_per_batch,
-            progress=cfg.progress,
-        )
+        steps = cfg.train.max_steps
+        train_cfg = replace(cfg.train, seed=cfg.seed + k, eval_every_steps=steps, checkpoint_every_steps=steps,
+                            out_dir=str(out / f"fold{k}"), progress=cfg.progress)
         res = train_clip(PairedArrayDataset(train.ppg, train.ecg, groups=train.subject_id),
                          PairedArrayDataset(test.ppg, test.ecg),
                          clip_cfg, train_cfg, device=torch.device("cpu"),
-                         augment=AugmentConfig(crop_scale_min=cfg.crop_scale_min, noise_std=cfg.noise_std,
-                                               warp_std=cfg.warp_std, eq_std=cfg.eq_std))
+                         augment=cfg.augment)
         m = pooled_retrieval(res["val_ppg_emb"], res["val_ecg_emb"], pool_size=cfg.pool_size, seed=cfg.seed)
         spec_ppg, spec_ecg = spectral_features(test.ppg, test.ecg)
         b = pooled_retrieval(spec_ppg, spec_ecg, pool_size=cfg.pool_size, seed=cfg.seed)
@@ -170,7 +159,7 @@ def run_physiology(cfg: PhysiologyConfig) -> dict[str, Any]:
         return {key: sum(p[key] * w for p, w in parts) / n for key in METRICS} | {"n_queries": n}
 
     summary = {
-        "config": {k: str(v) for k, v in asdict(cfg).items()},
+        "config": {k: (v if isinstance(v, dict) else str(v)) for k, v in asdict(cfg).items()},
         "folds": rows,
         "model": weighted(all_model),
         "baseline": weighted(all_base),
@@ -190,7 +179,7 @@ def run_physiology(cfg: PhysiologyConfig) -> dict[str, Any]:
         "# Pretraining on real data: PPG→ECG retrieval on held-out subjects",
         "",
         f"{cfg.folds}-fold subject-wise CV ({len(rows)} folds run), model `{model}` trained from scratch for "
-        f"{cfg.steps_per_fold} steps × batch {cfg.batch_size} per fold; pools of {cfg.pool_size} "
+        f"{cfg.train.max_steps} steps × batch {cfg.train.batch_size} per fold; pools of {cfg.pool_size} "
         f"(chance R@1 {1 / cfg.pool_size:.3f}); wall {summary['wall_s'] / 60:.1f} min.",
         "",
         markdown_table(table),

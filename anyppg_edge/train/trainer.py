@@ -22,7 +22,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from anyppg_edge.config import dataclass_from_dict
 from anyppg_edge.errors import CheckpointError, ConfigError
 from anyppg_edge.io import atomic_write, remove_stale_temporaries
 from anyppg_edge.models.checkpoint import TRAINER_CHECKPOINT_FORMAT, torch_load
@@ -41,6 +40,7 @@ from anyppg_edge.models.clip import ClipConfig, ClipModel
 from anyppg_edge.train import distributed as D
 from anyppg_edge.train.augment import AugmentConfig
 from anyppg_edge.train.clip import ClipLoss, ClipTask
+from anyppg_edge.train.configs import TrainConfig
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -60,67 +60,6 @@ __all__ = [
 
 CHECKPOINT_FORMAT = TRAINER_CHECKPOINT_FORMAT
 _METRIC_FIELDS = ["step", "epoch", "lr", "loss", "val_loss", "samples_per_s", "logit_scale", "grad_norm"]
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation and bookkeeping (paper: 200k steps, 40k warm-up, lr 5e-4, AdamW wd 1e-2)."""
-
-    lr: float = 5e-4
-    weight_decay: float = 1e-2
-    betas: tuple[float, float] = (0.9, 0.999)
-    adam_eps: float = 1e-8
-    max_steps: int = 200_000
-    warmup_steps: int | None = None  # None: 20 % of max_steps
-    batch_size: int = 256  # per rank; the global batch is batch_size * world_size
-    grad_clip_norm: float = 1.0  # <= 0 disables clipping
-    precision: str = "bf16"  # "bf16": autocast on CUDA only (fp32 on CPU); "fp32"
-    seed: int = 0
-    eval_every_steps: int = 2_000  # 0 disables periodic validation
-    checkpoint_every_steps: int = 2_000  # 0: only at the end
-    log_every_steps: int = 50
-    out_dir: str = "runs/pretrain"
-    num_workers: int = 0
-    resume: bool = False  # continue from out_dir/last.pt when it exists
-    sync_batchnorm: bool = True  # under DDP: BN statistics over the global batch
-    # Net1D keeps an unused ``bn1`` in its first block (official key layout); without this DDP waits
-    # forever for that gradient bucket and silently skips the gradient all-reduce.
-    ddp_find_unused_parameters: bool = True
-    tensorboard: bool = True  # only if torch.utils.tensorboard imports
-    progress: bool = True  # tqdm bar on rank 0
-    group_batches: bool = False  # batches drawn within one group (dataset.groups, e.g. subject): hard negatives
-    groups_per_batch: int = 1  # with group_batches: each global batch = this many groups x batch/this items each
-
-    def __post_init__(self) -> None:
-        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
-        if self.max_steps < 1:
-            raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.precision not in ("bf16", "fp32"):
-            raise ConfigError(f"precision must be 'bf16' or 'fp32', got {self.precision!r}")
-        if self.warmup_steps is not None and not 0 <= self.warmup_steps <= self.max_steps:
-            raise ConfigError(f"warmup_steps must be in [0, max_steps], got {self.warmup_steps}")
-        if self.groups_per_batch < 1 or self.batch_size % self.groups_per_batch:
-            raise ConfigError(
-                f"groups_per_batch must be >= 1 and divide batch_size {self.batch_size}, got {self.groups_per_batch}"
-            )
-
-    @property
-    def resolved_warmup_steps(self) -> int:
-        return round(0.2 * self.max_steps) if self.warmup_steps is None else self.warmup_steps
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["betas"] = list(self.betas)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        return dataclass_from_dict(cls, d)
-
-
-# --------------------------------------------------------------------------------------- data
 
 
 class PairedArrayDataset(Dataset):
