@@ -77,3 +77,27 @@ def load_recipe(name_or_path: str | Path, command: str) -> dict[str, Any]:
     if recipe.get("command") not in (None, command):
         raise ConfigError(f"recipe {path} is for `{recipe['command']}`, not `{command}`")
     return recipe["config"]
+
+
+def load_preprocess_config(path: str | Path | None):
+    """The :class:`~anyppg_edge.preprocessing.PreprocessConfig` in a JSON file (``None``: the default
+    chain) — the one reader behind every ``--config`` flag. A missing file, bad JSON or an invalid value
+    is an :class:`~anyppg_edge.errors.AnyPPGError` naming the file."""
+    from anyppg_edge.errors import MissingFileError
+    from anyppg_edge.preprocessing import DEFAULT_CONFIG, PreprocessConfig
+
+    if path is None:
+        return DEFAULT_CONFIG
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"preprocessing config not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"preprocessing config {path} is not valid JSON: {e}") from e
+    if isinstance(data, dict) and isinstance(data.get("config"), dict) and "config_hash" in data:
+        data = data["config"]  # a shard folder's preprocess_config.json: {"config_hash", "config"}
+    try:
+        return PreprocessConfig.from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from e

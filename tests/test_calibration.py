@@ -25,6 +25,7 @@ from anyppg_edge.deploy.calibration import (
     ppg_quality,
     save_calibration_set,
 )
+from anyppg_edge.deploy.calibration.build import _select
 from anyppg_edge.errors import ContractMismatchError, DataFormatError
 from anyppg_edge.preprocessing import DEFAULT_CONFIG, PreprocessConfig
 
@@ -117,12 +118,12 @@ def test_select_reaches_rare_strata_first():
     subject = np.array(["a"] * 20 + ["b"] * 20 + ["c"] * 20)
     hr_idx = np.array([1] * 20 + [1] * 20 + [1] * 18 + [4] * 2)
     q_idx = np.tile([0, 1, 2, 0], 15)
-    chosen = cal._select(subject, hr_idx, q_idx, 3, np.random.default_rng(0))
+    chosen = _select(subject, hr_idx, q_idx, 3, np.random.default_rng(0))
     assert sorted(subject[chosen]) == ["a", "b", "c"]
     assert 4 in hr_idx[chosen]
     assert len(set(q_idx[chosen])) == 3
     # asking for more than the pool returns the whole pool, once each
-    everything = cal._select(subject, hr_idx, q_idx, 100, np.random.default_rng(0))
+    everything = _select(subject, hr_idx, q_idx, 100, np.random.default_rng(0))
     assert sorted(everything.tolist()) == list(range(60))
 
 
@@ -264,7 +265,7 @@ REBUILD_TOLERANCES = {"windows_max_abs": 1e-5, "meta_rtol": 1e-7}
 
 def test_committed_default_loads_and_matches_its_manifest(monkeypatch, tmp_path):
     d = default_calibration_dir()
-    assert d == Path(cal.__file__).resolve().parent / "calibration_default"
+    assert d == Path(cal.__file__).resolve().parent / "default"
     assert sum(p.stat().st_size for p in d.iterdir()) < 400_000
     cs = load_default_calibration_set()
     m = cs.manifest

@@ -2,7 +2,7 @@
 inspect calibration sets.
 
 * ``build --source shared --source simulator --n 256 --seed 0 --out calibration_data/built/<name>``
-* ``default``: regenerate the committed default (package data ``anyppg_edge/deploy/calibration_default``)
+* ``default``: regenerate the committed default (package data ``anyppg_edge/deploy/calibration/default``)
 * ``show <dir>``: verify a set and print its manifest
 """
 
@@ -13,69 +13,20 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from anyppg_edge.cli._common import parser, run, subparser
 from anyppg_edge.deploy.calibration import (
     DEFAULT_HOP_S,
     DEFAULT_MAX_CANDIDATES,
-    HR_BIN_LABELS,
-    QUALITY_LEVELS,
-    CalibrationSet,
     build_calibration_set,
     build_default_calibration_set,
     default_calibration_dir,
     load_calibration_set,
     save_calibration_set,
 )
+from anyppg_edge.deploy.calibration.report import calibration_summary_markdown
 from anyppg_edge.paths import REPO_ROOT
-from anyppg_edge.report import markdown_table
 
 BUILT_DIR = REPO_ROOT / "calibration_data" / "built"
-
-
-def summary(cs: CalibrationSet, out: Path | None = None) -> str:
-    """Markdown summary of a set: per-subject rows, then the HR-bin x quality-level table."""
-    m = cs.manifest
-    rows = []
-    for ds, sid in sorted(set(zip(cs.dataset.tolist(), cs.subject_id.tolist(), strict=True))):
-        sel = (cs.dataset == ds) & (cs.subject_id == sid)
-        hr = cs.hr_bpm[sel]
-        rows.append(
-            {
-                "dataset": ds,
-                "subject": sid,
-                "windows": int(sel.sum()),
-                "HR min": round(float(hr.min()), 1),
-                "HR max": round(float(hr.max()), 1),
-                "quality median": round(float(np.median(cs.quality[sel])), 3),
-                "HR from ECG": int((cs.hr_source[sel] == "ecg-rpeaks").sum()),
-            }
-        )
-    grid = []
-    for b in HR_BIN_LABELS:
-        row: dict = {"HR bin (bpm)": b}
-        for q in QUALITY_LEVELS:
-            row[f"q-{q}"] = int(((cs.hr_bin == b) & (cs.quality_level == q)).sum())
-        row["total"] = int((cs.hr_bin == b).sum())
-        grid.append(row)
-    edges = ", ".join(f"{e:.3f}" for e in m.get("quality_tertile_edges", []))
-    rej = ", ".join(f"{k} {v}" for k, v in m.get("rejected", {}).items()) or "-"
-    lines = [
-        f"# Calibration set: {m['count']} windows "
-        f"({m['window_samples']} samples at {m['sample_rate_hz']} Hz)",
-        "",
-        f"sources {m['sources']}, seed {m['seed']}, candidates {m['candidates']['labelled']}, "
-        f"rejected by quality gates: {rej}",
-        f"quality tertile edges: {edges}; preprocessing config {m['preprocess_config_hash'][:12]}",
-        f"sha256 {m['sha256']}",
-        "",
-        markdown_table(rows),
-        markdown_table(grid),
-    ]
-    if out is not None:
-        lines.append(f"written to {out}")
-    return "\n".join(lines)
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -95,7 +46,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         max_candidates=args.max_candidates,
     )
     save_calibration_set(cs, out)
-    print(summary(cs, out))
+    print(calibration_summary_markdown(cs, out))
     return 0
 
 
@@ -103,7 +54,7 @@ def _cmd_default(args: argparse.Namespace) -> int:
     out = default_calibration_dir()
     cs = build_default_calibration_set(progress=not args.quiet)
     save_calibration_set(cs, out)
-    print(summary(cs, out))
+    print(calibration_summary_markdown(cs, out))
     return 0
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -31,18 +30,20 @@ from anyppg_edge.errors import UsageError
 def _cmd_all(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from anyppg_edge.config import load_preprocess_config
     from anyppg_edge.deploy.calibration import load_calibration_set, load_default_calibration_set
     from anyppg_edge.deploy.export.build import ExportConfig, export_all, shared_export_data
     from anyppg_edge.models.loading import load_encoder
 
+    pcfg = load_preprocess_config(args.config)
     loaded = load_encoder(args.checkpoint, args.model)
     model, sha, name = loaded.encoder, loaded.sha256, loaded.model_name
-    data = shared_export_data(args.n_calibration, args.n_eval, seed=args.seed, progress=not args.no_progress)
+    data = shared_export_data(args.n_calibration, args.n_eval, seed=args.seed, cfg=pcfg, progress=not args.no_progress)
     calib = data.calibration
     if args.calibration == "default":
-        calib = load_default_calibration_set().windows
+        calib = load_default_calibration_set(pcfg).windows
     elif args.calibration != "shared":
-        calib = load_calibration_set(args.calibration).windows
+        calib = load_calibration_set(args.calibration, pcfg).windows
     cfg = ExportConfig(
         out_dir=Path(args.out or f"runs/export/{name}"),
         qat_steps=args.qat_steps,
@@ -54,10 +55,12 @@ def _cmd_all(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
         plot=not args.no_plot,
+        preprocess=pcfg,
     )
     qat_windows = np.concatenate([calib, data.qat])
     report = export_all(model, name, sha, calib, qat_windows, data.eval, cfg, eval_source=data.description)
     print((cfg.out_dir / "export_report.md").read_text())
+    print("written: " + ", ".join(str(p) for p in sorted(cfg.out_dir.iterdir()) if p.is_file()))
     return 0 if report["parity_pass"] else 1
 
 
@@ -78,11 +81,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from anyppg_edge.config import load_preprocess_config
     from anyppg_edge.deploy.contract_io import read_contract
     from anyppg_edge.errors import ContractMismatchError
-    from anyppg_edge.preprocessing import DEFAULT_CONFIG, PreprocessConfig
 
-    cfg = PreprocessConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else DEFAULT_CONFIG
+    cfg = load_preprocess_config(args.config)
     try:
         c = read_contract(args.artifact).check(cfg)
     except ContractMismatchError as e:
@@ -92,34 +95,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_windows(n: int) -> tuple:
-    """Real preprocessed windows from ../shared when present, else the committed calibration set."""
-    import numpy as np
-
-    from anyppg_edge.paths import shared_available, shared_dir
-
-    if shared_available():
-        try:
-            from anyppg_edge.data import load_shared_recordings
-            from anyppg_edge.data.windows import extract_windows
-
-            recs = load_shared_recordings(shared_dir() / "data")
-            w = np.concatenate([extract_windows(r, hop_s=10.0, ecg_quality=False).ppg for r in recs])
-            idx = np.unique(np.linspace(0, len(w) - 1, min(n, len(w))).round().astype(int))
-            return w[idx].astype(np.float32), f"{len(idx)} real windows from {len(recs)} recordings of ../shared"
-        except Exception as e:  # unreadable shared data: fall back, say so
-            logging.getLogger("export").warning("shared windows unavailable (%s); using the default calibration set", e)
-    from anyppg_edge.deploy.calibration import load_default_calibration_set
-
-    cs = load_default_calibration_set()
-    return cs.windows[:n].astype(np.float32), f"{min(n, len(cs))} windows of the committed default calibration set"
-
-
 def _cmd_bench(args: argparse.Namespace) -> int:
-    import math
-
-    from anyppg_edge.deploy.bench.latency import bench_artifacts
-    from anyppg_edge.deploy.bench.report import speedups, write_bench_report
+    from anyppg_edge.deploy.bench.latency import bench_artifacts, bench_windows
+    from anyppg_edge.deploy.bench.report import bench_summary_text, write_bench_report
     from anyppg_edge.paths import shared_dir
 
     items: list = list(args.artifacts)
@@ -135,7 +113,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         items.append(("pytorch", model, args.pytorch if ckpt else f"{args.pytorch} (random init)"))
     if not items:
         raise UsageError("give at least one artifact or --pytorch MODEL")
-    windows, source = _bench_windows(args.n_windows)
+    windows, source = bench_windows(args.n_windows)
     print(f"windows: {source}")
     xnn = (True, False) if args.xnnpack_both else ((False,) if args.no_xnnpack else (True,))
     results = bench_artifacts(
@@ -152,22 +130,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         r["input"] = source
     paths = write_bench_report(results, args.out, baseline=args.baseline, plot=not args.no_plot)
     print(paths["md"].read_text())
-    bname, ups = speedups(results, args.baseline)
-    print(f"Speed-up over {bname} (ratio of p50s in this run):")
-    for r, up in zip(results, ups, strict=True):
-        print(f"  {r['name']}: " + (f"{up:.2f}x (p50 {r['latency_ms']['p50']:.3f} ms)" if up else f"failed: {r['error']}"))
-    flops = next((r["peak_flops_one_core"] for r in results if r.get("peak_flops_one_core")), None)
-    if flops:
-        print(f"fp32 floor = 2 x MACs / {flops / 1e9:.1f} GFLOP/s (single-thread fp32 GEMM peak of one core, measured now):")
-    by_model: dict[str, list] = {}
-    for r in results:
-        if r.get("fp32_floor_ms"):
-            by_model.setdefault(r["model_name"], []).append(r)
-    for name, rs in by_model.items():
-        floor = rs[0]["fp32_floor_ms"]
-        int8 = [r for r in rs if (r.get("artifact_kind") or "").endswith("int8") and math.isfinite(r["latency_ms"]["p50"])]
-        meas = "; ".join(f"{r['name']} p50 {r['latency_ms']['p50']:.3f} ms = {r['p50_over_fp32_floor']:.2f}x floor" for r in int8)
-        print(f"  {name}: {rs[0]['macs'] / 1e6:.2f} MMACs -> fp32 floor {floor:.3f} ms; int8 measured: {meas or 'no int8 artifact'}")
+    print(bench_summary_text(results, args.baseline))
     print(f"written: {', '.join(str(p) for p in paths.values())}")
     return 1 if any(r.get("error") for r in results) else 0
 
@@ -299,6 +262,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     a = subparser(sub, "all", help="QAT + export to ONNX/TFLite float and int8, with graph and parity reports")
     a.add_argument("--model", default=None, help="registry config name (anyppg-edge budget lists them); required for a bare state_dict or no checkpoint, else must match the checkpoint")
     a.add_argument("--checkpoint", default=None, help="state_dict, distillation or pretraining checkpoint")
+    a.add_argument("--config", default=None, help="preprocessing config JSON (default: the toolkit's chain); the contract records it")
     a.add_argument("--calibration", default="shared", help="'shared' (built from ../shared train subjects), 'default' (committed simulator set) or a calibration_data folder")
     a.add_argument("--n-calibration", type=int, default=256)
     a.add_argument("--n-eval", type=int, default=256)

@@ -15,7 +15,6 @@ Commands:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -37,13 +36,13 @@ def _float_model(args: argparse.Namespace):
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    from anyppg_edge.config import load_preprocess_config
     from anyppg_edge.deploy.runtime import open_encoder
     from anyppg_edge.eval.heart_rate import fit_hr_head, hr_training_recordings
-    from anyppg_edge.preprocessing import PreprocessConfig
     from anyppg_edge.stream import SensorConfig, emulate, fault_config
     from anyppg_edge.stream.replay import load_recording, replay, write_replay_report
 
-    cfg = PreprocessConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else PreprocessConfig()
+    cfg = load_preprocess_config(args.config)
     rec = load_recording(args.recording, sim_duration_s=args.duration_s or 300.0)
     dur = args.duration_s or rec.channel("ppg").duration_s - 1.0
     if args.faults:

@@ -63,6 +63,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from anyppg_edge.config import load_preprocess_config
 from anyppg_edge.contract import InputContract
 from anyppg_edge.deploy.bench.benchmark_log import parse_benchmark_log
 from anyppg_edge.deploy.bench.core import (
@@ -173,22 +174,6 @@ def _flags_config(sample_rate_hz: int, window_samples: int) -> PreprocessConfig:
         )
     except (TypeError, ValueError) as e:
         raise ConfigError(f"--sample-rate {sample_rate_hz} / --window-samples {window_samples}: {e}") from e
-
-
-def _read_config(path: str) -> PreprocessConfig:
-    p = Path(path)
-    if not p.is_file():
-        raise MissingFileError(
-            f"--config {p} not found; give the preprocessing-config JSON the artifact was built for"
-        )
-    import json
-
-    try:
-        return PreprocessConfig.from_dict(json.loads(p.read_text()))
-    except (ValueError, TypeError) as e:  # JSONDecodeError is a ValueError
-        raise ConfigError(
-            f"--config {p} is not a preprocessing-config JSON (PreprocessConfig.to_json()): {e}"
-        ) from e
 
 
 # --------------------------------------------------------------------------------------------------
@@ -409,7 +394,7 @@ def _run(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
         )
 
     # 1. the contract, before anything is timed
-    config = _read_config(args.config) if args.config else None
+    config = load_preprocess_config(args.config) if args.config else None
     contract = read_artifact_contract(path, args.allow_missing_contract)
     if contract is not None:
         problems = contract_problems(contract, config, args.sample_rate, args.window_samples)

@@ -361,5 +361,26 @@ def _main(argv: list[str] | None = None) -> int:
     return _worker(*args.worker)
 
 
+def bench_windows(n: int) -> tuple[np.ndarray, str]:
+    """Real preprocessed windows from ../shared when present, else the committed calibration set."""
+    from anyppg_edge.paths import shared_available, shared_dir
+
+    if shared_available():
+        try:
+            from anyppg_edge.data import load_shared_recordings
+            from anyppg_edge.data.windows import extract_windows
+
+            recs = load_shared_recordings(shared_dir() / "data")
+            w = np.concatenate([extract_windows(r, hop_s=10.0, ecg_quality=False).ppg for r in recs])
+            idx = np.unique(np.linspace(0, len(w) - 1, min(n, len(w))).round().astype(int))
+            return w[idx].astype(np.float32), f"{len(idx)} real windows from {len(recs)} recordings of ../shared"
+        except Exception as e:  # unreadable shared data: fall back, say so
+            log.warning("shared windows unavailable (%s); using the default calibration set", e)
+    from anyppg_edge.deploy.calibration import load_default_calibration_set
+
+    cs = load_default_calibration_set()
+    return cs.windows[:n].astype(np.float32), f"{min(n, len(cs))} windows of the committed default calibration set"
+
+
 if __name__ == "__main__":
     sys.exit(_main())

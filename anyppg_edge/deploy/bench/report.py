@@ -247,3 +247,25 @@ def write_bench_report(
         if png is not None:
             paths["png"] = png
     return paths
+
+
+def bench_summary_text(results: Sequence[dict[str, Any]], baseline: str | int | None = None) -> str:
+    """The speed-ups over the baseline and each model's fp32 floor, as ``export bench`` prints them."""
+    lines: list[str] = []
+    bname, ups = speedups(results, baseline)
+    lines.append(f"Speed-up over {bname} (ratio of p50s in this run):")
+    for r, up in zip(results, ups, strict=True):
+        lines.append(f"  {r['name']}: " + (f"{up:.2f}x (p50 {r['latency_ms']['p50']:.3f} ms)" if up else f"failed: {r['error']}"))
+    flops = next((r["peak_flops_one_core"] for r in results if r.get("peak_flops_one_core")), None)
+    if flops:
+        lines.append(f"fp32 floor = 2 x MACs / {flops / 1e9:.1f} GFLOP/s (single-thread fp32 GEMM peak of one core, measured now):")
+    by_model: dict[str, list] = {}
+    for r in results:
+        if r.get("fp32_floor_ms"):
+            by_model.setdefault(r["model_name"], []).append(r)
+    for name, rs in by_model.items():
+        floor = rs[0]["fp32_floor_ms"]
+        int8 = [r for r in rs if (r.get("artifact_kind") or "").endswith("int8") and math.isfinite(r["latency_ms"]["p50"])]
+        meas = "; ".join(f"{r['name']} p50 {r['latency_ms']['p50']:.3f} ms = {r['p50_over_fp32_floor']:.2f}x floor" for r in int8)
+        lines.append(f"  {name}: {rs[0]['macs'] / 1e6:.2f} MMACs -> fp32 floor {floor:.3f} ms; int8 measured: {meas or 'no int8 artifact'}")
+    return "\n".join(lines)

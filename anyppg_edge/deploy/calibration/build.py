@@ -1,63 +1,5 @@
-"""Calibration data for int8 quantization: one stratified, checksummed set of model-input windows.
-
-Every quantizer of the toolkit (PyTorch PTQ, brevitas QAT range initialisation, ONNX Runtime
-``quantize_static`` and the TFLite ``representative_dataset``) reads its calibration inputs through
-:func:`iter_batches` over one :class:`CalibrationSet`, so all int8 artifacts of a model are calibrated
-on exactly the same windows, and the manifest that travels with the set says which ones.
-
-**Windows.** Preprocessed, z-scored 10 s PPG windows at 125 Hz (``[N, 1250]`` float32), cut by
-:func:`~anyppg_edge.data.windows.extract_windows` with the reference chain of
-:mod:`anyppg_edge.preprocessing`; windows that fail a quality gate (non-finite, flat, saturated PPG
-or ECG and, with ``ecg_quality``, the Zhao 2018 ECG quality index) never enter the candidate pool;
-their counts by reason are kept in the manifest (``rejected``). Windows read from a shard folder
-(``anyppg-edge prepare-data``) were gated when the folder was prepared and are float16-rounded.
-
-**Per-window labels.**
-
-* ``hr_bpm``: the heart rate from the window's ECG R peaks
-  (:func:`~anyppg_edge.eval.heart_rate.ecg_heart_rate_bpm`, ``hr_source == "ecg-rpeaks"``); when the
-  window has no ECG, or the R peaks give no HR within 30-240 bpm, the PPG spectral-peak HR
-  (:func:`~anyppg_edge.eval.baselines.spectral_peak_hr_bpm`, ``hr_source == "ppg-spectral"``):
-  :func:`~anyppg_edge.eval.heart_rate.reference_heart_rates` under :data:`HR_POLICY` (no dataset
-  HR trace: shard windows carry none).
-* ``quality`` (:func:`ppg_quality`), in [0, 1]: the fraction of the PPG window's power in
-  0.5-4 Hz (Welch, one Hann segment over the whole window, ``nfft`` 8192) that lies within
-  ±0.25 Hz of the heart-rate fundamental ``hr_bpm / 60`` or of its second harmonic. A clean pulse
-  wave concentrates its power there (0.85-0.99 on resting recordings); motion artifacts and noise
-  spread it (0.1-0.5 on the running segments of IEEE SPC 2015). ±0.25 Hz is the 0.2 Hz half main lobe
-  of a 10 s Hann window plus ~3 bpm of heart-rate drift within the window. Because ``hr_bpm`` comes
-  from the ECG where there is one, the score also measures how well the PPG agrees with the ECG.
-
-**Stratified sampling.** A stratum is subject × HR bin (:data:`HR_BIN_EDGES_BPM`: <60, 60-80,
-80-100, 100-120, >=120 bpm) × quality tertile (``low``/``mid``/``high``, edges at the 1/3 and 2/3
-quantiles of ``quality`` over the whole candidate pool, recorded in the manifest). Windows are drawn
-one at a time by a balanced round-robin: the next window comes from the non-exhausted stratum whose
-subject has been drawn least so far (a round-robin over subjects), ties broken by the smallest sum
-of the counts already drawn in its HR bin and in its quality level, then by the smallest sum of the
-pool sizes of its HR bin and quality level (rare heart rates and quality levels come first), then by
-the fewest windows drawn from the stratum itself, then by a seeded random order; within a stratum
-windows come in a seeded random order. So with ``n_windows`` at least the number of subjects every
-subject is represented, and every HR bin and quality level present in the pool is reached within the
-first rounds (the first, when there are enough subjects to carry them). The set keeps the draw
-order (the first batches of :func:`iter_batches` are already balanced). Everything is deterministic
-in ``seed``.
-
-Large corpora: at most ``max_candidates`` windows (spread evenly over subjects, seeded) are labelled;
-for a shard folder they are chosen before any window is read.
-
-**On disk** (:func:`save_calibration_set`): ``windows.npy`` (float32 ``[N, L]``), ``meta.json``
-(per-window metadata, one list per field) and ``manifest.json`` (schema
-:data:`CALIBRATION_SCHEMA`; sha256 of the windows array and of ``meta.json``, the preprocessing config
-and its hash, per-dataset/subject/HR-bin/quality counts, seed, rejected counts), each written
-atomically. :func:`load_calibration_set` verifies both checksums
-(:class:`~anyppg_edge.errors.DataFormatError`) and the preprocessing config hash
-(:class:`~anyppg_edge.errors.ContractMismatchError`).
-
-**Committed default.** ``anyppg_edge/deploy/calibration_default/`` (package data: it installs with
-the wheel; simulator only, 64 windows, seed 0), regenerated with ``python -m calibration_data
-default``. Should the folder be absent, :func:`load_default_calibration_set` rebuilds the same set
-from the embedded simulator in memory (a few seconds; needs neurokit2).
-"""
+"""Building a calibration set: per-window labels (PPG quality, heart rate), the candidate pool from
+recordings or shards, the stratified selection, and the committed default."""
 
 from __future__ import annotations
 
@@ -68,8 +10,8 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,37 +22,20 @@ from anyppg_edge import __version__
 from anyppg_edge import preprocessing as pp
 from anyppg_edge.data.recording import Recording
 from anyppg_edge.data.windows import _reason, extract_windows
+from anyppg_edge.deploy.calibration.store import (
+    CALIBRATION_SCHEMA,
+    MANIFEST_FILE,
+    META_FILE,
+    WINDOWS_FILE,
+    CalibrationSet,
+    _meta_bytes,
+    default_calibration_dir,
+    load_calibration_set,
+    windows_sha256,
+)
 from anyppg_edge.errors import ContractMismatchError, DataFormatError, InvalidSignalError
 from anyppg_edge.eval.heart_rate import HrPolicy, reference_heart_rates
-from anyppg_edge.io import atomic_write, write_json
 from anyppg_edge.preprocessing import DEFAULT_CONFIG, PreprocessConfig
-
-__all__ = [
-    "CALIBRATION_SCHEMA",
-    "DEFAULT_N_WINDOWS",
-    "DEFAULT_SEED",
-    "DEFAULT_SOURCES",
-    "HR_BIN_EDGES_BPM",
-    "HR_BIN_LABELS",
-    "QUALITY_LEVELS",
-    "SIMULATOR_COHORT",
-    "CalibrationSet",
-    "build_calibration_set",
-    "build_default_calibration_set",
-    "default_calibration_dir",
-    "hr_bin_labels",
-    "iter_batches",
-    "load_calibration_set",
-    "load_default_calibration_set",
-    "ppg_quality",
-    "save_calibration_set",
-    "windows_sha256",
-]
-
-CALIBRATION_SCHEMA = "anyppg-edge/calibration/v1"
-WINDOWS_FILE = "windows.npy"
-META_FILE = "meta.json"
-MANIFEST_FILE = "manifest.json"
 
 HR_BIN_EDGES_BPM = (60.0, 80.0, 100.0, 120.0)
 HR_BIN_LABELS = ("<60", "60-80", "80-100", "100-120", ">=120")
@@ -136,73 +61,7 @@ DEFAULT_SEED = 0
 DEFAULT_HOP_S = 5.0
 DEFAULT_MAX_CANDIDATES = 8192
 
-_META_FIELDS = (
-    "source",
-    "dataset",
-    "subject_id",
-    "start_s",
-    "hr_bpm",
-    "hr_source",
-    "quality",
-    "hr_bin",
-    "quality_level",
-    "stratum",
-)
-_FLOAT_FIELDS = ("start_s", "hr_bpm", "quality")
-
 Source = str | os.PathLike | Sequence[Recording]
-
-
-# --------------------------------------------------------------------------------------------------
-# the set
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class CalibrationSet:
-    """Calibration windows ``[N, window_samples]`` (float32, preprocessed, 125 Hz) with per-window
-    metadata (all arrays of length ``N``, in draw order) and the JSON ``manifest``.
-
-    ``hr_bin`` and ``quality_level`` are the HR bin label and the quality tertile name of each
-    window; ``stratum`` is ``"<dataset>:<subject_id>|<hr_bin> bpm|q-<quality_level>"``.
-    """
-
-    windows: np.ndarray  # [N, L] float32
-    source: np.ndarray  # [N] str: "shared", "simulator", "shards:<dir>", "recordings"
-    dataset: np.ndarray  # [N] str
-    subject_id: np.ndarray  # [N] str
-    start_s: np.ndarray  # [N] float64, window start within its recording
-    hr_bpm: np.ndarray  # [N] float64
-    hr_source: np.ndarray  # [N] str: "ecg-rpeaks" or "ppg-spectral"
-    quality: np.ndarray  # [N] float64 in [0, 1], see ppg_quality
-    hr_bin: np.ndarray  # [N] str, one of HR_BIN_LABELS
-    quality_level: np.ndarray  # [N] str, one of QUALITY_LEVELS
-    stratum: np.ndarray  # [N] str
-    manifest: dict[str, Any] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return int(self.windows.shape[0])
-
-    @property
-    def window_samples(self) -> int:
-        return int(self.windows.shape[1])
-
-    def meta_columns(self) -> dict[str, list]:
-        """Per-window metadata as plain lists (the content of ``meta.json``)."""
-        out: dict[str, list] = {}
-        for name in _META_FIELDS:
-            arr = getattr(self, name)
-            out[name] = [float(v) for v in arr] if name in _FLOAT_FIELDS else [str(v) for v in arr]
-        return out
-
-
-def windows_sha256(windows: np.ndarray) -> str:
-    """SHA-256 of the C-contiguous float32 bytes of ``windows``."""
-    return hashlib.sha256(np.ascontiguousarray(windows, dtype=np.float32).tobytes()).hexdigest()
-
-
-def _meta_bytes(columns: dict[str, list]) -> bytes:
-    return (json.dumps(columns, indent=1, sort_keys=True) + "\n").encode()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -660,113 +519,6 @@ def build_default_calibration_set(
     )
 
 
-# --------------------------------------------------------------------------------------------------
-# disk
-# --------------------------------------------------------------------------------------------------
-
-
-def save_calibration_set(cs: CalibrationSet, out_dir: str | os.PathLike) -> Path:
-    """Write ``windows.npy``, ``meta.json`` and, last, ``manifest.json`` into ``out_dir`` (each atomically).
-
-    The manifest is written last, so a folder with a manifest holds the files it describes."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    windows = np.ascontiguousarray(cs.windows, dtype=np.float32)
-    if windows.ndim != 2:
-        raise ValueError(f"calibration windows must be [N, L], got shape {windows.shape}")
-    sha = windows_sha256(windows)
-    meta = _meta_bytes(cs.meta_columns())
-    if cs.manifest.get("sha256") not in (None, sha):
-        raise ValueError("calibration set windows no longer match their manifest sha256 (modified in place?)")
-    manifest = dict(cs.manifest)
-    manifest.update(
-        sha256=sha,
-        meta_sha256=hashlib.sha256(meta).hexdigest(),
-        count=len(windows),
-        shape=list(windows.shape),
-        window_samples=int(windows.shape[1]),
-        files=[WINDOWS_FILE, META_FILE, MANIFEST_FILE],
-    )
-    atomic_write(out / WINDOWS_FILE, lambda f: np.save(f, windows, allow_pickle=False))
-    atomic_write(out / META_FILE, lambda f: f.write(meta))
-    write_json(out / MANIFEST_FILE, manifest)
-    cs.manifest = manifest
-    return out
-
-
-def _read_manifest(path: Path) -> dict[str, Any]:
-    mpath = path / MANIFEST_FILE
-    if not mpath.is_file():
-        raise DataFormatError(f"no {MANIFEST_FILE} in {path}: not a calibration set folder")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataFormatError(f"unreadable calibration manifest {mpath}: {exc}") from exc
-    if not isinstance(manifest, dict) or manifest.get("schema") != CALIBRATION_SCHEMA:
-        found = manifest.get("schema") if isinstance(manifest, dict) else type(manifest).__name__
-        raise DataFormatError(f"{mpath}: schema {found!r}, expected {CALIBRATION_SCHEMA!r}")
-    return manifest
-
-
-def load_calibration_set(
-    path: str | os.PathLike, cfg: PreprocessConfig | None = DEFAULT_CONFIG
-) -> CalibrationSet:
-    """Load a folder written by :func:`save_calibration_set` and verify it.
-
-    Raises :class:`DataFormatError` when a file is missing, truncated or unreadable, or when the
-    windows or metadata do not match the manifest's sha256; :class:`ContractMismatchError` when the
-    set was built with another preprocessing configuration than ``cfg`` (``cfg=None``: no check)."""
-    root = Path(path)
-    manifest = _read_manifest(root)
-    wpath, mpath = root / WINDOWS_FILE, root / META_FILE
-    for p in (wpath, mpath):
-        if not p.is_file():
-            raise DataFormatError(f"calibration set {root} is missing {p.name} (its manifest lists it)")
-    try:
-        windows = np.load(wpath, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataFormatError(f"corrupt or truncated {wpath}: {exc}") from exc
-    expect_shape = tuple(manifest.get("shape", ()))
-    if windows.dtype != np.float32 or windows.shape != expect_shape:
-        raise DataFormatError(
-            f"{wpath}: {windows.dtype} {windows.shape}, manifest says float32 {expect_shape}"
-        )
-    sha = windows_sha256(windows)
-    if sha != manifest.get("sha256"):
-        raise DataFormatError(
-            f"{wpath}: sha256 {sha} does not match the manifest's {manifest.get('sha256')}; the windows "
-            "were modified or corrupted: rebuild the set (python -m calibration_data build ...)"
-        )
-    raw = mpath.read_bytes()
-    msha = hashlib.sha256(raw).hexdigest()
-    if msha != manifest.get("meta_sha256"):
-        raise DataFormatError(
-            f"{mpath}: sha256 {msha} does not match the manifest's {manifest.get('meta_sha256')}"
-        )
-    try:
-        cols = json.loads(raw)
-    except json.JSONDecodeError as exc:  # pragma: no cover - caught by the checksum first
-        raise DataFormatError(f"unreadable {mpath}: {exc}") from exc
-    missing = [k for k in _META_FIELDS if k not in cols or len(cols[k]) != len(windows)]
-    if missing:
-        raise DataFormatError(f"{mpath}: fields {missing} missing or not of length {len(windows)}")
-    if cfg is not None and manifest.get("preprocess_config_hash") != cfg.config_hash():
-        raise ContractMismatchError(
-            f"calibration set {root} was built with preprocessing config hash "
-            f"{manifest.get('preprocess_config_hash')}, not {cfg.config_hash()} (the config in use); "
-            "its windows are not valid model inputs for this config: build one with that config"
-        )
-    meta = {
-        k: np.asarray(cols[k], dtype=np.float64) if k in _FLOAT_FIELDS else np.asarray(cols[k], dtype=str)
-        for k in _META_FIELDS
-    }
-    return CalibrationSet(windows=windows, manifest=manifest, **meta)
-
-
-def default_calibration_dir() -> Path:
-    """The committed default set: package data of :mod:`anyppg_edge.deploy` (installed with the wheel)."""
-    return Path(__file__).resolve().parent / "calibration_default"
-
 
 def load_default_calibration_set(cfg: PreprocessConfig = DEFAULT_CONFIG) -> CalibrationSet:
     """The committed default set, verified; rebuilt from the simulator (deterministically, not written
@@ -777,21 +529,6 @@ def load_default_calibration_set(cfg: PreprocessConfig = DEFAULT_CONFIG) -> Cali
         return load_calibration_set(d, cfg)
     return build_default_calibration_set(cfg)
 
-
-# --------------------------------------------------------------------------------------------------
-# the calibration iterator
-# --------------------------------------------------------------------------------------------------
-
-
-def iter_batches(cs: CalibrationSet, batch_size: int) -> Iterator[np.ndarray]:
-    """Yield the windows in stored (draw) order as float32 ``[B, 1, L]`` arrays (the last batch may be
-    smaller). Every quantizer (PTQ, QAT, ONNX ``quantize_static``, TFLite ``representative_dataset``)
-    calibrates through this iterator. Each batch is a fresh copy."""
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    w = cs.windows
-    for a in range(0, len(w), int(batch_size)):
-        yield np.array(w[a : a + int(batch_size), None, :], dtype=np.float32, order="C")
 
 
 def _bar(items: Sequence[Any], enabled: bool, desc: str) -> Any:
