@@ -46,6 +46,7 @@ class DemoConfig:
     export_qat_steps: int = 30
     bench_runs: int = 50  # timed single-window runs per artifact in the latency table
     plot: bool = True
+    force: bool = False  # rebuild OUT/data when it was made with other settings (else a clear refusal)
 
 
 def load_demo_recordings(cfg: DemoConfig) -> list:
@@ -100,7 +101,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 
     # 1. data preparation: reference preprocessing into shards (resumable), subject-level split
     t = time.perf_counter()
-    data_summary = prepare_shards(recordings, out / "data", cfg=pcfg, hop_s=cfg.hop_s, seed=cfg.seed)
+    data_summary = prepare_shards(recordings, out / "data", cfg=pcfg, hop_s=cfg.hop_s, seed=cfg.seed, force=cfg.force)
     timings["prepare shards s"] = time.perf_counter() - t
     ds = ShardDataset(out / "data", split="all")
     ppg, _ = ds.get_batch(np.arange(len(ds)))
@@ -231,7 +232,8 @@ def _export_windows(cfg: DemoConfig, out: Path, pcfg) -> dict[str, Any]:
 
 
 def _export_model(cfg: DemoConfig, out: Path, name: str, checkpoint, qat_steps: int, w: dict[str, Any], pcfg):
-    from anyppg_edge.deploy.export.build import ExportConfig, export_all
+    from anyppg_edge.deploy.export.build import export_all
+    from anyppg_edge.deploy.export.config import ExportConfig
     from anyppg_edge.models.loading import load_encoder
 
     loaded = load_encoder(checkpoint, name)

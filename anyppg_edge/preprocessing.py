@@ -29,7 +29,12 @@ Record-level ECG polarity correction (official ``record_ecg_invert_checker``) an
 quality index (via ``neurokit2``, imported lazily) are also here.
 
 Every function validates its input and raises :class:`~anyppg_edge.errors.InvalidSignalError` with a
-message naming the problem, the value found and the value expected.
+message naming the problem, the value found and the value expected: samples must be finite, native
+rates lie in ``[cfg.min_sample_rate_hz, MAX_SAMPLE_RATE_HZ]`` (10 kHz), and every step that can
+overflow (filter, float32 cast, resampling, z-score) is checked, so a signal too large for the float32
+chain (amplitude ~1e17 and up) is refused instead of coming out as zeros or NaN; a window that is
+flat after filtering (std 0, or rounding noise: at most 1e-9 of its raw peak) is refused too, instead
+of coming out as zeros or as amplified noise. No numpy floating-point warning leaks.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from anyppg_edge.errors import ConfigError, InvalidSignalError
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "MAX_SAMPLE_RATE_HZ",
     "PreprocessConfig",
     "correct_ecg_polarity",
     "ecg_filter",
@@ -84,6 +90,21 @@ _POLARITY_WINDOW_S = 2.0
 _RATE_MAX_DENOMINATOR = 1000
 # Tolerance when turning ``seconds * rate`` into a sample count (10 * 33.3 = 332.99999999999994).
 _SAMPLES_EPS = 1e-9
+# Highest native sample rate accepted anywhere (the lowest is ``PreprocessConfig.min_sample_rate_hz``).
+# PPG front ends sample at 25-4096 Hz (MAX30101 <= 3200 Hz, MAX86141 <= 4096 Hz), ECG front ends used
+# for recordings at <= 1-2 kHz; 10 kHz leaves a wide margin and keeps resample_poly's filter small
+# (a 9999.7 Hz window resamples in ~0.4 s). Far above it a rate is a unit mistake (mHz, a period
+# count): 1e9 Hz made resample_poly design a 160 M-tap filter for 54 s before returning garbage. The
+# 0.5-8 Hz band-pass in transfer-function form is itself unstable above ~3.2 kHz (refused there).
+MAX_SAMPLE_RATE_HZ = 10_000.0
+# Largest finite float32: the official chain runs in float32 after the band-pass.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+# A window whose std after filtering and resampling is at most this fraction of its raw peak |x| is
+# flat: what is left is float rounding noise, which the z-score would blow up to unit variance.
+# Measured (PPG chain, constant windows of level 1 to 1e15): <= 7e-14 of the level up to 125 Hz,
+# ~1e-11 at 1 kHz, 4e-10 at 3 kHz (the ba band-pass near its 3.2 kHz instability). Real windows of
+# ../shared that pass the gates: >= 0.08; a 50-code pulse on a 24-bit ADC's 8e6 DC level: ~2.5e-6.
+_NUMERIC_FLAT_RATIO = 1e-9
 
 
 # --------------------------------------------------------------------------------------------------
@@ -284,12 +305,18 @@ def _check_array(x: Any, what: str = "signal") -> np.ndarray:
 
 
 def _check_rate(sample_rate_hz: Any, cfg: PreprocessConfig, *, nyquist_above_hz: float = 0.0) -> float:
-    """Finite, positive, at least ``cfg.min_sample_rate_hz``, Nyquist above ``nyquist_above_hz``."""
+    """Finite, in ``[cfg.min_sample_rate_hz, MAX_SAMPLE_RATE_HZ]``, Nyquist above ``nyquist_above_hz``."""
     if isinstance(sample_rate_hz, bool) or not isinstance(sample_rate_hz, numbers.Real):
         raise InvalidSignalError(f"sample rate must be a real number in Hz, got {sample_rate_hz!r}")
     sr = float(sample_rate_hz)
     if not math.isfinite(sr) or sr <= 0:
         raise InvalidSignalError(f"sample rate must be finite and positive, got {sample_rate_hz!r} Hz")
+    if sr > MAX_SAMPLE_RATE_HZ:
+        raise InvalidSignalError(
+            f"sample rate {sr:g} Hz is implausible for a PPG/ECG sensor: at most {MAX_SAMPLE_RATE_HZ:g} Hz "
+            "is accepted (PPG front ends sample at 25-4096 Hz). Check the rate's unit: it is samples per "
+            "second, not per minute or a period"
+        )
     if sr < cfg.min_sample_rate_hz:
         raise InvalidSignalError(
             f"sample rate {sr:g} Hz is too low: at least {cfg.min_sample_rate_hz:g} Hz is required "
@@ -302,6 +329,25 @@ def _check_rate(sample_rate_hz: Any, cfg: PreprocessConfig, *, nyquist_above_hz:
             f"frequency {sr / 2:g} Hz must exceed it (sample rate > {2 * nyquist_above_hz:g} Hz)"
         )
     return sr
+
+
+def _peak(x: np.ndarray) -> float:
+    """Largest finite magnitude in ``x`` (for error messages; 0 when none is finite)."""
+    finite = np.abs(x[np.isfinite(x)])
+    return float(finite.max()) if finite.size else 0.0
+
+
+def _check_step(y: np.ndarray, x: np.ndarray, what: str, step: str) -> None:
+    """Raise when ``y``, the output of ``step`` on the finite ``x``, holds NaN/Inf: it overflowed.
+    One vectorised ``isfinite`` per call; the message is built only on failure."""
+    if np.isfinite(y).all():
+        return
+    n_bad = int(np.count_nonzero(~np.isfinite(y)))
+    raise InvalidSignalError(
+        f"{what} overflows in the {step}: {n_bad} of {y.size} output values are NaN/Inf (input values reach "
+        f"|x| = {_peak(x):.3g}). Expected sensor values (ADC codes or physical units) many orders of "
+        "magnitude smaller: rescale the signal"
+    )
 
 
 def _check_length(arr: np.ndarray, min_samples: int, what: str, why: str) -> None:
@@ -380,7 +426,8 @@ def _reflect_limited_pad(x: np.ndarray, n_pad: int) -> np.ndarray:
 def _zero_phase(
     x: np.ndarray, system: tuple[np.ndarray, np.ndarray] | np.ndarray, ringing: int
 ) -> np.ndarray:
-    """Forward-backward filtering with MNE's padding (``_iir_pad_apply_unpad``)."""
+    """Forward-backward filtering with MNE's padding (``_iir_pad_apply_unpad``). Overflow (values near
+    the float64 limit) gives NaN/Inf: the callers run it under ``np.errstate`` and check the output."""
     padlen = min(ringing, x.size - 1)
     ext = _reflect_limited_pad(x, padlen) if padlen > 0 else x
     if isinstance(system, tuple):
@@ -465,6 +512,14 @@ def ppg_bandpass(x: Any, sample_rate_hz: float, cfg: PreprocessConfig = DEFAULT_
     arr = _check_array(x, "PPG signal")
     sr = _check_rate(sample_rate_hz, cfg, nyquist_above_hz=cfg.ppg_band_hz[1])
     _check_length(arr, 2, "PPG signal", "zero-phase filtering needs at least 2 samples")
+    with np.errstate(over="ignore", invalid="ignore"):
+        y = _ppg_filtered(arr, sr, cfg)
+    _check_step(y, arr, "PPG signal", "band-pass filter (float64)")
+    return y
+
+
+def _ppg_filtered(arr: np.ndarray, sr: float, cfg: PreprocessConfig) -> np.ndarray:
+    """The band-pass on validated input, unchecked (NaN/Inf on overflow): callers check."""
     system, ringing = _design_ba(cfg.ppg_filter_order, cfg.ppg_band_hz[0], cfg.ppg_band_hz[1], sr)
     return _zero_phase(arr, system, ringing)
 
@@ -479,6 +534,14 @@ def ecg_filter(x: Any, sample_rate_hz: float, cfg: PreprocessConfig = DEFAULT_CO
     arr = _check_array(x, "ECG signal")
     sr = _check_rate(sample_rate_hz, cfg, nyquist_above_hz=cfg.ecg_lowpass_hz or 0.0)
     _check_length(arr, 2, "ECG signal", "zero-phase filtering needs at least 2 samples")
+    with np.errstate(over="ignore", invalid="ignore"):
+        y = _ecg_filtered(arr, sr, cfg)
+    _check_step(y, arr, "ECG signal", "ECG filter (float64)")
+    return y
+
+
+def _ecg_filtered(arr: np.ndarray, sr: float, cfg: PreprocessConfig) -> np.ndarray:
+    """The ECG filter on validated input, unchecked (NaN/Inf on overflow): callers check."""
     system, ringing = _design_ba(cfg.ecg_filter_order, cfg.ecg_highpass_hz, cfg.ecg_lowpass_hz, sr)
     y = _zero_phase(arr, system, ringing)
     if cfg.ecg_notch_hz is not None:
@@ -504,8 +567,9 @@ def flat_ratio(x: Any, sample_rate_hz: float, cfg: PreprocessConfig = DEFAULT_CO
     sr = _check_rate(sample_rate_hz, cfg)
     w = _n_samples(cfg.flat_window_s, sr)
     _check_length(arr, w, "signal", f"one {cfg.flat_window_s:g} s flat-detection window at {sr:g} Hz")
-    diff = np.abs(np.diff(arr))
-    change_rate = np.convolve(diff, np.ones(w - 1), mode="valid") / (w - 1)
+    with np.errstate(over="ignore", invalid="ignore"):  # |x| near the float64 limit: inf changes, not flat
+        diff = np.abs(np.diff(arr))
+        change_rate = np.convolve(diff, np.ones(w - 1), mode="valid") / (w - 1)
     return float(np.mean(change_rate < cfg.flat_change_threshold))
 
 
@@ -572,10 +636,14 @@ def resample_to_target(x: Any, sample_rate_hz: float, cfg: PreprocessConfig = DE
     Float32 input stays float32 (as in the official chain); anything else is resampled as float64.
     Output length is ``ceil(len(x) * up / down)``.
     """
+    up, down = resample_factors(sample_rate_hz, cfg)  # the rate first: an absurd one is refused at once
     raw = np.asarray(x)
     checked = _check_array(raw)
-    up, down = resample_factors(sample_rate_hz, cfg)
-    return signal.resample_poly(raw if raw.dtype == np.float32 else checked, up, down)
+    src = raw if raw.dtype == np.float32 else checked
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = signal.resample_poly(src, up, down)
+    _check_step(out, src, "signal", "resampling")
+    return out
 
 
 def zscore(x: Any, eps: float = 1e-8) -> np.ndarray:
@@ -590,7 +658,48 @@ def zscore(x: Any, eps: float = 1e-8) -> np.ndarray:
         arr = arr.astype(np.float64)
     if arr.size == 0:
         raise InvalidSignalError("cannot z-score an empty signal (0 samples; expected at least 1)")
-    return (arr - arr.mean()) / (arr.std() + eps)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _zscore(arr, eps, "signal")
+
+
+def _zscore(
+    arr: np.ndarray,
+    eps: float,
+    what: str,
+    *,
+    noise_floor: float | None = None,
+    nonfinite_step: str | None = None,
+) -> np.ndarray:
+    """``(arr - mean) / (std + eps)`` in ``arr``'s dtype (run it under ``np.errstate``), refusing a
+    non-finite mean or std and, when ``noise_floor`` is given, a std at or below it (0: a constant).
+    A NaN/Inf anywhere in ``arr`` makes the mean non-finite, and so do values whose sum or squares
+    overflow the dtype (the official chain z-scores in float32, where a window of amplitude ~1e17
+    already overflows): two scalar checks cover the whole window. ``nonfinite_step`` names the step
+    that made ``arr`` for the message when it holds NaN/Inf."""
+    mean = arr.mean()
+    std = arr.std()
+    if not (math.isfinite(mean) and math.isfinite(std)):
+        if not np.isfinite(arr).all():
+            if nonfinite_step is not None:
+                _check_step(arr, arr, what, nonfinite_step)
+            raise InvalidSignalError(
+                f"cannot z-score {what}: it holds {int(np.count_nonzero(~np.isfinite(arr)))} NaN/Inf "
+                f"value(s) of {arr.size}; expected all samples finite"
+            )
+        which, how = ("mean", "sum") if not math.isfinite(mean) else ("standard deviation", "square")
+        raise InvalidSignalError(
+            f"cannot z-score {what}: its {which} overflows {arr.dtype} (values reach |x| = {_peak(arr):.3g}, "
+            f"too large to {how} in {arr.dtype}). Expected sensor values (ADC codes or physical units) many "
+            "orders of magnitude smaller: rescale the signal"
+        )
+    if noise_floor is not None and std <= noise_floor:
+        raise InvalidSignalError(
+            f"cannot z-score {what}: it is flat after filtering and resampling (std {float(std):.3g}, at or "
+            f"below {noise_floor:.3g}, the float rounding noise of its raw values), so it carries no pulse "
+            "and would normalise to zeros or amplified rounding noise; expected a varying window (the "
+            "flat-line gate refuses such windows unless check_quality=False)"
+        )
+    return (arr - mean) / (std + eps)
 
 
 def segment(
@@ -647,14 +756,27 @@ def _check_window(
     return arr, sr
 
 
-def _to_target_window(filtered: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
-    # Official: filtered.astype(float32) -> resample_poly(x, 125, sr) -> (x - mean) / (std + eps).
+def _to_target_window(
+    arr: np.ndarray, sr: float, cfg: PreprocessConfig, what: str, filt: Any, filt_step: str
+) -> np.ndarray:
+    # Official: filt(arr).astype(float32) -> resample_poly(x, 125, sr) -> (x - mean) / (std + eps).
     # The ratio window_samples / len(x) equals 125 / sr for integer rates (resample_poly reduces it);
     # for other rates it guarantees exactly window_samples output samples.
-    x32 = filtered.astype(np.float32)
-    ratio = Fraction(cfg.window_samples, x32.size)
-    out = signal.resample_poly(x32, ratio.numerator, ratio.denominator)
-    z = zscore(out, cfg.zscore_eps)
+    # Every step that can overflow is checked, at the cost of one vectorised isfinite and two scalar
+    # tests per window: the float32 cast (NaN/Inf there also catches a filter overflow), then the
+    # z-score's mean and std (non-finite when the resampled window holds NaN/Inf, or when its float32
+    # sum or squares overflow: a sine of amplitude 1e20 used to come out as all zeros); a std at the
+    # level of rounding noise (a constant window: 0, or ~1e-16 of its level) is refused too.
+    with np.errstate(over="ignore", invalid="ignore"):
+        filtered = filt(arr, sr, cfg)
+        x32 = filtered.astype(np.float32)
+        if not np.isfinite(x32).all():
+            _check_step(filtered, arr, what, filt_step)
+            _check_step(x32, filtered, what, "cast to float32 after filtering (float32 holds |x| <= 3.4e38)")
+        ratio = Fraction(cfg.window_samples, x32.size)
+        out = signal.resample_poly(x32, ratio.numerator, ratio.denominator)
+        floor = _NUMERIC_FLAT_RATIO * float(np.abs(arr).max())
+        z = _zscore(out, cfg.zscore_eps, what, noise_floor=floor, nonfinite_step="float32 resampling")
     return np.ascontiguousarray(z, dtype=np.float32)
 
 
@@ -672,7 +794,7 @@ def preprocess_ppg_window(
     arr, sr = _check_window(x, sample_rate_hz, cfg, "PPG window", cfg.ppg_band_hz[1])
     if check_quality:
         _quality_gate(arr, sr, cfg, "PPG window")
-    return _to_target_window(ppg_bandpass(arr, sr, cfg), cfg)
+    return _to_target_window(arr, sr, cfg, "PPG window", _ppg_filtered, "band-pass filter (float64)")
 
 
 def preprocess_ecg_window(
@@ -690,7 +812,7 @@ def preprocess_ecg_window(
     arr, sr = _check_window(x, sample_rate_hz, cfg, "ECG window", cfg.ecg_lowpass_hz or 0.0)
     if check_quality:
         _quality_gate(arr, sr, cfg, "ECG window")
-    return _to_target_window(ecg_filter(arr, sr, cfg), cfg)
+    return _to_target_window(arr, sr, cfg, "ECG window", _ecg_filtered, "ECG filter (float64)")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -711,9 +833,12 @@ def ecg_is_inverted(x: Any, sample_rate_hz: float, cfg: PreprocessConfig = DEFAU
     win = _n_samples(_POLARITY_WINDOW_S, sr)
     _check_length(arr, win, "ECG signal", f"one {_POLARITY_WINDOW_S:g} s polarity window at {sr:g} Hz")
     clean_cfg = cfg if cfg.ecg_lowpass_hz is None else dataclasses.replace(cfg, ecg_lowpass_hz=None)
-    cleaned = ecg_filter(arr, sr, clean_cfg).astype(np.float32)
-    rolled = sliding_window_view(cleaned, win)
-    idx = np.square(rolled).argmax(axis=-1)
+    filtered = ecg_filter(arr, sr, clean_cfg)
+    with np.errstate(over="ignore", invalid="ignore"):  # squares of |x| > 1.8e19 are inf: still the peak
+        cleaned = filtered.astype(np.float32)
+        _check_step(cleaned, filtered, "ECG signal", "cast to float32 after the ECG filter")
+        rolled = sliding_window_view(cleaned, win)
+        idx = np.square(rolled).argmax(axis=-1)
     peak_values = np.take_along_axis(rolled, idx[:, None], axis=-1)
     return bool(np.nanmedian(peak_values) < 0)
 

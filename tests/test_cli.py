@@ -53,6 +53,13 @@ def test_user_mistakes_print_one_line_and_exit_2(argv, phrase, capsys):
     (["physiology", "--fold", "1,x"], "comma-separated list"),
     (["physiology", "--crop-scale-min", "1.5"], "in [0, 1]"),
     (["distill", "--shards", "x", "--teacher", "t.pt", "--relational-temperature", "0"], "a positive number"),
+    # issue 22: `summary --odr-hz 0` raised ZeroDivisionError; `replay --duration-s 0` replayed everything;
+    # `summary --max-recordings 0` passed vacuously
+    (["harness", "summary", "--artifact", "a.tflite", "--out", "o", "--odr-hz", "0"], "a positive number"),
+    (["harness", "replay", "--artifact", "a.tflite", "--out", "o", "--duration-s", "0"], "a positive number"),
+    (["harness", "summary", "--artifact", "a.tflite", "--out", "o", "--max-recordings", "0"], "a positive integer"),
+    (["export", "bench", "a.tflite", "--runs", "0"], "a positive integer"),
+    (["calibration", "build", "--n", "-3"], "a positive integer"),
 ])
 def test_bad_flag_values_are_refused_at_parse_time(argv, phrase, capsys):
     with pytest.raises(SystemExit) as e:
@@ -151,7 +158,7 @@ def test_the_wheel_installs_only_the_library(tmp_path):
     names = zipfile.ZipFile(whl).namelist()
     tops = {n.split("/")[0] for n in names}
     assert tops == {"anyppg_edge", f"anyppg_edge-{__version__}.dist-info"}, tops
-    assert any(n.endswith("deploy/calibration_default/windows.npy") for n in names)
+    assert any(n.endswith("deploy/calibration/default/windows.npy") for n in names)
     assert any(n.endswith("recipes/physiology-headline.json") for n in names)
     entry = zipfile.ZipFile(whl).read(f"anyppg_edge-{__version__}.dist-info/entry_points.txt").decode()
     assert "anyppg-edge = anyppg_edge.cli:main" in entry

@@ -114,8 +114,10 @@ def test_distill_command_with_clip_teacher_resumes_and_reports(shards, clip_teac
     assert rep["budget"][0]["model"] == "tiny"
     student = load_student(out / "last.pt")
     before = {k: v.clone() for k, v in student.state_dict().items()}
-    # a finished run resumed trains nothing more: same weights
-    assert main([*args, "--resume"]) == 0
+    # a finished run resumed with the same --steps is refused (exit 2) and writes nothing: same weights
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 2
+    assert "already at step 6" in capsys.readouterr().err
     after = load_student(out / "last.pt").state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     with pytest.raises(CheckpointError, match="not a distillation checkpoint"):

@@ -62,9 +62,11 @@ def test_prepare_data_then_pretrain_cli(tmp_path, capsys):
     retrieval = json.loads((out / "retrieval.json").read_text())
     assert retrieval["n_windows"] > 0 and 0.0 <= retrieval["model"]["R@1"] <= 1.0
     assert (out / "last.pt").is_file() and (out / "best.pt").is_file()
-    # resuming a finished run trains nothing more and keeps the same checkpoint step
+    # resuming a finished run with the same --steps is a user mistake (it would do nothing): exit 2
+    capsys.readouterr()
     assert main(["pretrain", "--shards", str(data), "--model", "tiny", "--steps", "6", "--batch-size", "8",
-                 "--eval-every", "3", "--checkpoint-every", "3", "--out", str(out), "--resume"]) == 0
+                 "--eval-every", "3", "--checkpoint-every", "3", "--out", str(out), "--resume"]) == 2
+    assert "already at step 6" in capsys.readouterr().err
 
 
 def test_throughput_benchmark_runs_on_cpu(capsys):

@@ -111,6 +111,18 @@ nonnegative_int = _number(int, "an integer >= 0", lambda v: v >= 0)
 positive_float = _number(float, "a positive number", lambda v: 0 < v < float("inf"))
 nonnegative_float = _number(float, "a number >= 0", lambda v: 0 <= v < float("inf"))
 unit_float = _number(float, "a number in [0, 1]", lambda v: 0 <= v <= 1)
+
+
+def choice(*values: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in values:
+            raise argparse.ArgumentTypeError(f"{text!r} is not one of {list(values)}")
+        return text
+
+    parse.__name__ = "one of " + ", ".join(values)
+    return parse
+
+
 contrastive_batch = _number(int, "an integer >= 2 (a contrastive batch needs negatives)", lambda v: v >= 2)
 
 
@@ -147,7 +159,8 @@ def add_config_args(
         tp, _ = _base_type(hints[name])
         default = getattr(base, name)
         flag = flags.get(name, "--" + name.replace("_", "-"))
-        text = f"{help.get(name, '')} (default: {default})".strip()
+        text = help.get(name, "")
+        text = text if "(default:" in text else f"{text} (default: {default})".strip()
         if tp is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
             continue

@@ -13,7 +13,13 @@ import json
 import sys
 from pathlib import Path
 
-from anyppg_edge.cli._common import parser, run, subparser
+from anyppg_edge.cli._common import (
+    parser,
+    positive_float,
+    positive_int,
+    run,
+    subparser,
+)
 from anyppg_edge.deploy.calibration import (
     DEFAULT_HOP_S,
     DEFAULT_MAX_CANDIDATES,
@@ -72,10 +78,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         action="append",
         help="'shared', 'simulator' or a shard folder (repeatable; default: shared + simulator)",
     )
-    b.add_argument("--n", type=int, default=256, help="number of windows")
+    b.add_argument("--n", type=positive_int, default=256, help="number of windows")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--hop-s", type=float, default=DEFAULT_HOP_S)
-    b.add_argument("--max-candidates", type=int, default=DEFAULT_MAX_CANDIDATES)
+    b.add_argument("--hop-s", type=positive_float, default=DEFAULT_HOP_S)
+    b.add_argument("--max-candidates", type=positive_int, default=DEFAULT_MAX_CANDIDATES)
     b.add_argument("--no-ecg-quality", action="store_true", help="keep windows whose ECG fails Zhao 2018")
     b.add_argument("--out", default=None, help=f"output folder (default: {BUILT_DIR}/<sources>-n<N>-seed<S>)")
     b.add_argument("--quiet", action="store_true")

@@ -23,8 +23,21 @@ import json
 import sys
 from pathlib import Path
 
-from anyppg_edge.cli._common import parser, run, subparser
+from anyppg_edge.cli._common import (
+    add_config_args,
+    choice,
+    config_from_args,
+    nonnegative_int,
+    parser,
+    positive_float,
+    positive_int,
+    run,
+    subparser,
+)
 from anyppg_edge.errors import UsageError
+
+EXPORT_FLAGS = ("out_dir", "qat_steps", "qat_batch_size", "qat_lr", "onnx_activation_type", "onnx_calibrate_method",
+                "int8_io", "export_ptq_tflite", "ablation", "seed", "progress", "plot")
 
 
 def _cmd_all(args: argparse.Namespace) -> int:
@@ -32,31 +45,22 @@ def _cmd_all(args: argparse.Namespace) -> int:
 
     from anyppg_edge.config import load_preprocess_config
     from anyppg_edge.deploy.calibration import load_calibration_set, load_default_calibration_set
-    from anyppg_edge.deploy.export.build import ExportConfig, export_all, shared_export_data
+    from anyppg_edge.deploy.export.build import export_all, shared_export_data
+    from anyppg_edge.deploy.export.config import ExportConfig
     from anyppg_edge.models.loading import load_encoder
 
     pcfg = load_preprocess_config(args.config)
     loaded = load_encoder(args.checkpoint, args.model)
     model, sha, name = loaded.encoder, loaded.sha256, loaded.model_name
-    data = shared_export_data(args.n_calibration, args.n_eval, seed=args.seed, cfg=pcfg, progress=not args.no_progress)
+    data = shared_export_data(args.n_calibration, args.n_eval, seed=args.seed or 0, cfg=pcfg,
+                              progress=args.progress is not False, shards=args.shards)
     calib = data.calibration
     if args.calibration == "default":
         calib = load_default_calibration_set(pcfg).windows
     elif args.calibration != "shared":
         calib = load_calibration_set(args.calibration, pcfg).windows
-    cfg = ExportConfig(
-        out_dir=Path(args.out or f"runs/export/{name}"),
-        qat_steps=args.qat_steps,
-        qat_batch_size=args.qat_batch_size,
-        qat_lr=args.qat_lr,
-        onnx_activation_type=args.onnx_activation_type,
-        int8_io=args.int8_io,
-        ablation=args.ablation,
-        seed=args.seed,
-        progress=not args.no_progress,
-        plot=not args.no_plot,
-        preprocess=pcfg,
-    )
+    cfg = config_from_args(ExportConfig, args, ExportConfig(out_dir=Path(f"runs/export/{name}")), EXPORT_FLAGS,
+                           preprocess=pcfg)
     qat_windows = np.concatenate([calib, data.qat])
     report = export_all(model, name, sha, calib, qat_windows, data.eval, cfg, eval_source=data.description)
     print((cfg.out_dir / "export_report.md").read_text())
@@ -236,8 +240,8 @@ def _add_parity_commands(sub: argparse._SubParsersAction) -> None:
     gd.add_argument("--model", default=None, help="registry config name (required for a bare state_dict or no checkpoint; else must match the checkpoint)")
     gd.add_argument("--checkpoint", default=None, help="state_dict, distillation or pretraining checkpoint (none: seeded random init)")
     gd.add_argument("--out", required=True, help="output .npz (provenance JSON written beside it)")
-    gd.add_argument("--n", type=int, default=256, help="windows (all held-out windows when fewer)")
-    gd.add_argument("--hop-s", type=float, default=5.0)
+    gd.add_argument("--n", type=positive_int, default=256, help="windows (all held-out windows when fewer)")
+    gd.add_argument("--hop-s", type=positive_float, default=5.0)
     gd.add_argument("--seed", type=int, default=0, help="subject split and window draw")
     gd.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     gd.set_defaults(func=_cmd_golden)
@@ -250,32 +254,34 @@ def _add_parity_commands(sub: argparse._SubParsersAction) -> None:
     pa.add_argument("--model", default=None, help="registry config of --checkpoint (default: the golden set's model)")
     pa.add_argument("--check-weights", action="store_true", help="also fail artifacts whose per-layer weights differ from the source checkpoint's")
     pa.add_argument("--downstream", action="store_true", help="HR linear probe and retrieval R@1, float model vs artifacts")
-    pa.add_argument("--downstream-windows", type=int, default=None, help="cap on downstream windows (default: all)")
-    pa.add_argument("--localize-windows", type=int, default=8)
+    pa.add_argument("--downstream-windows", type=positive_int, default=None, help="cap on downstream windows (default: all)")
+    pa.add_argument("--localize-windows", type=positive_int, default=8)
     pa.add_argument("--kind", default=None, help="override the artifact kind (e.g. 'streaming' for a .npy)")
-    pa.add_argument("--threads", type=int, default=1)
+    pa.add_argument("--threads", type=positive_int, default=1)
     pa.add_argument("--no-plot", action="store_true")
     pa.set_defaults(func=_cmd_parity)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    from anyppg_edge.deploy.export.config import ExportConfig
+
     a = subparser(sub, "all", help="QAT + export to ONNX/TFLite float and int8, with graph and parity reports")
     a.add_argument("--model", default=None, help="registry config name (anyppg-edge budget lists them); required for a bare state_dict or no checkpoint, else must match the checkpoint")
     a.add_argument("--checkpoint", default=None, help="state_dict, distillation or pretraining checkpoint")
     a.add_argument("--config", default=None, help="preprocessing config JSON (default: the toolkit's chain); the contract records it")
     a.add_argument("--calibration", default="shared", help="'shared' (built from ../shared train subjects), 'default' (committed simulator set) or a calibration_data folder")
-    a.add_argument("--n-calibration", type=int, default=256)
-    a.add_argument("--n-eval", type=int, default=256)
-    a.add_argument("--qat-steps", type=int, default=100)
-    a.add_argument("--qat-batch-size", type=int, default=32)
-    a.add_argument("--qat-lr", type=float, default=2e-5)
-    a.add_argument("--onnx-activation-type", choices=["s8", "u8"], default="s8")
-    a.add_argument("--int8-io", action="store_true", help="int8 input/output tensors in the int8 TFLite")
-    a.add_argument("--ablation", action="store_true", help="also measure the Swish/sigmoid/SE quantization alternatives")
-    a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--out", default=None)
-    a.add_argument("--no-progress", action="store_true")
-    a.add_argument("--no-plot", action="store_true")
+    a.add_argument("--shards", default=None,
+                   help="the shards the model trained on: the parity windows then come from their held-out real subjects")
+    a.add_argument("--n-calibration", type=positive_int, default=256, help="calibration windows")
+    a.add_argument("--n-eval", type=positive_int, default=256, help="held-out windows for the parity table")
+    add_config_args(a, ExportConfig, EXPORT_FLAGS, flags={"out_dir": "--out"},
+                    types_={"out_dir": Path, "qat_steps": nonnegative_int, "qat_batch_size": positive_int,
+                            "qat_lr": positive_float, "onnx_activation_type": choice("s8", "u8"),
+                            "onnx_calibrate_method": choice("percentile", "minmax", "entropy")},
+                    help={"out_dir": "output folder (default: runs/export/<model>)",
+                          "int8_io": "int8 input/output tensors in the int8 TFLite",
+                          "ablation": "also measure the Swish/sigmoid/SE quantization alternatives",
+                          "onnx_calibrate_method": "onnxruntime static-quantization calibration"})
     a.set_defaults(func=_cmd_all)
     i = subparser(sub, "inspect", help="print an artifact's input contract and graph report")
     i.add_argument("artifact")
@@ -288,14 +294,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     bn.add_argument("artifacts", nargs="*", help=".tflite / .onnx files")
     bn.add_argument("--pytorch", metavar="MODEL", default=None, help="also bench this registry model in PyTorch eager (float)")
     bn.add_argument("--checkpoint", default=None, help="weights for --pytorch (default: ../shared/reference/net1d_<MODEL>.state_dict.pt if present)")
-    bn.add_argument("--threads", type=int, default=1)
-    bn.add_argument("--runs", type=int, default=200)
-    bn.add_argument("--warmup", type=int, default=20)
+    bn.add_argument("--threads", type=positive_int, default=1)
+    bn.add_argument("--runs", type=positive_int, default=200)
+    bn.add_argument("--warmup", type=nonnegative_int, default=20)
     bn.add_argument("--no-xnnpack", action="store_true", help="LiteRT builtin kernels without XNNPACK")
     bn.add_argument("--xnnpack-both", action="store_true", help="run every .tflite with and without XNNPACK")
     bn.add_argument("--ort-int8-allowed", action="store_true", help="onnxruntime session.qdqisint8allowed=1")
     bn.add_argument("--no-isolate", action="store_true", help="measure in this process (RSS less attributable)")
-    bn.add_argument("--n-windows", type=int, default=64, help="real windows cycled through by the runs")
+    bn.add_argument("--n-windows", type=positive_int, default=64, help="real windows cycled through by the runs")
     bn.add_argument("--baseline", default=None, help="result name for the speed-ups (default: the PyTorch model)")
     bn.add_argument("--out", default="runs/bench")
     bn.add_argument("--no-plot", action="store_true")

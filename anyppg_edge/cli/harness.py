@@ -18,7 +18,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from anyppg_edge.cli._common import parser, run, subparser
+from anyppg_edge.cli._common import (
+    nonnegative_float,
+    nonnegative_int,
+    parser,
+    positive_float,
+    positive_int,
+    run,
+    subparser,
+)
 
 DEFAULT_FLOAT_CHECKPOINT = Path("runs/distill_watch/best.pt")
 
@@ -122,15 +130,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r = subparser(sub, "replay", help="sensor -> stream -> encoder on one recording, with a report")
     r.add_argument("--artifact", required=True, help=".tflite / .onnx artifact (or a .pt checkpoint of --float-model)")
     r.add_argument("--recording", default="shared:DATA_01", help="shared:<subject> | sim[:seed] | <path>")
-    r.add_argument("--odr-hz", type=float, default=25.0)
-    r.add_argument("--hop-s", type=float, default=5.0)
+    r.add_argument("--odr-hz", type=positive_float, default=25.0)
+    r.add_argument("--hop-s", type=positive_float, default=5.0)
     r.add_argument("--mode", choices=("reference", "device", "causal"), default="reference")
     r.add_argument("--faults", action="store_true",
                    help="+50 ppm drift, 1 %% dropped samples, jitter, one reset (and --stall-s host stall)")
-    r.add_argument("--stall-s", type=float, default=3.0, help="host stall (FIFO overflow) with --faults; 0: none")
-    r.add_argument("--duration-s", type=float, default=None)
-    r.add_argument("--fifo-depth", type=int, default=64)
-    r.add_argument("--watermark", type=int, default=16)
+    r.add_argument("--stall-s", type=nonnegative_float, default=3.0, help="host stall (FIFO overflow) with --faults; 0: none")
+    r.add_argument("--duration-s", type=positive_float, default=None)
+    r.add_argument("--fifo-depth", type=positive_int, default=64)
+    r.add_argument("--watermark", type=positive_int, default=16)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--config", default=None, help="preprocessing config JSON (default: the toolkit's chain)")
     r.add_argument("--out", required=True)
@@ -138,20 +146,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     b = subparser(sub, "bench", help="speed: streaming preprocessing per window, 1 h of 25 Hz through the int8 student")
     b.add_argument("--artifact", default="runs/export/student-watch/student-watch.int8.tflite")
-    b.add_argument("--duration-s", type=float, default=600.0, help="signal per rate for the preprocessing benchmark")
-    b.add_argument("--e2e-duration-s", type=float, default=3600.0)
-    b.add_argument("--rates", type=float, nargs="+", default=[25.0, 50.0, 64.0, 100.0, 125.0])
+    b.add_argument("--duration-s", type=positive_float, default=600.0, help="signal per rate for the preprocessing benchmark")
+    b.add_argument("--e2e-duration-s", type=positive_float, default=3600.0)
+    b.add_argument("--rates", type=positive_float, nargs="+", default=[25.0, 50.0, 64.0, 100.0, 125.0])
     b.add_argument("--modes", nargs="+", default=["reference", "device"], choices=("reference", "device", "causal"))
     b.add_argument("--no-e2e", action="store_true")
-    b.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: the first allowed)")
+    b.add_argument("--cpu", type=nonnegative_int, default=None, help="CPU to pin to (default: the first allowed)")
     b.add_argument("--out", default="runs/firmware_bench")
 
     s = subparser(sub, "summary", help="the main job's harness section: parity, chunking, fault replays")
     s.add_argument("--artifact", required=True)
     s.add_argument("--recordings", nargs="+", default=["shared"], help="'shared' or recording specs")
-    s.add_argument("--odr-hz", type=float, default=25.0)
-    s.add_argument("--hop-s", type=float, default=5.0)
-    s.add_argument("--max-recordings", type=int, default=None)
+    s.add_argument("--odr-hz", type=positive_float, default=25.0)
+    s.add_argument("--hop-s", type=positive_float, default=5.0)
+    s.add_argument("--max-recordings", type=positive_int, default=None)
     s.add_argument("--out", required=True)
     float_args(s)
 

@@ -22,23 +22,12 @@ from anyppg_edge.cli._common import (
 def _cmd_demo(args: argparse.Namespace) -> int:
     from anyppg_edge.pipeline import DemoConfig, run_demo
 
-    cfg = DemoConfig(
-        out_dir=Path(args.out),
-        model=args.model,
-        use_shared=not args.no_shared,
-        sim_subjects=args.sim_subjects,
-        sim_duration_s=args.sim_duration_s,
-        seed=args.seed,
-        pretrain_steps=args.pretrain_steps,
-        distill_steps=args.distill_steps,
-        export=not args.no_export,
-        export_qat_steps=args.export_qat_steps,
-        bench_runs=args.bench_runs,
-        plot=not args.no_plot,
-    )
+    cfg = config_from_args(DemoConfig, args, DemoConfig(), DEMO_FLAGS)
     summary = run_demo(cfg)
-    print((Path(args.out) / "report.md").read_text())
-    print(f"report: {Path(args.out) / 'report.md'}  ({summary['n_windows']} windows)")
+    out = Path(cfg.out_dir)
+    print((out / "report.md").read_text())
+    print(f"written: {out / 'report.md'}, {out / 'summary.json'}, {out / 'embeddings.npy'}, {out / 'export'}  "
+          f"({summary['n_windows']} windows)")
     return 0
 
 
@@ -61,9 +50,17 @@ def _cmd_budget(args: argparse.Namespace) -> int:
     return 0
 
 
+def _subject_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r} names no subject; give comma-separated subject ids")
+    return names
+
+
 def _cmd_prepare_data(args: argparse.Namespace) -> int:
     from anyppg_edge.data import load_shared_recordings, simulate_cohort
     from anyppg_edge.data.shards import prepare_shards
+    from anyppg_edge.errors import UsageError
 
     sources: list = [Path(p) for p in args.sources]
     if args.shared:
@@ -71,30 +68,48 @@ def _cmd_prepare_data(args: argparse.Namespace) -> int:
     if args.sim_subjects:
         sources += simulate_cohort(args.sim_subjects, duration_s=args.sim_duration_s, seed=args.seed)
     if not sources:
-        raise SystemExit("nothing to prepare: give recording files, --shared and/or --sim-subjects")
+        raise UsageError("nothing to prepare: give recording files, --shared and/or --sim-subjects")
     summary = prepare_shards(
         sources, args.out, hop_s=args.hop_s, workers=args.workers, ecg_quality=not args.no_ecg_quality,
-        dtype=args.dtype, seed=args.seed,
+        dtype=args.dtype, seed=args.seed, force=args.force, second_ppg=args.second_ppg,
+        val_subjects=args.val_subjects or (), test_subjects=args.test_subjects or (),
     )
+    run = summary["run"]
     print((Path(args.out) / "summary.md").read_text())
-    print(f"processed {summary['run']['processed']}, skipped (already done) {summary['run']['skipped']}")
+    if run["replaced"]:
+        print(f"--force: replaced the folder's previous shards ({run['replaced']} files removed; subjects kept their split)")
+    if run["pinned"]:
+        print("pinned: " + ", ".join(f"{k} -> {v}" for k, v in run["pinned"].items()))
+    if summary.get("moved"):
+        print("moved from their previous split: " + ", ".join(f"{k} ({v})" for k, v in summary["moved"].items()))
+    if args.second_ppg:
+        subs = run["second_ppg_subjects"]
+        print(f"--second-ppg: {len(subs)} subject(s) with a second PPG view" + (f": {', '.join(subs)}" if subs else
+              " (no recording of this folder has a 'ppg2' channel)"))
+    print(f"processed {run['processed']}, skipped (already done) {run['skipped']}")
     return 0
 
 
+DEMO_FLAGS = ("out_dir", "model", "use_shared", "sim_subjects", "sim_duration_s", "seed", "pretrain_steps",
+              "distill_steps", "export", "export_qat_steps", "bench_runs", "plot", "force")
 # Options of the training commands come from the config dataclasses (anyppg_edge.train.configs);
 # these tables say which fields each command exposes, under which flag and with which validation.
 TRAIN_FLAGS = ("max_steps", "warmup_steps", "batch_size", "lr", "weight_decay", "seed", "out_dir", "resume",
-               "num_workers", "eval_every_steps", "checkpoint_every_steps", "group_batches", "groups_per_batch")
-TRAIN_RENAME = {"max_steps": "--steps", "out_dir": "--out", "eval_every_steps": "--eval-every",
-                "checkpoint_every_steps": "--checkpoint-every"}
+               "num_workers", "eval_every_steps", "checkpoint_every_steps", "group_batches", "groups_per_batch",
+               "threads")
 TRAIN_TYPES = {"max_steps": positive_int, "warmup_steps": nonnegative_int, "batch_size": positive_int,
                "lr": positive_float, "weight_decay": nonnegative_float, "num_workers": nonnegative_int,
                "eval_every_steps": nonnegative_int, "checkpoint_every_steps": nonnegative_int,
-               "groups_per_batch": positive_int}
+               "groups_per_batch": positive_int, "threads": positive_int}
 CLIP_TRAIN_TYPES = {**TRAIN_TYPES, "batch_size": contrastive_batch}  # in-batch negatives: >= 2
 TRAIN_HELP = {"batch_size": "per rank", "group_batches": "batches within groups of windows (subjects): hard negatives",
               "groups_per_batch": "with --group-batches: subjects per batch (batch/N windows each)",
-              "resume": "continue exactly from OUT/last.pt"}
+              "resume": "continue exactly from OUT/last.pt, with the config it records: flags that change its "
+                        "--lr, --batch-size, --seed, --warmup-steps, --weight-decay, batching, model or "
+                        "augmentation are refused; --steps (> its step), --eval-every, --checkpoint-every, "
+                        "--num-workers, --threads are applied",
+              "threads": "torch threads (intra- and inter-op); unset: torch's default, with a warning when that "
+                         "exceeds the free cores"}
 AUGMENT_FLAGS = ("crop_scale_min", "noise_std", "warp_std", "eq_std")
 AUGMENT_TYPES = {"crop_scale_min": unit_float, "noise_std": nonnegative_float, "warp_std": nonnegative_float,
                  "eq_std": nonnegative_float}
@@ -108,7 +123,7 @@ DISTILL_FLAGS = ("student", "feature_weight", "cosine_weight", "clip_weight", "r
                  "relational_temperature")
 PHYSIOLOGY_FLAGS = ("out_dir", "model", "kernel_size", "dropout_p", "folds", "run_folds", "only_folds", "hop_s",
                     "train_hop_s", "pool_size", "sim_subjects", "second_ppg", "progress", "seed")
-PHYSIOLOGY_TRAIN_FLAGS = ("max_steps", "batch_size", "lr", "group_batches", "groups_per_batch")
+PHYSIOLOGY_TRAIN_FLAGS = ("max_steps", "batch_size", "lr", "group_batches", "groups_per_batch", "threads")
 PRETRAIN_MODEL = "anyppg-paper"
 
 
@@ -145,14 +160,51 @@ def _section(cls: type, args: argparse.Namespace, recipe: dict, key: str, only, 
                             only)
 
 
+def _train_config(args: argparse.Namespace, recipe: dict, command: str):
+    """The command's TrainConfig, and the checkpoint a ``--resume`` run continues (``OUT/last.pt``) or
+    ``None``. Resuming, a field that no flag or recipe gives is the checkpoint's, not the command's
+    default: ``--out X --resume`` continues the run in X as it was configured; a flag or recipe value that
+    differs is applied or refused by the trainer's resume policy
+    (:data:`~anyppg_edge.train.configs.RESUME_REFUSED`, :data:`~anyppg_edge.train.configs.RESUME_APPLIED`)."""
+    import dataclasses
+
+    from anyppg_edge.train.configs import TrainConfig
+
+    defaults = _train_defaults(command)
+    cfg = _section(TrainConfig, args, recipe, "train", TRAIN_FLAGS, defaults)
+    last = Path(cfg.out_dir) / "last.pt"
+    if not (cfg.resume and last.is_file()):
+        return cfg, None
+    from anyppg_edge.train.trainer import load_checkpoint
+
+    ckpt = load_checkpoint(last)
+    known = {f.name for f in dataclasses.fields(TrainConfig)} - {"out_dir", "resume"}
+    base = dataclasses.replace(defaults, **{k: v for k, v in ckpt["train_config"].items() if k in known})
+    return _section(TrainConfig, args, recipe, "train", TRAIN_FLAGS, base), ckpt
+
+
+def _recorded(ckpt: dict | None, key: str, cls: type, drop: tuple[str, ...] = ()) -> dict:
+    """The ``key`` section (a ``cls`` config) of a resumed checkpoint's ``extra_config``, as a dict of
+    ``cls``'s fields; empty when not resuming."""
+    import dataclasses
+
+    section = ((ckpt or {}).get("extra_config") or {}).get(key) or {}
+    known = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in section.items() if k in known and k not in drop}
+
+
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from anyppg_edge.models import derived_model_name
     from anyppg_edge.models.clip import ClipConfig
-    from anyppg_edge.train.configs import AugmentConfig, TrainConfig
+    from anyppg_edge.train.configs import AugmentConfig
     from anyppg_edge.train.pretrain import pretrain_from_shards
+    from anyppg_edge.train.trainer import configure_threads
 
     recipe = _recipe(args, "pretrain")
-    clip_d = dict(recipe.get("clip", {}))
+    train_cfg, resumed = _train_config(args, recipe, "pretrain")
+    # resuming: the checkpoint's model (its initialisation files no longer matter) under the recipe and flags
+    clip_d = {**_recorded(resumed, "clip", ClipConfig, drop=("ppg_checkpoint", "ecg_checkpoint")),
+              **recipe.get("clip", {})}
     for key in ("ppg_model", "ecg_model", "ecg_frozen", "ecg_checkpoint"):
         if getattr(args, key) is not None:
             clip_d[key] = getattr(args, key)
@@ -162,8 +214,9 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     clip_d.setdefault("ecg_model", clip_d["ppg_model"])
     for key in ("ppg_model", "ecg_model"):  # one architecture change applies to both towers
         clip_d[key] = derived_model_name(clip_d[key], args.kernel_size, args.dropout)
-    train_cfg = _section(TrainConfig, args, recipe, "train", TRAIN_FLAGS, _train_defaults("pretrain"))
-    augment = _section(AugmentConfig, args, recipe, "augment", AUGMENT_FLAGS)
+    augment = _section(AugmentConfig, args, recipe, "augment", AUGMENT_FLAGS,
+                       AugmentConfig(**_recorded(resumed, "augment", AugmentConfig)))
+    configure_threads(train_cfg.threads)
     result = pretrain_from_shards(args.shards, ClipConfig.from_dict(clip_d), train_cfg, pool_size=args.pool_size,
                                   augment=augment)
     if "retrieval" in result:
@@ -178,12 +231,15 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_distill(args: argparse.Namespace) -> int:
-    from anyppg_edge.train.configs import DistillConfig, TrainConfig
+    from anyppg_edge.train.configs import DistillConfig
     from anyppg_edge.train.distill import distill_and_evaluate
+    from anyppg_edge.train.trainer import configure_threads
 
     recipe = _recipe(args, "distill")
-    cfg = _section(DistillConfig, args, recipe, "distill", DISTILL_FLAGS)
-    train_cfg = _section(TrainConfig, args, recipe, "train", TRAIN_FLAGS, _train_defaults("distill"))
+    train_cfg, resumed = _train_config(args, recipe, "distill")
+    cfg = _section(DistillConfig, args, recipe, "distill", DISTILL_FLAGS,
+                   DistillConfig(**_recorded(resumed, "distill", DistillConfig)))
+    configure_threads(train_cfg.threads)
     distill_and_evaluate(args.shards, args.teacher, cfg, train_cfg, teacher_model=args.teacher_model,
                          heldout_splits=tuple(args.heldout_splits.split(",")), pool_size=args.pool_size,
                          progress=True)
@@ -197,6 +253,7 @@ def _cmd_physiology(args: argparse.Namespace) -> int:
     from anyppg_edge.config import nested_from_dict
     from anyppg_edge.train.configs import AugmentConfig, TrainConfig
     from anyppg_edge.train.physiology import PhysiologyConfig, run_physiology
+    from anyppg_edge.train.trainer import configure_threads
 
     base = nested_from_dict(PhysiologyConfig, _recipe(args, "physiology"), PhysiologyConfig())
     cfg = config_from_args(
@@ -204,6 +261,7 @@ def _cmd_physiology(args: argparse.Namespace) -> int:
         train=config_from_args(TrainConfig, args, base.train, PHYSIOLOGY_TRAIN_FLAGS),
         augment=config_from_args(AugmentConfig, args, base.augment, AUGMENT_FLAGS),
     )
+    configure_threads(cfg.train.threads)
     run_physiology(cfg)
     out = Path(cfg.out_dir)
     print((out / "report.md").read_text())
@@ -229,19 +287,20 @@ def _cmd_bench_shards(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    from anyppg_edge.pipeline import DemoConfig
+
     d = subparser(sub, "demo", help="run the main job end to end on the embedded default data")
-    d.add_argument("--out", default="runs/demo")
-    d.add_argument("--model", default="anyppg-released")
-    d.add_argument("--no-shared", action="store_true", help="simulator data only, ignore ../shared")
-    d.add_argument("--sim-subjects", type=int, default=8)
-    d.add_argument("--sim-duration-s", type=float, default=120.0)
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--pretrain-steps", type=int, default=40)
-    d.add_argument("--distill-steps", type=int, default=40)
-    d.add_argument("--export-qat-steps", type=int, default=30, help="QAT steps before the int8 export")
-    d.add_argument("--no-export", action="store_true", help="stop after distillation (no QAT/TFLite/ONNX)")
-    d.add_argument("--bench-runs", type=int, default=50, help="timed runs per artifact in the latency table")
-    d.add_argument("--no-plot", action="store_true")
+    add_config_args(
+        d, DemoConfig, DEMO_FLAGS, flags={"out_dir": "--out", "use_shared": "--shared"},
+        types_={"out_dir": Path, "sim_subjects": nonnegative_int, "sim_duration_s": positive_float,
+                "pretrain_steps": positive_int, "distill_steps": positive_int, "export_qat_steps": nonnegative_int,
+                "bench_runs": positive_int},
+        help={"use_shared": "add the real recordings of ../shared (--no-shared: simulator data only)",
+              "export": "QAT + ONNX/TFLite float and int8 (--no-export: stop after distillation)",
+              "export_qat_steps": "QAT steps before the int8 export",
+              "bench_runs": "timed runs per artifact in the latency table",
+              "force": "rebuild OUT/data when it was prepared with other settings"},
+    )
     d.set_defaults(func=_cmd_demo)
 
     for cmd in ("budget", "models"):
@@ -252,18 +311,29 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     pd = subparser(sub, "prepare-data", help="preprocess recordings into memory-mapped training shards")
     pd.add_argument("sources", nargs="*", help="recording files (IEEE .mat, BIDMC/NeuroKit CSV, WFDB, EDF, NPZ)")
     pd.add_argument("--shared", action="store_true", help="add the real recordings of ../shared")
-    pd.add_argument("--sim-subjects", type=int, default=0)
-    pd.add_argument("--sim-duration-s", type=float, default=300.0)
+    pd.add_argument("--sim-subjects", type=nonnegative_int, default=0)
+    pd.add_argument("--sim-duration-s", type=positive_float, default=300.0)
     pd.add_argument("--out", required=True)
-    pd.add_argument("--hop-s", type=float, default=10.0)
-    pd.add_argument("--workers", type=int, default=1)
+    pd.add_argument("--hop-s", type=positive_float, default=10.0)
+    pd.add_argument("--workers", type=positive_int, default=1)
     pd.add_argument("--dtype", choices=("float16", "float32"), default="float16")
     pd.add_argument("--no-ecg-quality", action="store_true")
-    pd.add_argument("--seed", type=int, default=0)
+    pd.add_argument("--seed", type=int, default=0, help="subject split (and simulated cohort) seed")
+    pd.add_argument("--second-ppg", action="store_true",
+                    help="also pair the ECG with a recording's second wrist PPG ('ppg2', IEEE SPC 2015): "
+                         "view 'ppg2' in the index, same subject and split")
+    pd.add_argument("--val-subjects", type=_subject_list, default=None, metavar="A,B",
+                    help="pin these subjects to val (subject ids as in the index, e.g. ieee_spc2015/DATA_07, or "
+                         "DATA_07 when unambiguous); every other new subject goes to train")
+    pd.add_argument("--test-subjects", type=_subject_list, default=None, metavar="C",
+                    help="pin these subjects to test (as --val-subjects)")
+    pd.add_argument("--force", action="store_true",
+                    help="the folder was made with other settings: replace its shards (its subjects keep their "
+                         "split); without it such a folder is refused")
     pd.set_defaults(func=_cmd_prepare_data)
 
     from anyppg_edge.config import list_recipes
-    from anyppg_edge.train.configs import AugmentConfig, DistillConfig, TrainConfig
+    from anyppg_edge.train.configs import TRAIN_CLI_FLAGS, AugmentConfig, DistillConfig, TrainConfig
     from anyppg_edge.train.physiology import PhysiologyConfig
 
     recipe_help = f"a recipe: one of {list_recipes()} or a .json file; flags given override it"
@@ -278,7 +348,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     pt.add_argument("--kernel-size", type=positive_int, default=None, help="override both towers' Net1D kernel size")
     pt.add_argument("--dropout", type=unit_float, default=None, help="override both towers' Net1D block dropout (registry: 0.5)")
     pt.add_argument("--pool-size", type=contrastive_batch, default=64, help="retrieval pool size of the final evaluation")
-    add_config_args(pt, TrainConfig, TRAIN_FLAGS, flags=TRAIN_RENAME, types_=CLIP_TRAIN_TYPES, help=TRAIN_HELP,
+    add_config_args(pt, TrainConfig, TRAIN_FLAGS, flags=TRAIN_CLI_FLAGS, types_=CLIP_TRAIN_TYPES, help=TRAIN_HELP,
                     base=_train_defaults("pretrain"))
     add_config_args(pt, AugmentConfig, AUGMENT_FLAGS, types_=AUGMENT_TYPES, help=AUGMENT_HELP)
     pt.set_defaults(func=_cmd_pretrain)
@@ -293,7 +363,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ds.add_argument("--pool-size", type=contrastive_batch, default=64)
     add_config_args(ds, DistillConfig, DISTILL_FLAGS, types_={"relational_temperature": positive_float},
                     help={"clip_weight": "None: 1 for a CLIP teacher, else 0"})
-    add_config_args(ds, TrainConfig, TRAIN_FLAGS, flags=TRAIN_RENAME, types_=TRAIN_TYPES, help=TRAIN_HELP,
+    add_config_args(ds, TrainConfig, TRAIN_FLAGS, flags=TRAIN_CLI_FLAGS, types_=TRAIN_TYPES, help=TRAIN_HELP,
                     base=_train_defaults("distill"))
     ds.set_defaults(func=_cmd_distill)
 

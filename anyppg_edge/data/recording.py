@@ -114,6 +114,16 @@ class Recording:
     def ecg(self) -> Channel:
         return self.channel(ECG)
 
+    def with_ppg(self, name: str) -> Recording:
+        """The same recording (subject, dataset, meta, ECG) whose ``"ppg"`` is channel ``name``, e.g.
+        ``"ppg2"``, the second wrist sensor of IEEE SPC 2015: another view of the same beats for the
+        paired-window code, which reads ``"ppg"``. The original primary PPG stays as ``"ppg1"``."""
+        ch = self.channel(name)
+        if name == PPG:
+            return self
+        channels = {PPG: ch, **{("ppg1" if k == PPG else k): v for k, v in self.channels.items() if k != name}}
+        return Recording(self.subject_id, self.dataset, channels, dict(self.meta))
+
     @property
     def duration_s(self) -> float:
         """Duration of the longest channel, in seconds."""

@@ -3,11 +3,17 @@
 Layout of a prepared folder ``out_dir``::
 
     shards/<safe_id>.npy     [N, 2, L] windows of one recording (channel 0 PPG, 1 ECG), float16 default
-    shards/<safe_id>.json    sidecar: subject, dataset, start_s list, rejected counts, config + hash;
-                             written last (atomically), it is the "done" marker of that recording
-    index.npz                one row per window: shard, row, subject_id, dataset, start_s, split
+    shards/<safe_id>.json    sidecar: subject, dataset, view, start_s list, rejected counts, ECG polarity
+                             vote, settings, config + hash; written last (atomically), it is the "done"
+                             marker of that recording
+    shards/<safe_id>.ppg2.*  with ``second_ppg``: the same ECG windows paired with the recording's second
+                             PPG sensor (``ppg2``, IEEE SPC 2015), view ``"ppg2"``, same subject and split
+    index.npz                one row per window: shard, row, subject_id, dataset, view, start_s, split;
+                             plus every subject's split (``subject_keys``/``subject_splits``)
     summary.json/.md         per-dataset subjects / segments / hours and the train/val/test counts
-    preprocess_config.json   the :class:`PreprocessConfig` every shard of this folder was made with
+    preprocess_config.json   the :class:`PreprocessConfig` every shard of this folder was made with, and
+                             the folder's settings (hop, dtype, ECG quality, second PPG, polarity rule,
+                             split seed and fractions)
 
 Disk cost: a 10 s window at 125 Hz is ``2 x L`` samples (L = ``cfg.window_samples``), i.e. 5,000 bytes in float16 (10,000 in
 float32). One hour of recording cut without overlap (360 windows) therefore takes **1.8 MB** in
@@ -17,9 +23,19 @@ well below the noise of any PPG sensor.
 
 Re-running :func:`prepare_shards` on the same folder skips every recording whose sidecar exists
 (resumable); shards and sidecars are written to a temporary name and moved into place with
-``os.replace``, so an interrupted run never leaves a half-written file behind a "done" marker. A folder
-is tied to one preprocessing configuration: preparing into it with another config, or finding a
-sidecar with another config hash, is a :class:`~anyppg_edge.errors.ContractMismatchError`.
+``os.replace``, so an interrupted run never leaves a half-written file behind a "done" marker.
+
+A folder is tied to one preprocessing configuration and one set of settings (:data:`FOLDER_SETTINGS`):
+preparing into it with another config, or finding a sidecar with another config hash, is a
+:class:`~anyppg_edge.errors.ContractMismatchError`; with another hop, dtype, ECG-quality, second-PPG,
+polarity or split setting a :class:`~anyppg_edge.errors.ConfigError` naming the differing settings.
+``force=True`` replaces the folder's shards (sidecars first, so an interrupted replacement never
+leaves old windows that look done) and keeps its subjects' split.
+
+Splits: a subject keeps the split the folder's index gives it when recordings are added (only new
+subjects are assigned: by :func:`subject_split` in a new folder, by the subject's own hash draw in an
+existing one); ``val_subjects``/``test_subjects`` pin subjects by name (every other new subject then
+goes to train).
 
 :class:`ShardDataset` reads the shards memory-mapped (``np.load(mmap_mode="r")``), opened lazily in
 each DataLoader worker, so the corpus is never loaded into RAM.
@@ -29,6 +45,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -44,7 +61,13 @@ import numpy as np
 
 from anyppg_edge.data.readers import read_recording
 from anyppg_edge.data.recording import Recording
-from anyppg_edge.errors import ContractMismatchError, DataFormatError
+from anyppg_edge.errors import (
+    ConfigError,
+    ContractMismatchError,
+    DataFormatError,
+    UnknownNameError,
+    UsageError,
+)
 from anyppg_edge.io import atomic_write, write_json
 from anyppg_edge.preprocessing import PreprocessConfig
 
@@ -58,8 +81,11 @@ __all__ = [
     "SPLITS",
     "ShardDataset",
     "benchmark_shards",
+    "heldout_subjects",
+    "index_subject_splits",
     "prepare_shards",
     "recording_splits",
+    "resolve_subjects",
     "safe_id_for",
     "subject_split",
     "write_index",
@@ -72,6 +98,16 @@ INDEX_FILE = "index.npz"
 CONFIG_FILE = "preprocess_config.json"
 _DTYPES = ("float16", "float32")
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
+PRIMARY_VIEW = "ppg"
+SECOND_PPG_VIEW = "ppg2"
+SIMULATED_DATASETS = ("simulator", "synthetic")  # datasets whose subjects are not real people
+# Settings a folder's shards share (besides the preprocessing config): mixing any of them is refused.
+FOLDER_SETTINGS = ("hop_s", "dtype", "ecg_quality", "second_ppg", "ecg_polarity_agreement", "split_seed",
+                   "split_fractions")
+_SETTING_FLAGS = {"hop_s": "--hop-s", "dtype": "--dtype", "ecg_quality": "--no-ecg-quality",
+                  "second_ppg": "--second-ppg", "split_seed": "--seed", "split_fractions": "split_fractions",
+                  "ecg_polarity_agreement": "the ECG polarity rule"}
+LEGACY_POLARITY = "majority (> 1/2, before issue 22)"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -114,8 +150,9 @@ def recording_splits(
     recordings: Iterable[Recording], fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
 ) -> dict[str, str]:
     """``{"dataset/subject_id": split}`` for recordings, with the subject keys and seed of
-    :func:`write_index`: the split a shard folder made from the same recordings assigns, so that the
-    export, golden and parity "held-out" subjects are the pretraining val/test subjects."""
+    :func:`write_index`: the split a *new* shard folder prepared from exactly these recordings in one
+    run (no pinned subjects) assigns. A folder that grew over several runs, or had subjects pinned,
+    may differ: read its own split with :func:`index_subject_splits` / :func:`heldout_subjects`."""
     recs = list(recordings)
     split = subject_split((_subject_key(r.dataset, r.subject_id) for r in recs), fractions, seed)
     return {f"{r.dataset}/{r.subject_id}": split[_subject_key(r.dataset, r.subject_id)] for r in recs}
@@ -125,6 +162,19 @@ def _subject_u(key: str, seed: int) -> float:
     """Deterministic uniform number in [0, 1) from a subject key and the seed (sha256, not hash())."""
     h = hashlib.sha256(f"{seed}\x1e{key}".encode()).digest()
     return int.from_bytes(h[:8], "big") / 2**64
+
+
+def _fractions(fractions: Sequence[float]) -> np.ndarray:
+    fr = np.asarray(fractions, dtype=np.float64)
+    if fr.shape != (3,) or not np.isfinite(fr).all() or (fr < 0).any() or fr.sum() <= 0:
+        raise ConfigError(f"split_fractions must be 3 non-negative numbers (train, val, test), got {fractions!r}")
+    return fr / fr.sum()
+
+
+def _hash_split(key: str, fractions: Sequence[float], seed: int) -> str:
+    """The split of one subject by its own draw ``u``: independent of every other subject."""
+    edges = np.cumsum(_fractions(fractions))
+    return SPLITS[min(int(np.searchsorted(edges, _subject_u(key, seed), side="right")), 2)]
 
 
 def subject_split(
@@ -137,14 +187,10 @@ def subject_split(
     leaves a split empty although there are at least 3 subjects (small corpora), the subjects are
     instead dealt by rank of ``u`` with at least one per split (largest-remainder counts).
     """
-    fr = np.asarray(fractions, dtype=np.float64)
-    if fr.shape != (3,) or (fr < 0).any() or fr.sum() <= 0:
-        raise ValueError(f"split_fractions must be 3 non-negative numbers, got {fractions!r}")
-    fr = fr / fr.sum()
+    fr = _fractions(fractions)
     keys = sorted(set(subject_keys))
     us = {k: _subject_u(k, seed) for k in keys}
-    edges = np.cumsum(fr)
-    out = {k: SPLITS[min(int(np.searchsorted(edges, u, side="right")), 2)] for k, u in us.items()}
+    out = {k: _hash_split(k, fr, seed) for k in keys}
     n = len(keys)
     if n >= 3 and len(set(out.values())) < 3 and (fr > 0).all():
         counts = np.maximum(np.floor(fr * n).astype(int), 1)
@@ -165,6 +211,106 @@ def subject_split(
     return out
 
 
+def _subject_names(key: str) -> tuple[str, ...]:
+    """The names a user may give for a subject key: ``dataset/subject_id``, the subject id, and its
+    last path part (``DATA_07`` for ``ieee_spc2015/DATA_07``)."""
+    dataset, subject = key.split("\x1f", 1)
+    return tuple(dict.fromkeys((f"{dataset}/{subject}", subject, subject.rsplit("/", 1)[-1])))
+
+
+def _display(key: str) -> str:
+    return key.split("\x1f", 1)[1]
+
+
+def resolve_subjects(names: Iterable[str], known_keys: Iterable[str], what: str = "subject") -> list[str]:
+    """Subject keys (``dataset\x1fsubject_id``, as the index keys them) of user-given names: each
+    name is ``dataset/subject_id`` (as :func:`recording_splits` writes it), the subject id
+    (``ieee_spc2015/DATA_07``) or, when only one subject has it, the id's last part (``DATA_07``).
+    An unknown name is an :class:`~anyppg_edge.errors.UnknownNameError` listing the known subjects;
+    a name that fits several is a :class:`~anyppg_edge.errors.UsageError` listing them."""
+    known = sorted(set(known_keys))
+    by_name: dict[str, set[str]] = defaultdict(set)
+    for k in known:
+        for n in _subject_names(k):
+            by_name[n].add(k)
+    out: list[str] = []
+    for name in names:
+        name = name.strip()
+        if not name:
+            continue
+        hits = by_name.get(name, set())
+        if not hits:
+            shown = [_display(k) for k in known]
+            listing = ", ".join(shown[:40]) + (f", ... ({len(shown) - 40} more)" if len(shown) > 40 else "")
+            raise UnknownNameError(
+                f"unknown {what} {name!r}: the folder's subjects are {listing or '(none)'}; give a subject id "
+                "(e.g. ieee_spc2015/DATA_07) or its last part when unambiguous (DATA_07)"
+            )
+        if len(hits) > 1:
+            raise UsageError(
+                f"{what} {name!r} is ambiguous: it names {', '.join(sorted(_display(k) for k in hits))}; "
+                "give the full subject id or dataset/subject_id"
+            )
+        out.append(next(iter(hits)))
+    return list(dict.fromkeys(out))
+
+
+def _pins(val: Iterable[str], test: Iterable[str], known: Iterable[str]) -> dict[str, str]:
+    known = list(known)
+    v = resolve_subjects(val, known, "--val-subjects name")
+    t = resolve_subjects(test, known, "--test-subjects name")
+    both = sorted(set(v) & set(t))
+    if both:
+        raise UsageError(
+            f"subject(s) {', '.join(_display(k) for k in both)} pinned to both val and test; name each in one"
+        )
+    return {**{k: "val" for k in v}, **{k: "test" for k in t}}
+
+
+def index_subject_splits(out_dir: str | os.PathLike) -> dict[str, str]:
+    """``{dataset\x1fsubject_id: split}`` of a prepared folder's ``index.npz`` (``{}`` when it has
+    none): every subject the index knows, also those without windows."""
+    ipath = Path(out_dir) / INDEX_FILE
+    if not ipath.is_file():
+        return {}
+    try:
+        with np.load(ipath, allow_pickle=False) as z:
+            if "subject_keys" in z.files:
+                return {str(k): str(v) for k, v in zip(z["subject_keys"], z["subject_splits"], strict=True)}
+            keys = np.char.add(np.char.add(z["dataset"].astype(str), "\x1f"), z["subject_id"].astype(str))
+            return {str(k): str(v) for k, v in zip(keys, z["split"], strict=True)}
+    except (ValueError, OSError, EOFError, KeyError) as exc:
+        raise DataFormatError(
+            f"corrupt index file {ipath} ({exc}): its subject split cannot be kept. Delete it to draw the split "
+            "anew (subjects may move between train, val and test), or prepare into a new folder"
+        ) from exc
+
+
+def heldout_subjects(out_dir: str | os.PathLike, splits: Sequence[str] = ("val", "test")) -> dict[str, Any]:
+    """Which subjects of a prepared folder no model trained on it has seen: those in ``splits`` of
+    its index, told apart into real people and simulated subjects (:data:`SIMULATED_DATASETS`).
+    Returns ``{"splits", "real": [subject ids], "simulated": [...], "real_in_train": [...], "text"}``;
+    ``text`` says in one sentence which real subjects are held out, and plainly when none is."""
+    split_of = index_subject_splits(out_dir)
+    if not split_of:
+        raise DataFormatError(f"no {INDEX_FILE} in {out_dir}; run prepare-data (prepare_shards) first")
+    real = sorted(_display(k) for k, sp in split_of.items() if sp in splits and k.split("\x1f")[0] not in SIMULATED_DATASETS)
+    sim = sorted(_display(k) for k, sp in split_of.items() if sp in splits and k.split("\x1f")[0] in SIMULATED_DATASETS)
+    real_train = sorted(_display(k) for k, sp in split_of.items()
+                        if sp == "train" and k.split("\x1f")[0] not in SIMULATED_DATASETS)
+    where = "+".join(splits)
+    if real:
+        text = f"held-out real subjects ({where} of {out_dir}): {', '.join(real)}"
+        if sim:
+            text += f"; plus {len(sim)} simulated subject(s)"
+    elif sim:
+        text = (f"no real subject is held out: the {where} split of {out_dir} holds only {len(sim)} simulated "
+                f"subject(s); {len(real_train)} real subject(s) are in train")
+    else:
+        text = f"no subject is held out: the {where} split of {out_dir} is empty"
+    return {"splits": list(splits), "real": real, "simulated": sim, "real_in_train": real_train, "text": text}
+
+
 # --------------------------------------------------------------------------------------------------
 # preparation
 # --------------------------------------------------------------------------------------------------
@@ -183,8 +329,11 @@ def _process_one(
     hop_s: float,
     ecg_quality: bool,
     dtype: str,
+    second_ppg: bool = False,
 ) -> dict:
-    """Worker: read -> extract_windows -> shard + sidecar. Returns the sidecar dict."""
+    """Worker: read -> extract_windows -> shard + sidecar (and, with ``second_ppg`` and a ``ppg2``
+    channel, the second-PPG view's shard + sidecar, written before the primary sidecar, the "done"
+    marker). Returns the primary sidecar dict."""
     from anyppg_edge.data.windows import extract_windows
 
     cfg = PreprocessConfig.from_dict(cfg_dict)
@@ -193,50 +342,202 @@ def _process_one(
         rec, source = job.source, f"recording:{job.source.dataset}/{job.source.subject_id}"
     else:
         rec, source = read_recording(job.source), str(job.source)
-    ws = extract_windows(rec, cfg, hop_s=hop_s, ecg_quality=ecg_quality)
-    n = len(ws)
     sdir = Path(shards_dir)
-    shard_name = None
-    if n:
-        arr = np.stack([ws.ppg, ws.ecg], axis=1).astype(dtype)  # [N, 2, L]
-        shard_name = f"{job.safe_id}.npy"
-        atomic_write(sdir / shard_name, lambda f: np.save(f, arr, allow_pickle=False))
-    side = {
-        "format_version": FORMAT_VERSION,
-        "safe_id": job.safe_id,
-        "source": source,
-        "subject_id": rec.subject_id,
-        "dataset": rec.dataset,
-        "shard": shard_name,
-        "n_windows": n,
-        "window_samples": cfg.window_samples,
-        "sample_rate_hz": cfg.target_sample_rate_hz,
-        "dtype": dtype,
-        "hop_s": float(hop_s),
-        "ecg_quality": bool(ecg_quality),
-        "start_s": [float(s) for s in ws.start_s],
-        "rejected": dict(sorted(ws.rejected.items())),
-        "config_hash": cfg.config_hash(),
-        "config": cfg.to_dict(),
-        "seconds": round(time.perf_counter() - t0, 3),
-    }
+    settings = _shard_settings(cfg.config_hash(), hop_s, dtype, ecg_quality)
+
+    def write(view: str, safe_id: str, r: Recording) -> dict:
+        ws = extract_windows(r, cfg, hop_s=hop_s, ecg_quality=ecg_quality)
+        n = len(ws)
+        shard_name = None
+        if n:
+            arr = np.stack([ws.ppg, ws.ecg], axis=1).astype(dtype)  # [N, 2, L]
+            shard_name = f"{safe_id}.npy"
+            atomic_write(sdir / shard_name, lambda f: np.save(f, arr, allow_pickle=False))
+        return {
+            "format_version": FORMAT_VERSION,
+            "safe_id": safe_id,
+            "source": source,
+            "subject_id": rec.subject_id,
+            "dataset": rec.dataset,
+            "view": view,
+            "shard": shard_name,
+            "n_windows": n,
+            "window_samples": cfg.window_samples,
+            "sample_rate_hz": cfg.target_sample_rate_hz,
+            "dtype": dtype,
+            "hop_s": float(hop_s),
+            "ecg_quality": bool(ecg_quality),
+            "ecg_polarity": ws.polarity,
+            "settings": settings,
+            "start_s": [float(s) for s in ws.start_s],
+            "rejected": dict(sorted(ws.rejected.items())),
+            "config_hash": cfg.config_hash(),
+            "config": cfg.to_dict(),
+        }
+
+    views: dict[str, str] = {}
+    if second_ppg and rec.has(SECOND_PPG_VIEW):
+        sid2 = f"{job.safe_id}.{SECOND_PPG_VIEW}"
+        side2 = write(SECOND_PPG_VIEW, sid2, rec.with_ppg(SECOND_PPG_VIEW))
+        side2["primary"] = job.safe_id
+        side2["seconds"] = round(time.perf_counter() - t0, 3)
+        _atomic_write_json(sdir / f"{sid2}.json", side2)
+        views[SECOND_PPG_VIEW] = sid2
+    side = write(PRIMARY_VIEW, job.safe_id, rec)
+    side["second_ppg"] = bool(second_ppg)
+    side["views"] = views
+    side["seconds"] = round(time.perf_counter() - t0, 3)
     _atomic_write_json(sdir / f"{job.safe_id}.json", side)
     return side
 
 
+# -- folder settings --------------------------------------------------------------------------------
+
+
+def _polarity_agreement() -> float:
+    from anyppg_edge.data.windows import POLARITY_AGREEMENT
+
+    return round(float(POLARITY_AGREEMENT), 4)
+
+
+def _shard_settings(config_hash: str, hop_s: float, dtype: str, ecg_quality: bool) -> dict:
+    """The settings one shard records (those that change its windows)."""
+    return {"config_hash": config_hash, "hop_s": float(hop_s), "dtype": str(dtype),
+            "ecg_quality": bool(ecg_quality), "ecg_polarity_agreement": _polarity_agreement()}
+
+
+def _side_settings(side: dict) -> dict:
+    """A sidecar's settings; a sidecar written before settings were recorded has its fields (and the
+    majority polarity rule of that time)."""
+    if "settings" in side:
+        return dict(side["settings"])
+    return {"config_hash": side.get("config_hash"), "hop_s": float(side.get("hop_s", 10.0)),
+            "dtype": str(side.get("dtype", "float16")), "ecg_quality": bool(side.get("ecg_quality", True)),
+            "ecg_polarity_agreement": LEGACY_POLARITY}
+
+
+def _folder_settings(cfg: PreprocessConfig, hop_s: float, dtype: str, ecg_quality: bool, second_ppg: bool,
+                     seed: int, fractions: Sequence[float]) -> dict:
+    return {**_shard_settings(cfg.config_hash(), hop_s, dtype, ecg_quality), "second_ppg": bool(second_ppg),
+            "split_seed": int(seed), "split_fractions": [round(float(f), 6) for f in _fractions(fractions)]}
+
+
+def _show(name: str, value: Any) -> str:
+    return f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
+
+
+def _differences(found: dict, asked: dict) -> list[str]:
+    return [k for k in FOLDER_SETTINGS if k in found and k in asked and found[k] != asked[k]]
+
+
+def _mismatch(out: Path, found: dict, asked: dict, keys: list[str], how: str) -> ConfigError:
+    flags = ", ".join(dict.fromkeys(_SETTING_FLAGS[k] for k in keys))
+    return ConfigError(
+        f"{out} holds shards made with {', '.join(_show(k, found[k]) for k in keys)}{how}; this run asks for "
+        f"{', '.join(_show(k, asked[k]) for k in keys)}. Refusing to mix them: prepare into a new folder, repeat "
+        f"the folder's settings ({flags}), or pass --force to replace the folder's shards "
+        "(their subjects keep their split)"
+    )
+
+
+def _check_folder(out: Path, cfg: PreprocessConfig, asked: dict, sides: list[dict]) -> None:
+    """Refuse to add shards made with other settings than the folder's; record the settings of a new
+    folder (or of one made before settings were recorded, when its shards agree with this run)."""
+    path = out / CONFIG_FILE
+    found: dict[str, Any] = {}
+    stored: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataFormatError(f"unreadable {path}: {exc}; pass --force to replace the folder's shards") from exc
+        if stored.get("config_hash") != cfg.config_hash():
+            raise ContractMismatchError(
+                f"{out} holds shards made with preprocessing config hash {stored.get('config_hash')}, "
+                f"not {cfg.config_hash()} (the config asked for); refusing to mix them. Prepare into a "
+                f"new folder, pass the config stored in {path}, or pass --force to replace the folder's shards"
+            )
+        found = dict(stored.get("settings") or {})
+    # the shards themselves: one set of settings, and the folder's
+    per_side: dict[str, set] = defaultdict(set)
+    for side in sides:
+        for k, v in _side_settings(side).items():
+            per_side[k].add(json.dumps(v))
+    mixed = [k for k, vals in per_side.items() if len(vals) > 1]
+    if "config_hash" in mixed or (sides and json.loads(next(iter(per_side["config_hash"]))) != cfg.config_hash()):
+        raise ContractMismatchError(
+            f"shard sidecars in {out / SHARDS_DIR} were made with preprocessing config hash(es) "
+            f"{', '.join(sorted(json.loads(v) for v in per_side['config_hash']))}, not only {cfg.config_hash()} "
+            "(the config asked for); refusing to mix preprocessing configurations. Prepare into a new folder "
+            "or pass --force to replace the folder's shards"
+        )
+    if mixed:
+        raise ConfigError(
+            f"{out} already mixes shards made with different settings ("
+            + "; ".join(f"{k}: {', '.join(sorted(per_side[k]))}" for k in mixed)
+            + "), made before prepare-data checked them; rebuild it with --force"
+        )
+    from_sides = {k: json.loads(next(iter(v))) for k, v in per_side.items()}
+    if any(side.get("view") == SECOND_PPG_VIEW or side.get("second_ppg") for side in sides):
+        from_sides["second_ppg"] = True
+    elif sides and not found:
+        from_sides["second_ppg"] = False  # made before --second-ppg existed
+    if not found and sides:  # a folder from before settings were recorded: its summary has the split
+        summary = out / "summary.json"
+        if summary.is_file():
+            try:
+                sj = json.loads(summary.read_text())
+                from_sides["split_seed"] = int(sj["split_seed"])
+                from_sides["split_fractions"] = [round(float(f), 6) for f in _fractions(sj["split_fractions"])]
+            except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+                pass
+    diff = _differences({**from_sides, **found}, asked)
+    if diff:
+        raise _mismatch(out, {**from_sides, **found}, asked, diff, "")
+    diff = _differences(from_sides, asked)  # sidecars that disagree with the folder's recorded settings
+    if diff:
+        raise _mismatch(out, from_sides, asked, diff, " (its shard sidecars say so)")
+    if stored.get("settings") != asked:
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic_write_json(path, {"config_hash": cfg.config_hash(), "config": cfg.to_dict(), "settings": asked})
+
+
 def _check_folder_config(out: Path, cfg: PreprocessConfig) -> None:
+    """The preprocessing config only (the synthetic benchmark folder)."""
     path = out / CONFIG_FILE
     if path.is_file():
         found = json.loads(path.read_text())
         if found.get("config_hash") != cfg.config_hash():
             raise ContractMismatchError(
                 f"{out} holds shards made with preprocessing config hash {found.get('config_hash')}, "
-                f"not {cfg.config_hash()} (the config asked for); refusing to mix them. Prepare into a "
-                f"new folder, or pass the config stored in {path}"
+                f"not {cfg.config_hash()} (the config asked for); refusing to mix them"
             )
     else:
         out.mkdir(parents=True, exist_ok=True)
         _atomic_write_json(path, {"config_hash": cfg.config_hash(), "config": cfg.to_dict()})
+
+
+def _clear_folder(out: Path) -> int:
+    """``force``: remove what a previous preparation wrote: sidecars first (the "done" markers, so an
+    interrupted replacement never leaves old windows that look done), then shards, leftover
+    temporaries, the summaries and the config. Other files are never touched; ``index.npz`` stays
+    until the new one replaces it, so the subjects keep their split. Returns the files removed."""
+    sdir = out / SHARDS_DIR
+    removed = 0
+    if not ((out / CONFIG_FILE).is_file() or (out / INDEX_FILE).is_file()):
+        return 0  # a new folder, or not a shard folder: nothing of ours to replace
+    if sdir.is_dir():
+        for pattern in ("*.json", "*.npy", ".*.tmp"):
+            for p in sorted(sdir.glob(pattern)):
+                if p.is_file() and not p.is_symlink():
+                    p.unlink()
+                    removed += 1
+    for name in ("summary.json", "summary.md", CONFIG_FILE):
+        p = out / name
+        if p.is_file():
+            p.unlink()
+            removed += 1
+    return removed
 
 
 def _read_sidecars(shards_dir: Path) -> list[dict]:
@@ -273,6 +574,26 @@ def _open_shard(path: Path, expect_rows: int | None = None, expect_len: int | No
     return arr
 
 
+def _assign_splits(
+    keys: Iterable[str], kept: dict[str, str], pins: dict[str, str] | None, fractions: Sequence[float], seed: int
+) -> dict[str, str]:
+    """Every subject's split: the pinned ones where pinned, the others where ``kept`` (the existing
+    index) has them; new subjects to train when pins are given, else by :func:`subject_split` in a new
+    folder and by their own hash draw (:func:`_hash_split`) in an existing one."""
+    keys = sorted(set(keys))
+    split_of = {k: kept[k] for k in keys if k in kept}
+    split_of.update({k: v for k, v in (pins or {}).items() if k in set(keys)})
+    new = [k for k in keys if k not in split_of]
+    if new:
+        if pins:
+            split_of.update({k: "train" for k in new})
+        elif not split_of:
+            split_of = subject_split(new, fractions, seed)
+        else:
+            split_of.update({k: _hash_split(k, fractions, seed) for k in new})
+    return split_of
+
+
 def write_index(
     out_dir: str | os.PathLike,
     split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
@@ -280,12 +601,15 @@ def write_index(
     *,
     config_hash: str | None = None,
     verify_shards: bool = True,
+    pins: dict[str, str] | None = None,
 ) -> dict:
     """(Re)build ``index.npz``, ``summary.json`` and ``summary.md`` from the sidecars of ``out_dir``.
 
     Every sidecar must carry ``config_hash`` (default: the folder's ``preprocess_config.json``);
     with ``verify_shards`` each shard's header is memory-mapped and checked against its sidecar.
-    Returns the summary dict.
+    Subjects already in the folder's index keep their split; ``pins`` (``{subject key: split}``,
+    see :func:`resolve_subjects`) override it; new subjects are assigned as :func:`_assign_splits`
+    says. Returns the summary dict, with ``"moved"``: the subjects whose split changed (pinned).
     """
     out = Path(out_dir)
     sdir = out / SHARDS_DIR
@@ -301,9 +625,11 @@ def write_index(
             f"{len(bad)} shard(s) in {sdir} were made with another preprocessing config than {config_hash} "
             f"(e.g. {bad[:3]}); refusing to mix preprocessing configurations"
         )
-    split_of = subject_split(
-        (_subject_key(s["dataset"], s["subject_id"]) for s in sides), split_fractions, seed
+    kept = index_subject_splits(out)
+    split_of = _assign_splits(
+        (_subject_key(s["dataset"], s["subject_id"]) for s in sides), kept, pins, split_fractions, seed
     )
+    moved = {k: (kept[k], v) for k, v in split_of.items() if k in kept and kept[k] != v}
     shard_files: list[str] = []
     cols: dict[str, list] = defaultdict(list)
     for s in sides:
@@ -318,25 +644,31 @@ def write_index(
         cols["row"].append(np.arange(n, dtype=np.int32))
         cols["subject_id"].append(np.full(n, s["subject_id"]))
         cols["dataset"].append(np.full(n, s["dataset"]))
+        cols["view"].append(np.full(n, s.get("view", PRIMARY_VIEW)))
         cols["start_s"].append(np.asarray(s["start_s"], np.float64))
         cols["split"].append(np.full(n, split_of[_subject_key(s["dataset"], s["subject_id"])]))
 
     def cat(name: str, dtype) -> np.ndarray:
         return np.concatenate(cols[name]) if cols[name] else np.zeros(0, dtype)
 
+    subject_keys = sorted(split_of)
     index = {
         "shard_files": np.asarray(shard_files, dtype=str),
         "shard": cat("shard", np.int32),
         "row": cat("row", np.int32),
         "subject_id": cat("subject_id", str),
         "dataset": cat("dataset", str),
+        "view": cat("view", str),
         "start_s": cat("start_s", np.float64),
         "split": cat("split", str),
+        "subject_keys": np.asarray(subject_keys, dtype=str),
+        "subject_splits": np.asarray([split_of[k] for k in subject_keys], dtype=str),
         "config_hash": np.asarray(config_hash),
         "format_version": np.asarray(FORMAT_VERSION),
     }
     atomic_write(out / INDEX_FILE, lambda f: np.savez(f, **index))
     summary = _summarise(sides, split_of, config_hash, seed, split_fractions)
+    summary["moved"] = {_display(k): f"{a} -> {b}" for k, (a, b) in sorted(moved.items())}
     _atomic_write_json(out / "summary.json", summary)
     (out / "summary.md").write_text(_summary_markdown(summary))
     return summary
@@ -344,6 +676,8 @@ def write_index(
 
 def _summarise(sides: list[dict], split_of: dict, config_hash: str, seed: int, fractions) -> dict:
     per: dict[str, dict] = {}
+    flipped: list[str] = []
+    near_even: list[str] = []
     for s in sides:
         d = per.setdefault(
             s["dataset"],
@@ -361,12 +695,20 @@ def _summarise(sides: list[dict], split_of: dict, config_hash: str, seed: int, f
         sp = split_of[key]
         d["subjects"].add(key)
         d[f"{sp}_subjects"].add(key)
-        d["recordings"] += 1
         d["segments"] += s["n_windows"]
         d[f"{sp}_segments"] += s["n_windows"]
+        if s.get("view", PRIMARY_VIEW) != PRIMARY_VIEW:  # another PPG of the same ECG windows
+            d["second_ppg_segments"] = d.get("second_ppg_segments", 0) + s["n_windows"]
+            continue
+        d["recordings"] += 1
         window_s = s["window_samples"] / s["sample_rate_hz"]
         d["hours"] += s["n_windows"] * window_s / 3600.0
         d["rejected"].update(s["rejected"])
+        pol = s.get("ecg_polarity") or {}
+        if pol.get("flipped"):
+            flipped.append(s["subject_id"])
+        if pol.get("ambiguous"):
+            near_even.append(f"{s['subject_id']} ({pol['inverted_windows']}/{pol['voting_windows']} inverted)")
     datasets = {}
     for name in sorted(per):
         d = per[name]
@@ -390,9 +732,12 @@ def _summarise(sides: list[dict], split_of: dict, config_hash: str, seed: int, f
         "config_hash": config_hash,
         "split_seed": seed,
         "split_fractions": [float(f) for f in fractions],
-        "hours_note": "hours of kept 10 s segments (overlapping segments count in full)",
+        "hours_note": "hours of kept 10 s segments (overlapping segments count in full); segments count every "
+                      "view, hours and rejections the primary PPG only",
         "datasets": datasets,
         "total": total,
+        "ecg_polarity": {"agreement": _polarity_agreement(), "flipped": sorted(flipped),
+                         "near_even_not_flipped": sorted(near_even)},
     }
 
 
@@ -420,6 +765,21 @@ def _summary_markdown(summary: dict) -> str:
     for name, d in summary["datasets"].items():
         lines.append(row(name, d))
     lines.append(row("**total**", summary["total"]))
+    extra = []
+    if summary["total"].get("second_ppg_segments"):
+        extra.append(f"Second wrist PPG (view `ppg2`): {summary['total']['second_ppg_segments']} of the segments pair "
+                     "the same ECG windows with the recording's second PPG sensor (same subject, same split).")
+    pol = summary.get("ecg_polarity") or {}
+    if pol:
+        extra.append(
+            f"ECG polarity: {len(pol['flipped'])} record(s) negated (>= {pol['agreement']:.0%} of windows voted "
+            "inverted)" + (f"; left as recorded on a near-even vote: {', '.join(pol['near_even_not_flipped'])}"
+                           if pol["near_even_not_flipped"] else "") + "."
+        )
+    if summary.get("moved"):
+        extra.append("Moved by a pinned split: " + ", ".join(f"{k} ({v})" for k, v in summary["moved"].items()) + ".")
+    if extra:
+        lines += ["", *extra]
     return "\n".join(lines) + "\n"
 
 
@@ -434,6 +794,11 @@ def prepare_shards(
     split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
     seed: int = 0,
     progress: bool = True,
+    *,
+    force: bool = False,
+    second_ppg: bool = False,
+    val_subjects: Sequence[str] = (),
+    test_subjects: Sequence[str] = (),
 ) -> dict:
     """Preprocess recordings into per-recording shards, then build the index and summary.
 
@@ -442,22 +807,38 @@ def prepare_shards(
     ``dtype`` (float16: 1.8 MB per hour of recording at hop 10 s, i.e. ~180 GB for 100,000 h) plus a
     JSON sidecar, the "done" marker: recordings with a sidecar are skipped on a re-run. With
     ``workers > 1`` recordings are processed in a ``ProcessPoolExecutor`` (results are identical to
-    ``workers=1``). The index (``index.npz``) assigns every subject to one split (see
-    :func:`subject_split`).
+    ``workers=1``). With ``second_ppg``, a recording with a ``ppg2`` channel (IEEE SPC 2015's second
+    wrist sensor) also gets a shard of view ``"ppg2"``: the same ECG windows paired with that sensor.
+
+    The folder's settings (hop, dtype, ECG quality, second PPG, polarity rule, split seed and fractions)
+    must be this run's (else :class:`~anyppg_edge.errors.ConfigError` naming the differences) unless
+    ``force``, which first removes the folder's shards (see :func:`_clear_folder`). The index
+    (``index.npz``) keeps every subject the folder already has in its split; ``val_subjects`` /
+    ``test_subjects`` pin subjects by name (:func:`resolve_subjects`), every other new subject then
+    goes to train; without pins new subjects are assigned by :func:`subject_split`.
 
     Returns the summary (also ``summary.json``/``summary.md``) with, in addition, ``"run"``:
-    ``{"processed": [...safe ids], "skipped": [...], "seconds": ...}``.
+    ``{"processed": [...safe ids], "skipped": [...], "replaced": files removed by force, "seconds": ...}``.
     """
     cfg = cfg or PreprocessConfig()
     if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
+        raise ConfigError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise ConfigError(f"workers must be >= 1, got {workers}")
+    try:
+        hop_ok = math.isfinite(float(hop_s)) and float(hop_s) > 0
+    except (TypeError, ValueError):
+        hop_ok = False
+    if not hop_ok:
+        raise ConfigError(f"hop_s must be a positive number of seconds, got {hop_s!r}")
     out = Path(out_dir)
-    _check_folder_config(out, cfg)
-    sdir = out / SHARDS_DIR
-    sdir.mkdir(parents=True, exist_ok=True)
+    asked = _folder_settings(cfg, hop_s, dtype, ecg_quality, second_ppg, seed, split_fractions)
     t0 = time.perf_counter()
+    replaced = _clear_folder(out) if force else 0
+    sdir = out / SHARDS_DIR
+    existing = _read_sidecars(sdir) if sdir.is_dir() else []
+    _check_folder(out, cfg, asked, existing)
+    sdir.mkdir(parents=True, exist_ok=True)
 
     jobs: list[_Job] = []
     seen: dict[str, Any] = {}
@@ -469,18 +850,18 @@ def prepare_shards(
         if sid in seen:
             raise DataFormatError(f"two sources map to the same shard {sid!r}: {seen[sid]!r} and {src!r}")
         seen[sid] = src if isinstance(src, str) else f"{src.dataset}/{src.subject_id}"
-        side_path = sdir / f"{sid}.json"
-        if side_path.is_file():
-            found = json.loads(side_path.read_text()).get("config_hash")
-            if found != cfg.config_hash():
-                raise ContractMismatchError(
-                    f"{side_path} was made with preprocessing config hash {found}, not {cfg.config_hash()}"
-                )
+        if (sdir / f"{sid}.json").is_file():  # its settings were checked with the folder's
             skipped.append(sid)
             continue
         jobs.append(_Job(src, sid))
 
-    args = (str(sdir), cfg.to_dict(), float(hop_s), bool(ecg_quality), dtype)
+    pinning = bool([n for n in (*val_subjects, *test_subjects) if n.strip()])
+    if pinning and not any(isinstance(j.source, str) for j in jobs):  # every subject known: check names now
+        known = {_subject_key(x["dataset"], x["subject_id"]) for x in existing}
+        known |= {_subject_key(j.source.dataset, j.source.subject_id) for j in jobs if isinstance(j.source, Recording)}
+        _pins(val_subjects, test_subjects, known)
+
+    args = (str(sdir), cfg.to_dict(), float(hop_s), bool(ecg_quality), dtype, bool(second_ppg))
     processed: list[str] = []
     bar = _progress(len(jobs), progress)
     try:
@@ -505,10 +886,19 @@ def prepare_shards(
                     bar.update(1)
     finally:
         bar.close()
-    summary = write_index(out, split_fractions, seed, config_hash=cfg.config_hash())
+    pins = None
+    if pinning:
+        known = {_subject_key(x["dataset"], x["subject_id"]) for x in _read_sidecars(sdir)}
+        pins = _pins(val_subjects, test_subjects, known)  # the index is not rewritten on a bad name
+    summary = write_index(out, split_fractions, seed, config_hash=cfg.config_hash(), pins=pins)
+    with_ppg2 = sorted({x["subject_id"] for x in _read_sidecars(sdir) if x.get("view") == SECOND_PPG_VIEW}
+                       if second_ppg else [])
     summary["run"] = {
         "processed": sorted(processed),
         "skipped": sorted(skipped),
+        "replaced": replaced,
+        "pinned": {_display(k): v for k, v in sorted((pins or {}).items())},
+        "second_ppg_subjects": with_ppg2,
         "seconds": round(time.perf_counter() - t0, 3),
     }
     return summary
@@ -548,6 +938,11 @@ class ShardDataset(_DatasetBase):
 
     ``split``: ``"train"``, ``"val"``, ``"test"`` or ``"all"``. ``expected_config_hash``: if given,
     the folder must have been prepared with that preprocessing config (else ContractMismatchError).
+
+    ``views``: which PPG views to serve (``"ppg"``, and ``"ppg2"`` where the folder was prepared with
+    ``second_ppg``). Default: every view for ``"train"`` and ``"all"``, the primary PPG only for
+    ``"val"``/``"test"``, where each ECG window must appear once (retrieval pools). ``groups`` (for
+    ``group_batches``) are per subject and view, so a batch never holds one ECG window twice.
     """
 
     def __init__(
@@ -557,6 +952,7 @@ class ShardDataset(_DatasetBase):
         *,
         expected_config_hash: str | None = None,
         max_open: int = 256,
+        views: Sequence[str] | None = None,
     ) -> None:
         self.root = Path(out_dir)
         if split not in (*SPLITS, "all"):
@@ -578,12 +974,23 @@ class ShardDataset(_DatasetBase):
                 f"expected {expected_config_hash}"
             )
         sel = np.ones(len(idx["shard"]), bool) if split == "all" else idx["split"] == split
+        view = idx["view"] if "view" in idx else np.full(len(idx["shard"]), PRIMARY_VIEW)
+        if views is None:
+            views = None if split in ("train", "all") else (PRIMARY_VIEW,)
+        if views is not None:
+            unknown = sorted(set(views) - {PRIMARY_VIEW, SECOND_PPG_VIEW})
+            if unknown:
+                raise ConfigError(f"unknown shard view(s) {unknown}; known: {PRIMARY_VIEW!r}, {SECOND_PPG_VIEW!r}")
+            sel &= np.isin(view, list(views))
         self.split = split
         self.shard_files = idx["shard_files"]
         self._shard = np.ascontiguousarray(idx["shard"][sel])
         self._row = np.ascontiguousarray(idx["row"][sel])
         self.subject_ids = idx["subject_id"][sel]
-        self.groups = self.subject_ids  # for Trainer(group_batches=True): batches within one subject
+        self.views = view[sel]
+        # for Trainer(group_batches=True): batches within one subject (and one view: no ECG window twice)
+        self.groups = (self.subject_ids if (self.views == PRIMARY_VIEW).all()
+                       else np.char.add(np.char.add(self.subject_ids.astype(str), "|"), self.views.astype(str)))
         self.datasets = idx["dataset"][sel]
         self.start_s = idx["start_s"][sel]
         self.max_open = max(1, int(max_open))
@@ -634,6 +1041,7 @@ class ShardDataset(_DatasetBase):
         return {
             "subject_id": str(self.subject_ids[i]),
             "dataset": str(self.datasets[i]),
+            "view": str(self.views[i]),
             "start_s": float(self.start_s[i]),
             "shard": str(self.shard_files[self._shard[i]]),
             "row": int(self._row[i]),

@@ -16,7 +16,9 @@ install that the device-side runner uses.
 
 from __future__ import annotations
 
+import struct
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from anyppg_edge.contract import CONTRACT_KEY, InputContract
@@ -25,8 +27,10 @@ from anyppg_edge.errors import ContractMismatchError, DataFormatError, MissingFi
 __all__ = [
     "CONTRACT_FILE_NAME",
     "FLAT_CONTRACT_KEYS",
+    "check_contract_fields",
     "contract_from_metadata",
     "contract_props",
+    "count_zip_archives",
     "packed_files",
     "parse_contract",
     "read_contract",
@@ -47,17 +51,58 @@ FLAT_CONTRACT_KEYS = (
     "source_checkpoint_sha256",
 )
 _ZIP_END_OF_CENTRAL_DIRECTORY = b"PK\x05\x06"
+_ZIP_CENTRAL_DIRECTORY = b"PK\x01\x02"
 
 
 def parse_contract(text: bytes | str, what: str) -> InputContract:
-    """An :class:`InputContract` from its JSON; every failure is a :class:`ContractMismatchError`
-    naming ``what``."""
+    """An :class:`InputContract` from its JSON, its fields type-checked (:func:`check_contract_fields`);
+    every failure is a :class:`ContractMismatchError` naming ``what``."""
     try:
-        return InputContract.from_json(text)
+        contract = InputContract.from_json(text)
     except ContractMismatchError as e:
-        raise ContractMismatchError(f"{what}: malformed input contract: {e}") from e
-    except (TypeError, ValueError, AttributeError, KeyError) as e:  # e.g. a bad artifact_kind, "preprocess": null
+        msg = str(e)
+        prefix = "" if msg.startswith("malformed input contract") else "malformed input contract: "
+        raise ContractMismatchError(f"{what}: {prefix}{msg}") from e
+    except (TypeError, ValueError, AttributeError, KeyError) as e:  # e.g. a bad artifact_kind, a list
         raise ContractMismatchError(f"{what}: malformed input contract: {type(e).__name__}: {e}") from e
+    check_contract_fields(contract, what)
+    return contract
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_contract_fields(contract: InputContract, what: str) -> InputContract:
+    """Refuse a contract whose fields have the wrong JSON types (``"preprocess": null``, a string
+    ``embedding_dim``, ...) with a :class:`ContractMismatchError` naming them, before anything
+    compares or indexes them (``"preprocess": null`` used to surface as a ``TypeError`` from
+    :meth:`InputContract.check`)."""
+    bad = []
+    if not isinstance(contract.preprocess, Mapping) or not all(isinstance(k, str) for k in contract.preprocess):
+        bad.append(f"preprocess must be an object of preprocessing settings, got {contract.preprocess!r}")
+    if not _is_int(contract.embedding_dim) or contract.embedding_dim < 1:
+        bad.append(f"embedding_dim must be a positive integer, got {contract.embedding_dim!r}")
+    if not contract.input_shape or any(v < 1 for v in contract.input_shape):
+        bad.append(f"input_shape must be positive sizes, got {list(contract.input_shape)}")
+    for name in ("model_name", "preprocess_config_hash", "source_checkpoint_sha256", "input_name", "output_name"):
+        if not isinstance(getattr(contract, name), str):
+            bad.append(f"{name} must be a string, got {getattr(contract, name)!r}")
+    if not isinstance(contract.extra, Mapping):
+        bad.append(f"extra must be an object, got {contract.extra!r}")
+    for name in ("input_quant", "output_quant"):
+        q = getattr(contract, name)
+        if q is not None and not (
+            isinstance(q.scale, (int, float)) and not isinstance(q.scale, bool) and q.scale > 0
+            and _is_int(q.zero_point) and isinstance(q.dtype, str) and q.dtype.lstrip("u").startswith("int")
+        ):
+            bad.append(f"{name} must have a positive scale, an integer zero_point and an integer dtype, got {q!r}")
+    if bad:
+        raise ContractMismatchError(
+            f"{what}: malformed input contract: " + "; ".join(bad) + ". Re-export the artifact (its contract "
+            "was hand-edited or written by another tool)"
+        )
+    return contract
 
 
 # -- ONNX -------------------------------------------------------------------------------------------
@@ -119,13 +164,29 @@ def packed_files(buf: bytes) -> list[str]:
         return []
 
 
+def count_zip_archives(buf: bytes) -> int:
+    """Zip archives with files in ``buf``: end-of-central-directory records whose central directory
+    (its ``size`` bytes, right before the record) starts with a central-directory header. The 4-byte
+    signature alone can occur by chance in a model's weights (one in 2**32 positions: about one in
+    400 files of 10 MB); a stray one fails this test."""
+    n, i = 0, buf.find(_ZIP_END_OF_CENTRAL_DIRECTORY)
+    while i >= 0:
+        if i + 22 <= len(buf):
+            (cd_size,) = struct.unpack_from("<I", buf, i + 12)
+            start = i - cd_size
+            if cd_size > 0 and start >= 0 and buf[start : start + 4] == _ZIP_CENTRAL_DIRECTORY:
+                n += 1
+        i = buf.find(_ZIP_END_OF_CENTRAL_DIRECTORY, i + 1)
+    return n
+
+
 def read_tflite_contract_zip(path: str | Path) -> InputContract:
     """The contract packed in a ``.tflite`` file's metadata zip (see the module docstring)."""
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"TFLite model not found: {path}")
     buf = path.read_bytes()
-    n_archives = buf.count(_ZIP_END_OF_CENTRAL_DIRECTORY)
+    n_archives = count_zip_archives(buf)
     if n_archives > 1:
         raise ContractMismatchError(
             f"{path} carries {n_archives} appended zip archives: the contract is ambiguous (one may be "

@@ -2,11 +2,18 @@
 
 An :class:`Encoder` maps preprocessed windows ``[N, L]`` or ``[N, 1, L]`` (float32, L =
 ``contract.window_samples``) to embeddings ``[N, D]`` float32. Inputs are validated first
-(NaN/Inf, shape, dtype → :class:`~anyppg_edge.errors.InvalidSignalError`). File-backed encoders
-read the artifact's :class:`~anyppg_edge.contract.InputContract` and compare it with the
-:class:`~anyppg_edge.preprocessing.PreprocessConfig` in use: a mismatch (another PPG band, window
-length, sample rate, ...) is a :class:`~anyppg_edge.errors.ContractMismatchError`, and so is a file
-without a contract unless ``allow_missing_contract=True``.
+(shape, dtype, NaN/Inf after the cast to float32 → :class:`~anyppg_edge.errors.InvalidSignalError`),
+and must look z-scored, as the contract's normalization says (per-window mean and std within
+:data:`~anyppg_edge.model_input.ZSCORE_MEAN_MAX` / ``ZSCORE_STD_MIN..ZSCORE_STD_MAX``; raw ADC codes are
+refused; ``check_normalized=False`` on the encoder or on :meth:`Encoder.embed` turns this off).
+Embeddings are checked too: NaN/Inf output is an ``InvalidSignalError`` naming the windows when
+their inputs are not z-scored, a :class:`~anyppg_edge.errors.CheckpointError` (a broken model) when
+they are. File-backed encoders read the artifact's :class:`~anyppg_edge.contract.InputContract` and
+compare it with the :class:`~anyppg_edge.preprocessing.PreprocessConfig` in use: a mismatch (another
+PPG band, window length, sample rate, ...) is a :class:`~anyppg_edge.errors.ContractMismatchError`,
+and so is a file without a contract unless ``allow_missing_contract=True``, and a contract whose
+``artifact_kind`` is not what the graph is (an int8 TFLite claiming ``tflite-float``, a float ONNX
+graph claiming ``onnx-int8``).
 
     enc = open_encoder("student-watch.int8.tflite")   # or .onnx, or an nn.Module
     z = enc.embed(windows)                              # [N, D] float32
@@ -27,7 +34,7 @@ import numpy as np
 
 from anyppg_edge.contract import CONTRACT_KEY, InputContract, QuantParams
 from anyppg_edge.deploy.contract_io import contract_from_metadata, read_contract, read_tflite_contract_zip
-from anyppg_edge.errors import ContractMismatchError, InvalidSignalError, MissingFileError
+from anyppg_edge.errors import CheckpointError, ContractMismatchError, InvalidSignalError, MissingFileError
 from anyppg_edge.preprocessing import DEFAULT_CONFIG, PreprocessConfig
 
 __all__ = [
@@ -67,11 +74,13 @@ class Encoder(ABC):
 
     Attributes: ``name`` (model name), ``contract`` (:class:`InputContract`), ``kind`` (artifact
     kind: ``pytorch-float``, ``onnx-float``, ``onnx-int8``, ``tflite-float``, ``tflite-int8``),
-    ``path`` (the artifact, None for an in-memory model).
+    ``path`` (the artifact, None for an in-memory model), ``check_normalized`` (refuse windows that
+    are not z-scored; default True, every constructor and :func:`open_encoder` take it).
     """
 
     contract: InputContract
     path: Path | None = None
+    check_normalized: bool = True
 
     @property
     def name(self) -> str:
@@ -89,18 +98,51 @@ class Encoder(ABC):
     def embedding_dim(self) -> int:
         return self.contract.embedding_dim
 
-    def embed(self, windows: Any) -> np.ndarray:
-        """Embeddings ``[N, D]`` float32 of windows ``[N, L]`` or ``[N, 1, L]`` (float)."""
+    def embed(self, windows: Any, *, check_normalized: bool | None = None) -> np.ndarray:
+        """Embeddings ``[N, D]`` float32 of windows ``[N, L]`` or ``[N, 1, L]`` (float, z-scored).
+
+        ``check_normalized`` (default: the encoder's attribute, True unless opened with
+        ``check_normalized=False``): refuse windows that are clearly not z-scored
+        (:func:`anyppg_edge.model_input.check_normalized`)."""
+        from anyppg_edge.model_input import check_normalized as _check_norm
+
         x = _validate_float_windows(windows, self.window_samples)
         if len(x) == 0:
             return np.zeros((0, self.embedding_dim), np.float32)
-        out = np.asarray(self._run(np.ascontiguousarray(x)), dtype=np.float32)
+        if self.check_normalized if check_normalized is None else check_normalized:
+            _check_norm(x, f"{self!r} input")
+        with np.errstate(over="ignore", invalid="ignore"):  # a float64 output beyond float32: Inf, checked below
+            out = np.asarray(self._run(np.ascontiguousarray(x)), dtype=np.float32)
         if out.shape != (len(x), self.embedding_dim):
             raise ContractMismatchError(
                 f"{self!r} produced embeddings of shape {out.shape}, contract says "
                 f"[{len(x)}, {self.embedding_dim}]"
             )
+        finite = np.isfinite(out).all(axis=1)
+        if not finite.all():
+            self._nonfinite_output(x, np.flatnonzero(~finite))
         return out
+
+    def _nonfinite_output(self, x: np.ndarray, rows: np.ndarray) -> None:
+        """Raise for NaN/Inf embeddings of windows ``rows``: the input's fault when those windows are
+        not z-scored (InvalidSignalError), the model's when they are (CheckpointError)."""
+        from anyppg_edge.model_input import not_normalized, window_stats
+
+        which = f"windows {rows[:10].tolist()}{' ...' if rows.size > 10 else ''} ({rows.size} of {len(x)})"
+        odd = rows[not_normalized(x[rows])]
+        if odd.size:
+            mean, std = window_stats(x[odd[:3]])
+            shown = "; ".join(f"window {i}: mean {m:.3g}, std {s:.3g}" for i, m, s in zip(odd[:3], mean, std, strict=True))
+            raise InvalidSignalError(
+                f"{self!r} produced NaN/Inf embeddings for {which}: their inputs are not z-scored ({shown}) "
+                "and overflow the model. Feed per-window z-scored windows (preprocess_ppg_window or the "
+                "Streamer); check_normalized=False only skips the input check, it cannot make such windows work"
+            )
+        raise CheckpointError(
+            f"{self!r} produced NaN/Inf embeddings for {which} although their inputs are finite z-scored "
+            "windows: the model itself is broken (NaN/Inf weights, or a layer that overflows). Re-export "
+            "the artifact from a good checkpoint"
+        )
 
     __call__ = embed
 
@@ -225,10 +267,12 @@ class TorchEncoder(Encoder):
         cfg: PreprocessConfig | None = None,
         batch_size: int = 64,
         threads: int | None = None,
+        check_normalized: bool = True,
     ):
         self.model = model
         self.batch_size = int(batch_size)
         self.threads = threads
+        self.check_normalized = bool(check_normalized)
         if contract is None:
             contract = InputContract.for_model(
                 getattr(model, "name", type(model).__name__),
@@ -279,8 +323,9 @@ class OnnxEncoder(Encoder):
         int8_allowed: bool = False,
         allow_missing_contract: bool = False,
         batch_size: int = 64,
+        check_normalized: bool = True,
     ):
-
+        self.check_normalized = bool(check_normalized)
         self.path = Path(path)
         if not self.path.is_file():
             raise MissingFileError(f"ONNX model not found: {self.path}")
@@ -294,6 +339,7 @@ class OnnxEncoder(Encoder):
         self._batch_fixed = inp.shape[0] if isinstance(inp.shape[0], int) else None
         self.batch_size = int(batch_size)
         props = dict(self.session.get_modelmeta().custom_metadata_map)
+        graph_kind = _onnx_kind(self.path)  # None: not parsable here (ORT loaded it: should not happen)
 
         def fallback() -> InputContract:
             length, dim = inp.shape[-1], out.shape[-1]
@@ -302,7 +348,7 @@ class OnnxEncoder(Encoder):
                     f"{self.path} carries no input contract and its input/output shapes "
                     f"{inp.shape}/{out.shape} are not static"
                 )
-            return _assumed_contract(self.path, _onnx_kind(self.path), length, dim, cfg)
+            return _assumed_contract(self.path, graph_kind or "onnx-float", length, dim, cfg)
 
         self.contract = _checked_contract(
             self.path,
@@ -315,6 +361,13 @@ class OnnxEncoder(Encoder):
         if isinstance(inp.shape[-1], int) and inp.shape[-1] != self.contract.window_samples:
             raise ContractMismatchError(
                 f"{self.path}: input has {inp.shape[-1]} samples, its contract says {self.contract.window_samples}"
+            )
+        if graph_kind is not None and graph_kind != self.contract.artifact_kind:
+            has = "has QuantizeLinear/QLinearConv nodes" if graph_kind == "onnx-int8" else "has no QuantizeLinear/QLinearConv node"
+            raise ContractMismatchError(
+                f"{self.path}: its contract says artifact_kind {self.contract.artifact_kind!r}, but the graph "
+                f"{has}: it is {graph_kind!r}. The contract describes another artifact; re-export the model, or "
+                "rewrite its contract with anyppg_edge.deploy.export.onnx.write_onnx_contract()"
             )
 
     def _run(self, x: np.ndarray) -> np.ndarray:
@@ -331,15 +384,70 @@ class OnnxEncoder(Encoder):
         return np.concatenate(outs).reshape(len(x), -1)
 
 
-def _onnx_kind(path: Path) -> str:
+_ONNX_INT8_OPS = frozenset({"QuantizeLinear", "QLinearConv"})
+
+
+def _onnx_kind(path: Path) -> str | None:
+    """``onnx-int8`` when the main graph has a QuantizeLinear/QLinearConv node, else ``onnx-float``;
+    None when the file cannot be parsed. Reads the protobuf directly (:func:`_onnx_op_types`): no
+    ``onnx`` import, which a device install lacks (and which costs ~0.3 s of every load)."""
+    ops = _onnx_op_types(path)
+    if ops is None:
+        return None
+    return "onnx-int8" if ops & _ONNX_INT8_OPS else "onnx-float"
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, i
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _pb_fields(buf: bytes, start: int, end: int, want: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of every length-delimited field number ``want`` in the message ``buf[start:end]``
+    (protobuf wire format: other fields are skipped by their length, never decoded)."""
+    out, i = [], start
+    while i < end:
+        key, i = _varint(buf, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            _, i = _varint(buf, i)
+        elif wire == 1:
+            i += 8
+        elif wire == 2:
+            n, i = _varint(buf, i)
+            if field == want:
+                out.append((i, i + n))
+            i += n
+        elif wire == 5:
+            i += 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+    if i != end:
+        raise ValueError("truncated protobuf message")
+    return out
+
+
+def _onnx_op_types(path: Path) -> set[str] | None:
+    """Op types of the main graph's nodes (ModelProto.graph = field 7, GraphProto.node = 1,
+    NodeProto.op_type = 4); None when the file is not a parsable ONNX protobuf."""
     try:
-        import onnx
-    except ImportError:
-        return "onnx-float"
-    g = onnx.load_model(str(path), load_external_data=False).graph
-    return (
-        "onnx-int8" if any(n.op_type in ("QuantizeLinear", "QLinearConv") for n in g.node) else "onnx-float"
-    )
+        buf = Path(path).read_bytes()
+        ops: set[str] = set()
+        for g0, g1 in _pb_fields(buf, 0, len(buf), 7):
+            for n0, n1 in _pb_fields(buf, g0, g1, 1):
+                for o0, o1 in _pb_fields(buf, n0, n1, 4):
+                    ops.add(buf[o0:o1].decode("utf-8"))
+        return ops
+    except (OSError, ValueError, IndexError, UnicodeDecodeError):
+        return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -387,9 +495,11 @@ class TFLiteEncoder(Encoder):
         threads: int = 1,
         use_xnnpack: bool = True,
         allow_missing_contract: bool = False,
+        check_normalized: bool = True,
     ):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+        self.check_normalized = bool(check_normalized)
         self.path = Path(path)
         if not self.path.is_file():
             raise MissingFileError(f"TFLite model not found: {self.path}")
@@ -418,12 +528,7 @@ class TFLiteEncoder(Encoder):
         length, dim = int(np.prod(self._in_shape[1:])), int(np.prod(out["shape"][1:]))
 
         def fallback() -> InputContract:
-            is_int8 = self.input_quant is not None or any(
-                np.dtype(t["dtype"]) == np.int8 for t in self.interpreter.get_tensor_details()
-            )
-            return _assumed_contract(
-                self.path, "tflite-int8" if is_int8 else "tflite-float", length, dim, cfg
-            )
+            return _assumed_contract(self.path, self._graph_kind(), length, dim, cfg)
 
         self.contract = _checked_contract(
             self.path,
@@ -446,6 +551,25 @@ class TFLiteEncoder(Encoder):
                     f"{self.path}: {which} quantization in the contract ({theirs}) differs from the "
                     f"model's {which} tensor ({ours})"
                 )
+        kind = self._graph_kind()
+        if kind != self.contract.artifact_kind:
+            what = "has int8 tensors" if kind == "tflite-int8" else "has no int8 tensor"
+            raise ContractMismatchError(
+                f"{self.path}: its contract says artifact_kind {self.contract.artifact_kind!r}, but the model "
+                f"{what}: it is {kind!r}. The contract describes another artifact; re-export the model, or "
+                "rewrite its metadata with anyppg_edge.deploy.export.metadata.write_tflite_metadata()"
+            )
+
+    def _graph_kind(self) -> str:
+        """``tflite-int8`` when the I/O is quantized or any tensor is int8 (full-int8 graphs, float I/O
+        included), else ``tflite-float``."""
+        if self.input_quant is not None or self.output_quant is not None:
+            return "tflite-int8"
+        try:
+            details = self.interpreter.get_tensor_details()
+        except (ValueError, RuntimeError):  # pragma: no cover - depends on the LiteRT version
+            return "tflite-float"
+        return "tflite-int8" if any(np.dtype(t["dtype"]) == np.int8 for t in details) else "tflite-float"
 
     def _read_contract(self) -> InputContract:
         # the metadata zip directly: tflite-support would import TensorFlow (~5 s) on every load
@@ -476,7 +600,8 @@ def open_encoder(path_or_model: Any, cfg: PreprocessConfig = DEFAULT_CONFIG, **k
     """An :class:`Encoder` for an ``.onnx`` / ``.tflite`` file or an ``nn.Module``.
 
     ``kw`` goes to the encoder (``threads``, ``int8_allowed``, ``use_xnnpack``,
-    ``allow_missing_contract``, ``contract`` for a module, ...)."""
+    ``allow_missing_contract``, ``check_normalized``, ``contract`` for a module, ...).
+    ``check_normalized=False`` lets windows that are not z-scored through (see :meth:`Encoder.embed`)."""
     if isinstance(path_or_model, Encoder):
         path_or_model.contract.check(cfg, what=repr(path_or_model))
         return path_or_model

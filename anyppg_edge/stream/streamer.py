@@ -44,7 +44,12 @@ anchored at the first sample, with quality flags and, unless a hard flag is set,
   (:func:`~anyppg_edge.preprocessing.flat_ratio` above ``cfg.flat_max_ratio``) and ``saturation``
   (:func:`~anyppg_edge.preprocessing.saturation_ratio` above ``cfg.saturation_max_ratio``, or any
   sample at the ADC rails when ``adc_bits`` is known). NaN samples (``nan_policy="flag"``) flag
-  ``nan``. A window with a hard flag (everything but ``interpolated``) carries no model input.
+  ``nan``. A window whose chain overflows (finite samples too large for the float32 chain, amplitude
+  ~1e17 and up in ``reference``/``device`` mode: the z-score's float32 variance is Inf) is flagged
+  ``overflow``; samples beyond the float32 range (|x| > 3.4e38) are refused with the burst, as Inf
+  samples are. A constant window is flagged ``flat`` whatever the gate thresholds (nothing to
+  normalise), and so is one the reference chain finds flat down to rounding noise. A window with a
+  hard flag (everything but ``interpolated``) carries no model input.
 * Windows are emitted in order; a trailing incomplete window is dropped (as
   :func:`~anyppg_edge.preprocessing.segment` does).
 
@@ -87,6 +92,7 @@ __all__ = [
     "FLAG_INTERPOLATED",
     "FLAG_NAMES",
     "FLAG_NAN",
+    "FLAG_OVERFLOW",
     "FLAG_RESET",
     "FLAG_SATURATION",
     "HARD_FLAGS",
@@ -106,6 +112,7 @@ FLAG_SATURATION = 1 << 3  # reference saturation gate or ADC rail hit
 FLAG_NAN = 1 << 4  # NaN samples (nan_policy="flag")
 FLAG_RESET = 1 << 5  # sensor reset inside the window (dead time or settling samples)
 FLAG_DRIFT = 1 << 6  # estimated sensor clock drift beyond StreamConfig.max_drift_ppm
+FLAG_OVERFLOW = 1 << 7  # the float32 chain overflowed on finite samples (values far too large: rescale)
 FLAG_NAMES = {
     FLAG_GAP: "gap",
     FLAG_INTERPOLATED: "interpolated",
@@ -114,14 +121,16 @@ FLAG_NAMES = {
     FLAG_NAN: "nan",
     FLAG_RESET: "reset",
     FLAG_DRIFT: "drift",
+    FLAG_OVERFLOW: "overflow",
 }
-HARD_FLAGS = FLAG_GAP | FLAG_FLAT | FLAG_SATURATION | FLAG_NAN | FLAG_RESET | FLAG_DRIFT
+HARD_FLAGS = FLAG_GAP | FLAG_FLAT | FLAG_SATURATION | FLAG_NAN | FLAG_RESET | FLAG_DRIFT | FLAG_OVERFLOW
 MODES = ("reference", "device", "causal")
 
 # per-slot states in the ring buffer
 _OK, _FILLED, _MISSING, _NAN, _RESET_MISSING, _SETTLE = 0, 1, 2, 3, 4, 5
 _EPS = 1e-9
 _RATE_CHECK_MIN_SLOTS = 8  # a burst's rate is checked when it spans at least this many sample periods
+_FLOAT32_MAX = float(np.finfo(np.float32).max)  # samples beyond it cannot enter a float32 chain
 
 
 def flag_names(flags: int) -> list[str]:
@@ -262,6 +271,8 @@ class Streamer:
         self._fit_n, self._fit_mi, self._fit_mt, self._fit_cii, self._fit_cit = 0, 0.0, 0.0, 0.0, 0.0
         self._fit_done = [0.0, 0.0, 0]  # (cii, cit, points) of the closed runs (pooled fit)
         self.pushed_samples = 0
+        if stream_cfg.mode == "reference":  # an unstable reference band-pass fails here, not at window 1
+            pp.ppg_bandpass(np.zeros(self.n_win), odr, cfg)
         sos, zi, padlen = _ringing_padlen(cfg, odr, self.n_win)
         self._padlen = padlen
         ratio = Fraction(cfg.window_samples, self.n_win)
@@ -367,7 +378,10 @@ class Streamer:
                 raise RuntimeError("causal output ring overrun")
             t = time.perf_counter()
             seg = self._out[np.arange(m0, m0 + L) % self._out_cap]
-            w.x = np.ascontiguousarray(pp.zscore(seg, self.cfg.zscore_eps), dtype=np.float32)
+            try:
+                w.x = np.ascontiguousarray(pp.zscore(seg, self.cfg.zscore_eps), dtype=np.float32)
+            except InvalidSignalError:  # NaN/Inf in the causal output (cannot happen for float32-range samples)
+                w.flags |= FLAG_OVERFLOW
             w.preprocess_s += time.perf_counter() - t
             out.append(self._pending.popleft())
         return out
@@ -403,9 +417,19 @@ class Streamer:
         if not (math.isfinite(t[0]) and math.isfinite(t[-1]) and math.isfinite(dmin) and math.isfinite(dmax)):
             raise InvalidSignalError(f"burst timestamps contain {int((~np.isfinite(t)).sum())} NaN/Inf values")
         has_nan = False
-        if c.dtype.kind == "f" and not np.isfinite(v).all():
+        # one reduction: the peak magnitude is NaN with a NaN sample, Inf with an Inf sample, and above
+        # the float32 maximum with a sample no float32 chain can take; the rest runs on failure only
+        if c.dtype.kind == "f" and not np.abs(v).max() <= _FLOAT32_MAX:
             if np.isinf(v).any():
                 raise InvalidSignalError(f"burst contains {int(np.isinf(v).sum())} infinite sample(s)")
+            big = np.abs(v) > _FLOAT32_MAX  # NaN compares False
+            if big.any():
+                i = int(np.flatnonzero(big)[0])
+                raise InvalidSignalError(
+                    f"burst contains {int(big.sum())} sample(s) beyond the float32 range (first at index {i}: "
+                    f"{v[i]!r}; float32 holds |x| <= 3.4e38, and the chain runs in float32): expected ADC codes "
+                    "or physical units, many orders of magnitude smaller; rescale the samples"
+                )
             nan = np.isnan(v)
             if self.scfg.nan_policy == "raise":
                 raise InvalidSignalError(
@@ -706,16 +730,29 @@ class Streamer:
             rails = self.full_scale is not None and bool(((vals <= 0) | (vals >= self.full_scale)).any())
             if w.saturation_ratio > self.cfg.saturation_max_ratio or rails:
                 flags |= FLAG_SATURATION
-        w.flags = flags
+            if w.saturation_ratio == 1.0 and vals.min() == vals.max():  # constant: flat, whatever the gates
+                flags |= FLAG_FLAT
         if not (flags & HARD_FLAGS):
-            if self.scfg.mode == "reference":
-                w.x = pp.preprocess_ppg_window(vals, self.scfg.odr_hz, self.cfg, check_quality=False)
-            elif self.scfg.mode == "device":
-                w.x = self._device_chain(vals)
+            try:
+                if self.scfg.mode == "reference":
+                    w.x = pp.preprocess_ppg_window(vals, self.scfg.odr_hz, self.cfg, check_quality=False)
+                elif self.scfg.mode == "device":
+                    w.x = self._device_chain(vals)
+            except InvalidSignalError:
+                # the chain refused the finite samples of a complete window: it overflowed, or (with the
+                # flat gate turned off) the window is flat down to rounding noise
+                flags |= FLAG_FLAT if w.flat_ratio >= 1.0 else FLAG_OVERFLOW
+        w.flags = flags
         w.preprocess_s = time.perf_counter() - t0
         return w
 
     def _device_chain(self, vals: np.ndarray) -> np.ndarray:
+        # overflow (samples near the float32 limit) gives Inf/NaN without a numpy warning; the z-score
+        # refuses a non-finite window (InvalidSignalError: _emit flags it ``overflow``)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._device_chain_f32(vals)
+
+    def _device_chain_f32(self, vals: np.ndarray) -> np.ndarray:
         x = (vals - np.floor(vals.mean())).astype(np.float32)
         p = self._padlen
         if p > 0:

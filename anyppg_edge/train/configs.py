@@ -11,12 +11,40 @@ from typing import Any
 from anyppg_edge.config import dataclass_from_dict
 from anyppg_edge.errors import ConfigError
 
-__all__ = ["AugmentConfig", "DistillConfig", "TrainConfig"]
+__all__ = ["RESUME_APPLIED", "RESUME_REFUSED", "TRAIN_CLI_FLAGS", "AugmentConfig", "DistillConfig", "TrainConfig"]
+
+# The command-line flag of a TrainConfig field where it is not ``--field-name`` (messages name it).
+TRAIN_CLI_FLAGS = {"max_steps": "--steps", "out_dir": "--out", "eval_every_steps": "--eval-every",
+                   "checkpoint_every_steps": "--checkpoint-every"}
+
+# Resume policy (``resume=True`` over an existing ``out_dir/last.pt``, enforced by the trainer): a field
+# that differs from the checkpoint's value is either *refused* — it changes the optimisation trajectory,
+# so the resumed run would not continue the checkpoint's (ConfigError naming the field, both values and
+# the fix) — or *applied* and recorded in the new checkpoints (``train_config`` and ``resume_history``).
+RESUME_REFUSED = ("lr", "weight_decay", "betas", "adam_eps", "warmup_steps", "batch_size", "grad_clip_norm",
+                  "precision", "seed", "sync_batchnorm", "group_batches", "groups_per_batch")
+RESUME_APPLIED = ("max_steps", "eval_every_steps", "checkpoint_every_steps", "log_every_steps", "out_dir",
+                  "num_workers", "resume", "ddp_find_unused_parameters", "tensorboard", "progress", "threads")
 
 
 @dataclass
 class TrainConfig:
-    """Optimisation and bookkeeping (paper: 200k steps, 40k warm-up, lr 5e-4, AdamW wd 1e-2)."""
+    """Optimisation and bookkeeping (paper: 200k steps, 40k warm-up, lr 5e-4, AdamW wd 1e-2).
+
+    Resuming (``resume``) with changed fields follows :data:`RESUME_REFUSED` / :data:`RESUME_APPLIED`:
+
+    * refused (the trajectory): ``lr``, ``weight_decay``, ``betas``, ``adam_eps``, ``warmup_steps``,
+      ``batch_size``, ``grad_clip_norm``, ``precision``, ``seed``, ``sync_batchnorm``, ``group_batches``,
+      ``groups_per_batch`` — and the task's model, augmentation and distillation configs and teacher
+      (the trainer's ``extra_config``: ``clip``, ``augment``, ``distill``, ``teacher`` sha256) and the
+      number of training windows;
+    * applied and recorded: ``max_steps`` (must exceed the checkpoint's step; the cosine decay is
+      re-planned to the new end from the same warm-up, so the learning rate from the resumed step on
+      follows the new schedule), ``eval_every_steps``, ``checkpoint_every_steps``, ``log_every_steps``,
+      ``out_dir`` (a moved run), ``num_workers``, ``ddp_find_unused_parameters``, ``tensorboard``,
+      ``progress`` and ``threads`` (bit-identical continuation needs the same thread count, as on CPU
+      any change of the thread count may change float reductions).
+    """
 
     lr: float = 5e-4
     weight_decay: float = 1e-2
@@ -42,6 +70,7 @@ class TrainConfig:
     progress: bool = True  # tqdm bar on rank 0
     group_batches: bool = False  # batches drawn within one group (dataset.groups, e.g. subject): hard negatives
     groups_per_batch: int = 1  # with group_batches: each global batch = this many groups x batch/this items each
+    threads: int | None = None  # torch intra-/inter-op threads (None: torch's default); see trainer.configure_threads
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
@@ -53,6 +82,8 @@ class TrainConfig:
             raise ConfigError(f"precision must be 'bf16' or 'fp32', got {self.precision!r}")
         if self.warmup_steps is not None and not 0 <= self.warmup_steps <= self.max_steps:
             raise ConfigError(f"warmup_steps must be in [0, max_steps], got {self.warmup_steps}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1 (or None: torch's default), got {self.threads}")
         if self.groups_per_batch < 1 or self.batch_size % self.groups_per_batch:
             raise ConfigError(
                 f"groups_per_batch must be >= 1 and divide batch_size {self.batch_size}, got {self.groups_per_batch}"

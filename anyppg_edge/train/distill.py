@@ -62,7 +62,7 @@ log = logging.getLogger("anyppg_edge.distill")
 def load_teacher(path: str | Path, model: str = "anyppg-released") -> Teacher:
     """A pretraining checkpoint (``best.pt``/``last.pt`` of the trainer: the CLIP model) or an
     official-layout Net1D ``state_dict`` of registry config ``model`` (strict), through
-    :func:`~anyppg_edge.models.checkpoint.load_encoder`. Errors are
+    :func:`~anyppg_edge.models.loading.load_encoder`. Errors are
     :class:`~anyppg_edge.errors.CheckpointError`."""
     loaded = load_encoder(path, model, name_is_claim=False)
     if loaded.kind not in ("pretrain", "state_dict"):
@@ -167,6 +167,17 @@ def _split_arrays(ds, with_ecg: bool) -> tuple[np.ndarray, np.ndarray | None]:
     return ppg[:, 0].astype(np.float32), (ecg[:, 0].astype(np.float32) if with_ecg else None)
 
 
+def _check_batch_has_negatives(cfg: DistillConfig, batch_size: int) -> None:
+    """The two batch-level losses compare a window with the others of its batch: with too few they are
+    0 and the run would train without them, silently."""
+    if cfg.clip_weight and batch_size < 2:
+        raise ConfigError(f"batch_size {batch_size}: the clip loss contrasts each window with the others of its "
+                          "batch and is 0 for a batch of 1 — use --batch-size >= 2, or --clip-weight 0")
+    if cfg.relational_weight and batch_size < 3:
+        raise ConfigError(f"batch_size {batch_size}: the relational loss compares similarities within a batch and "
+                          "is 0 below 3 windows — use --batch-size >= 3, or --relational-weight 0")
+
+
 def distill_from_shards(
     shards_dir: str | Path,
     teacher_path: str | Path,
@@ -181,12 +192,20 @@ def distill_from_shards(
     pretraining. Returns the trainer summary plus ``teacher`` (its description) and ``config``."""
     from anyppg_edge.data.shards import ShardDataset
     from anyppg_edge.train import distributed as D
-    from anyppg_edge.train.trainer import Trainer, seed_everything
+    from anyppg_edge.train.trainer import Trainer, check_batch_fits, check_resume, seed_everything
 
     D.init_distributed()
-    teacher = load_teacher(teacher_path, teacher_model)
+    teacher = load_teacher(teacher_path, teacher_model)  # refuses NaN/Inf weights (either teacher kind)
     cfg = cfg.resolved(teacher.has_ecg)
+    _check_batch_has_negatives(cfg, train_cfg.batch_size)
     need_ecg = bool(cfg.clip_weight)
+    extra = {"distill": cfg.to_dict(), "teacher": teacher.describe(), "shards": str(shards_dir)}
+    n_train = len(ShardDataset(shards_dir, split="train"))
+    if n_train == 0:
+        raise ConfigError(f"{shards_dir}: the train split is empty")
+    # refuse before the teacher runs over every window: a batch the data cannot fill, a resume that changes the run
+    check_batch_fits(n_train, train_cfg.batch_size, D.world_size())
+    check_resume(train_cfg, extra, n_train)
 
     def dataset(split: str) -> TensorDictDataset | None:
         ds = ShardDataset(shards_dir, split=split)
@@ -194,6 +213,10 @@ def distill_from_shards(
             return None
         ppg, ecg = _split_arrays(ds, need_ecg)
         targets = teacher_targets(teacher, ppg, ecg, progress=progress)
+        bad = sorted(k for k, v in targets.items() if not np.isfinite(v).all())
+        if bad:
+            raise CheckpointError(f"teacher {teacher_path} outputs NaN/Inf ({', '.join(bad)}) on the {split} windows: "
+                                  "its weights overflow on this data; use another teacher checkpoint")
         return TensorDictDataset({"ppg": ppg, **targets}, groups=ds.subject_ids)
 
     train_ds = dataset("train")
@@ -204,7 +227,6 @@ def distill_from_shards(
     student = StudentModel(cfg.student, teacher.feature_dim, teacher.embed_dim)
     student.set_feature_stats(train_ds.arrays["t_feat"])
     task = DistillTask(student, cfg, teacher.logit_scale())
-    extra = {"distill": cfg.to_dict(), "teacher": teacher.describe(), "shards": str(shards_dir)}
     trainer = Trainer(task, train_ds, val_ds, train_cfg, extra_config=extra)
     result = trainer.fit()
     result.update({"teacher": teacher.describe(), "config": cfg.to_dict()})
@@ -309,6 +331,14 @@ def retention_tables(report: dict[str, Any]) -> list[list[dict[str, Any]]]:
     return tables
 
 
+def _sentence(text: str) -> str:
+    """``text`` as a sentence; "no real subject is held out" in bold, so a reader cannot miss it."""
+    if text.startswith("no "):
+        head, _, rest = text.partition(":")
+        return f"**{head[0].upper()}{head[1:]}**:{rest}."
+    return f"{text[0].upper()}{text[1:]}."
+
+
 def distill_and_evaluate(
     shards_dir: str | Path,
     teacher_path: str | Path,
@@ -323,7 +353,7 @@ def distill_and_evaluate(
     cosine on the held-out subjects (``heldout_splits`` of the shards: never trained on by teacher or
     student), the HR probe over every subject of the shards (frozen features, subject-grouped CV; HR
     reference from each window's ECG). Writes ``retention.json`` and ``retention.md`` in the run dir."""
-    from anyppg_edge.data.shards import ShardDataset
+    from anyppg_edge.data.shards import PRIMARY_VIEW, ShardDataset, heldout_subjects
     from anyppg_edge.eval.heart_rate import ecg_heart_rate_bpm
     from anyppg_edge.models.budget import budget_table
     from anyppg_edge.report import atomic_write_text, markdown_table, write_json
@@ -336,7 +366,7 @@ def distill_and_evaluate(
     student = load_student(Path(train_cfg.out_dir) / "last.pt")
     splits = {}
     for name in ("train", "val", "test"):
-        ds = ShardDataset(shards_dir, split=name)
+        ds = ShardDataset(shards_dir, split=name, views=(PRIMARY_VIEW,))  # one PPG per ECG window
         if len(ds):
             splits[name] = (*_split_arrays(ds, True), ds.subject_ids.astype(str))
     held = [splits[s] for s in heldout_splits if s in splits]
@@ -347,6 +377,7 @@ def distill_and_evaluate(
     hr_ref = ecg_heart_rate_bpm(p_ecg)
     report = retention_report(teacher, student, h_ppg, h_ecg, p_ppg, hr_ref, p_groups, pool_size)
     report["heldout_splits"] = list(heldout_splits)
+    report["heldout_subjects"] = heldout_subjects(shards_dir, heldout_splits)
     report["budget"] = budget_table([cfg.student])
     result["retention"] = report
     out = Path(train_cfg.out_dir)
@@ -354,7 +385,9 @@ def distill_and_evaluate(
     tables = retention_tables(report)
     atomic_write_text(out / "retention.md", "\n".join([
         f"# Distillation: `{cfg.student}` from `{result['teacher']['source']}`", "",
-        f"Held-out subjects (splits {', '.join(heldout_splits)}): {report['n_heldout_windows']} windows. "
+        f"Held-out windows: {report['n_heldout_windows']} (splits {', '.join(heldout_splits)} of the shards, "
+        "held out from the student's training; the teacher's own training data is not checked here). "
+        f"{_sentence(report['heldout_subjects']['text'])}", "",
         f"HR probe: {report['hr_probe']['n_windows']} windows of {report['hr_probe']['n_subjects']} subjects "
         "(frozen encoder features, ridge, subject-grouped nested CV; reference HR from the ECG).", "",
         markdown_table(report["budget"]), "",

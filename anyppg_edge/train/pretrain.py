@@ -28,7 +28,9 @@ def pretrain_from_shards(
     shards_dir: str | Path, clip_cfg, train_cfg, pool_size: int = 64, eval_split: str = "val", augment=None
 ) -> dict[str, Any]:
     """Train CLIP on the ``train`` split, evaluate PPG→ECG retrieval on ``eval_split`` (rank 0) next to
-    the spectral baseline on the same windows; writes ``retrieval.json`` in ``train_cfg.out_dir``."""
+    the spectral baseline on the same windows; writes ``retrieval.json`` in ``train_cfg.out_dir``. A batch
+    below 2 (no in-batch negatives) or above the training windows is a
+    :class:`~anyppg_edge.errors.ConfigError` (:func:`~anyppg_edge.train.trainer.train_clip`)."""
     import numpy as np
 
     from anyppg_edge.data.shards import ShardDataset
@@ -37,6 +39,8 @@ def pretrain_from_shards(
     from anyppg_edge.train.trainer import train_clip
 
     train_ds = ShardDataset(shards_dir, split="train")
+    if len(train_ds) == 0:
+        raise ConfigError(f"{shards_dir}: the train split holds no windows; prepare shards with training subjects")
     eval_ds = ShardDataset(shards_dir, split=eval_split)
     result = train_clip(train_ds, eval_ds if len(eval_ds) else None, clip_cfg, train_cfg, augment=augment)
     if not D.is_main() or "val_ppg_emb" not in result:

@@ -11,18 +11,28 @@ from the environment, wraps the task in ``DistributedDataParallel`` and shards b
 Exact resume: a checkpoint holds the model, optimizer, scheduler, step, the sampler position
 (epoch, batches consumed in that epoch) and the RNG states of every rank; a run resumed from
 ``last.pt`` continues with the next batch of the same epoch and reaches bit-identical weights to an
-uninterrupted run (CPU, ``num_workers=0``, same thread count).
+uninterrupted run (CPU, ``num_workers=0``, same thread count). A resume that changes what shapes the
+trajectory (learning rate, batch, seed, model, augmentation, ...) is refused; bookkeeping changes (more
+``max_steps``, evaluation/checkpoint cadence, workers, threads) are applied and recorded — the policy
+is :data:`~anyppg_edge.train.configs.RESUME_REFUSED` / :data:`~anyppg_edge.train.configs.RESUME_APPLIED`.
+
+Faults stop a run with a :class:`~anyppg_edge.errors.ConfigError` instead of training on garbage: a
+batch larger than the training set, and a non-finite loss or gradient norm (the step is not applied, so
+``last.pt`` keeps the last finite weights). A resumed ``last.pt`` holding NaN/Inf weights is a
+:class:`~anyppg_edge.errors.CheckpointError`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import logging
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +45,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from anyppg_edge.errors import CheckpointError, ConfigError
 from anyppg_edge.io import atomic_write, remove_stale_temporaries
-from anyppg_edge.models.checkpoint import TRAINER_CHECKPOINT_FORMAT, torch_load
+from anyppg_edge.models.checkpoint import TRAINER_CHECKPOINT_FORMAT, check_finite, torch_load
 from anyppg_edge.models.clip import ClipConfig, ClipModel
 from anyppg_edge.train import distributed as D
 from anyppg_edge.train.augment import AugmentConfig
 from anyppg_edge.train.clip import ClipLoss, ClipTask
-from anyppg_edge.train.configs import TrainConfig
+from anyppg_edge.train.configs import RESUME_REFUSED, TRAIN_CLI_FLAGS, DistillConfig, TrainConfig
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -53,12 +63,16 @@ __all__ = [
     "WarmupCosine",
     "atomic_torch_save",
     "build_optimizer",
+    "check_batch_fits",
+    "check_resume",
+    "configure_threads",
     "load_checkpoint",
     "seed_everything",
     "train_clip",
 ]
 
 CHECKPOINT_FORMAT = TRAINER_CHECKPOINT_FORMAT
+log = logging.getLogger("anyppg_edge.train")
 _METRIC_FIELDS = ["step", "epoch", "lr", "loss", "val_loss", "samples_per_s", "logit_scale", "grad_norm"]
 
 
@@ -118,10 +132,8 @@ class ShardedBatchSampler(Sampler[list[int]]):
         if groups_per_batch < 1 or gb % groups_per_batch:
             raise ConfigError(f"groups_per_batch {groups_per_batch} must divide the global batch {gb}")
         self.groups_per_batch = int(groups_per_batch)
-        if drop_last and n < batch_size * world_size:
-            raise ConfigError(
-                f"dataset has {n} items, fewer than one global batch ({batch_size} x {world_size} ranks)"
-            )
+        if drop_last:
+            check_batch_fits(n, batch_size, world_size)
         if not drop_last and world_size != 1:
             raise ConfigError("drop_last=False is only supported for a single rank")
         self.n, self.batch_size, self.seed = n, batch_size, seed
@@ -216,6 +228,92 @@ def build_optimizer(module: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
         {"params": no_decay, "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps)
+
+
+def check_batch_fits(n: int, batch_size: int, world_size: int = 1, what: str = "the training set") -> None:
+    """Refuse a batch the data cannot fill: with ``drop_last`` an epoch would hold no batch at all."""
+    if n < batch_size * world_size:
+        ranks = f" ({batch_size} per rank x {world_size} ranks)" if world_size > 1 else ""
+        fit = f"--batch-size <= {n // world_size}, or " if n >= world_size else ""
+        raise ConfigError(
+            f"{what} has {n} windows, fewer than one global batch of {batch_size * world_size}{ranks}: use "
+            f"{fit}prepare more training windows"
+        )
+
+
+# ------------------------------------------------------------------------------- threads
+
+# Measured on a 2-core shared box (one core busy): torch's default of 2 intra-op threads trained ~5x
+# slower than 1 thread — threads that wait for a busy core stall every parallel op.
+_SLOWDOWN_NOTE = "on a 2-core box with one core busy, 2 threads measured ~5x slower than 1"
+
+
+def _own_load() -> float:
+    """This process's share of the 1-minute load average: its mean CPU use (all threads) over its
+    life, weighted by how much of the last minute that life covers (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        age = max(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 1e-3)
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return time.process_time() / age * (1.0 - math.exp(-age / 60.0))
+
+
+def free_cores() -> tuple[int, int, float]:
+    """``(free, usable, others)``: the cores this process may run on (affinity, capped by a cgroup CPU
+    quota), the load average of the other processes (1-minute load minus this process's own share), and
+    the usable cores those leave free (at least 1)."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        usable = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            usable = max(1, min(usable, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    try:
+        others = max(0.0, os.getloadavg()[0] - _own_load())
+    except (OSError, AttributeError):
+        others = 0.0
+    return max(1, usable - int(others + 0.5)), usable, others
+
+
+def thread_warning(threads: int, free: int, usable: int, others: float, explicit: bool) -> str | None:
+    """The one-line warning for ``threads`` torch threads on ``free`` of ``usable`` cores, or ``None``."""
+    if threads <= free:
+        return None
+    why = "set by --threads" if explicit else "torch's default"
+    busy = f", load average {others:.1f} from other processes" if others >= 0.5 else ""
+    are = "is" if free == 1 else "are"
+    return (f"torch will use {threads} threads ({why}) but only {free} of {usable} cores {are} free{busy}: "
+            f"threads waiting for a busy core slow every step ({_SLOWDOWN_NOTE}); pass --threads {free}")
+
+
+def configure_threads(threads: int | None = None, warn: bool = True) -> int:
+    """Set torch's intra-op threads (and its inter-op threads, which torch accepts only before any
+    parallel work in the process) to ``threads``; ``None`` keeps torch's default. With ``warn``, log one
+    warning when torch would use more threads than the free cores (:func:`free_cores`). Returns the
+    intra-op thread count in use."""
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {threads}")
+        torch.set_num_threads(int(threads))
+        if torch.get_num_interop_threads() != threads:
+            try:
+                torch.set_num_interop_threads(int(threads))
+            except RuntimeError:  # already set, or parallel work has started in this process
+                log.debug("inter-op threads stay at %d", torch.get_num_interop_threads())
+    n = torch.get_num_threads()
+    if warn:
+        message = thread_warning(n, *free_cores(), explicit=threads is not None)
+        if message:
+            log.warning(message)
+    return n
 
 
 def seed_everything(seed: int) -> None:
@@ -343,6 +441,115 @@ def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
+def _plain(value: Any) -> Any:
+    """A config value as JSON-like data (tuples as lists), for comparing with a checkpoint's."""
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _flag(name: str) -> str:
+    flag = TRAIN_CLI_FLAGS.get(name, "--" + name.replace("_", "-"))
+    return f"{name} ({flag})"
+
+
+# extra_config sections a resume must not change: what they are called in messages, their config class
+# (defaults fill fields an older checkpoint lacks) and keys that do not matter once weights exist
+_EXTRA_COMPARED: dict[str, tuple[str, type, tuple[str, ...]]] = {
+    "clip": ("model", ClipConfig, ("ppg_checkpoint", "ecg_checkpoint")),  # initialisation only
+    "augment": ("augmentation", AugmentConfig, ()),
+    "distill": ("distillation", DistillConfig, ()),
+}
+
+
+def _extra_config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between a checkpoint's ``extra_config`` and this run's, in the sections a resume
+    must keep: the task (which sections there are), model, augmentation, distillation, teacher."""
+    task_old = sorted(k for k in ("clip", "distill", "qat") if k in old)
+    task_new = sorted(k for k in ("clip", "distill", "qat") if k in new)
+    if task_old != task_new:
+        return [f"task: checkpoint {'/'.join(task_old) or 'unknown'}, now {'/'.join(task_new) or 'unknown'}"]
+    changes = []
+    for key, (what, cls, ignored) in _EXTRA_COMPARED.items():
+        if key not in old and key not in new:
+            continue
+        a = {**cls().to_dict(), **(old.get(key) or {})}
+        b = {**cls().to_dict(), **(new.get(key) or {})}
+        changes += [f"{what} {key}.{k}: checkpoint {_plain(a.get(k))!r}, now {_plain(b.get(k))!r}"
+                    for k in sorted(set(a) | set(b)) if k not in ignored and _plain(a.get(k)) != _plain(b.get(k))]
+    t_old, t_new = (old.get("teacher") or {}).get("sha256"), (new.get("teacher") or {}).get("sha256")
+    if t_old and t_new and t_old != t_new:
+        changes.append(f"teacher: checkpoint sha256 {t_old[:12]}…, now {t_new[:12]}… "
+                       f"({(new.get('teacher') or {}).get('source')})")
+    return changes
+
+
+def _resume_config(
+    cfg: TrainConfig, ckpt: dict[str, Any], path: Path, extra_config: dict[str, Any], n_train: int
+) -> tuple[TrainConfig, list[dict[str, Any]]]:
+    """``cfg`` to continue ``ckpt`` with, under the resume policy of
+    :data:`~anyppg_edge.train.configs.RESUME_REFUSED`: a changed trajectory field, model,
+    augmentation, distillation config, teacher or training-set size is a :class:`ConfigError` listing
+    every change; ``max_steps`` must exceed the checkpoint's step. When ``warmup_steps`` is ``None``
+    (20 % of ``max_steps``) and ``max_steps`` changes, the checkpoint's warm-up length is kept."""
+    old = {**TrainConfig().to_dict(), **ckpt["train_config"]}
+    new = cfg.to_dict()
+    step = int(ckpt["step"])
+    if cfg.max_steps <= step:
+        raise ConfigError(
+            f"{path} is already at step {step} (its max_steps {old['max_steps']}) and this run asks for "
+            f"max_steps {cfg.max_steps}, so there is nothing to train: pass --steps > {step} to train further, "
+            "or a new --out to start a new run"
+        )
+    changes = []
+    for name in RESUME_REFUSED:
+        if name != "warmup_steps" and _plain(old[name]) != _plain(new[name]):
+            changes.append(f"{_flag(name)}: checkpoint {_plain(old[name])!r}, now {_plain(new[name])!r}")
+    old_warmup = old["warmup_steps"] if old["warmup_steps"] is not None else round(0.2 * old["max_steps"])
+    if cfg.warmup_steps is not None and cfg.warmup_steps != old_warmup:
+        changes.append(f"{_flag('warmup_steps')}: checkpoint {old_warmup}, now {cfg.warmup_steps}")
+    elif cfg.resolved_warmup_steps != old_warmup:  # None, and max_steps changed: keep the warm-up length
+        if old_warmup > cfg.max_steps:
+            changes.append(f"{_flag('max_steps')} {cfg.max_steps} ends inside the checkpoint's warm-up of "
+                           f"{old_warmup} steps")
+        else:
+            cfg = replace(cfg, warmup_steps=old_warmup)
+    changes += _extra_config_changes(ckpt.get("extra_config") or {}, extra_config)
+    n_old = (ckpt.get("data") or {}).get("n_train")
+    if n_old is not None and int(n_old) != n_train:
+        changes.append(f"training windows: checkpoint {n_old}, now {n_train} (other data: other batches)")
+    if changes:
+        raise ConfigError(
+            f"cannot resume {path}: this run changes what the checkpoint was trained with — "
+            f"{'; '.join(changes)}. Resuming would not continue the same run: drop the changed flags "
+            "(--resume continues with the checkpoint's values) or start a new run with a fresh --out"
+        )
+    applied = {
+        name: [_plain(old.get(name)), _plain(value)]
+        for name, value in cfg.to_dict().items()
+        if name not in RESUME_REFUSED and name != "resume" and _plain(old.get(name)) != _plain(value)
+    }
+    history = [*ckpt.get("resume_history", []), {"step": step, "applied": applied}]
+    if applied:
+        log.info("resuming %s at step %d with %s", path, step,
+                 ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in applied.items()))
+    return cfg, history
+
+
+def check_resume(
+    cfg: TrainConfig, extra_config: dict[str, Any] | None = None, n_train: int | None = None
+) -> TrainConfig:
+    """The config a :class:`Trainer` built from ``cfg`` would continue ``out_dir/last.pt`` with, without
+    building anything: callers with expensive set-up (distillation's teacher targets) check the resume
+    policy first. ``cfg`` itself when not resuming; the policy's :class:`ConfigError` otherwise."""
+    last = Path(cfg.out_dir) / "last.pt"
+    if not (cfg.resume and last.exists()):
+        return cfg
+    ckpt = load_checkpoint(last)
+    n = n_train if n_train is not None else int((ckpt.get("data") or {}).get("n_train", -1))
+    return _resume_config(cfg, ckpt, last, extra_config or {}, n)[0]
+
+
 @dataclass
 class _State:
     step: int = 0
@@ -366,7 +573,6 @@ class Trainer:
         device: torch.device | str | None = None,
         extra_config: dict[str, Any] | None = None,
     ):
-        self.cfg = cfg
         self.extra_config = extra_config or {}
         self.device = torch.device(device) if device is not None else _default_device()
         self.rank, self.world_size = D.rank(), D.world_size()
@@ -374,6 +580,14 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:  # partial writes of a run killed mid-checkpoint
             remove_stale_temporaries(self.out_dir)
+        self.resume_history: list[dict[str, Any]] = []
+        resume_ckpt, last = None, self.out_dir / "last.pt"
+        if cfg.resume and last.exists():  # the resume policy is checked before anything is built
+            resume_ckpt = load_checkpoint(last)
+            cfg, self.resume_history = _resume_config(cfg, resume_ckpt, last, self.extra_config, len(train_dataset))
+        self.cfg = cfg
+        if cfg.threads is not None:
+            configure_threads(cfg.threads, warn=False)
         if self.device.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
         else:
@@ -417,8 +631,9 @@ class Trainer:
         self.state = _State()
         seed_everything(cfg.seed + 1000 * self.rank)  # per-rank stream (dropout), set after model init
         self.resumed_from: Path | None = None
-        if cfg.resume and (self.out_dir / "last.pt").exists():
-            self.load(self.out_dir / "last.pt")
+        self.last_saved_step: int | None = None  # the step of out_dir/last.pt written or resumed by this run
+        if resume_ckpt is not None:
+            self._restore(resume_ckpt, last)
 
     # ------------------------------------------------------------------ checkpoint state
 
@@ -442,6 +657,8 @@ class Trainer:
             "best_val_loss": self.state.best_val_loss,
             "train_config": self.cfg.to_dict(),
             "extra_config": self.extra_config,
+            "data": {"n_train": len(self.train_dataset)},
+            "resume_history": self.resume_history,
         }
 
     def save(self, name: str) -> Path | None:
@@ -450,13 +667,18 @@ class Trainer:
         path = None
         if self.rank == 0:
             path = atomic_torch_save(sd, self.out_dir / name)
+        if name == "last.pt":
+            self.last_saved_step = self.state.step
         D.barrier()
         return path
 
     def load(self, path: str | Path) -> None:
-        """Restore everything for exact continuation; errors are :class:`CheckpointError`."""
+        """Restore everything for exact continuation; errors are :class:`CheckpointError`. (The resume
+        policy is checked at construction, with ``resume``; this restores whatever ``path`` holds.)"""
         path = Path(path)
-        ckpt = load_checkpoint(path)
+        self._restore(load_checkpoint(path), path)
+
+    def _restore(self, ckpt: dict[str, Any], path: Path) -> None:
         model = self.task.model if hasattr(self.task, "model") else self.task
         try:
             model.load_state_dict(ckpt["model"], strict=True)
@@ -464,6 +686,16 @@ class Trainer:
             self.scheduler.load_state_dict(ckpt["scheduler"])
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"training checkpoint {path} does not fit this model/optimizer: {exc}") from exc
+        check_finite(model, f"training checkpoint {path}")
+        # the scheduler state restores the checkpoint's schedule; a resume with more max_steps re-plans
+        # the cosine decay to the new end (same warm-up) from the resumed step on
+        plan = (self.cfg.resolved_warmup_steps, self.cfg.max_steps)
+        if (self.schedule.warmup_steps, self.schedule.max_steps) != plan:
+            self.schedule.warmup_steps, self.schedule.max_steps = plan
+            factor = self.schedule(self.scheduler.last_epoch)
+            for group, base_lr in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=True):
+                group["lr"] = base_lr * factor
+            self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
         if self.scaler is not None and ckpt.get("scaler") is not None:
             self.scaler.load_state_dict(ckpt["scaler"])
         self.state.step = int(ckpt["step"])
@@ -476,6 +708,7 @@ class Trainer:
         else:  # different world size: exact continuation is impossible; reseed deterministically
             seed_everything(self.cfg.seed + 1000 * self.rank + self.state.step)
         self.resumed_from = path
+        self.last_saved_step = self.state.step
 
     # ------------------------------------------------------------------ evaluation
 
@@ -548,16 +781,38 @@ class Trainer:
         loss = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = math.nan
         if self.cfg.grad_clip_norm > 0:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip_norm))
+        else:
+            grads = [p.grad for p in self.params if p.grad is not None]
+            grad_norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+        loss_value = float(loss.detach())
+        diverged = not (math.isfinite(loss_value) and math.isfinite(grad_norm))
+        if self.world_size > 1:  # every rank stops together (NaN propagates through the mean)
+            diverged = not math.isfinite(D.mean_over_ranks(0.0 if not diverged else math.nan))
+        if diverged:
+            self.optimizer.zero_grad(set_to_none=True)  # the step is not applied: the weights stay finite
+            self._stop_on_non_finite(losses, grad_norm)
         self.optimizer.step()
         self.scheduler.step()
-        metrics = {"loss": float(loss.detach()), "grad_norm": grad_norm}
+        metrics = {"loss": loss_value, "grad_norm": grad_norm}
         for k, v in out.items():
             if not k.endswith("_loss") and isinstance(v, torch.Tensor) and v.numel() == 1:
                 metrics[k] = float(v)
         return metrics
+
+    def _stop_on_non_finite(self, losses: dict[str, torch.Tensor], grad_norm: float) -> None:
+        terms = ", ".join(f"{k} {float(v.detach()):.4g}" for k, v in losses.items())
+        last = self.out_dir / "last.pt"
+        if self.last_saved_step is not None:
+            kept = f"{last} (step {self.last_saved_step}) holds the last finite weights"
+        else:
+            kept = "no checkpoint was written before it"
+        raise ConfigError(
+            f"training diverged at step {self.state.step + 1}: non-finite loss or gradient ({terms}; grad norm "
+            f"{grad_norm:.4g}), so the run stopped without applying that step; {kept}. Lower --lr (now "
+            f"{self.cfg.lr:g}), check the input windows and the teacher for NaN/Inf, or start a new --out"
+        )
 
     def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
         """Endless batches from the saved position; keeps (epoch, batch_in_epoch) up to date."""
@@ -668,7 +923,13 @@ def train_clip(
     training batches (:mod:`anyppg_edge.train.augment`). Returns the :meth:`Trainer.fit` summary plus,
     with ``embed_val``, ``val_ppg_emb``/``val_ecg_emb`` (numpy, best weights not reloaded: last step)
     for retrieval metrics."""
+    if train_cfg.batch_size < 2:
+        raise ConfigError(
+            f"batch_size {train_cfg.batch_size}: CLIP contrasts each PPG/ECG pair with the other pairs of its "
+            "batch, so a batch of 1 has no negatives and its loss is 0 — use --batch-size >= 2"
+        )
     D.init_distributed()
+    check_batch_fits(len(train_ds), train_cfg.batch_size, D.world_size())
     seed_everything(train_cfg.seed)  # identical initial weights on every rank
     augment = augment or AugmentConfig()
     task = ClipTask(ClipModel(clip_cfg), ClipLoss(), augment=augment)

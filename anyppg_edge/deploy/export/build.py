@@ -27,33 +27,13 @@ from typing import Any
 import numpy as np
 
 from anyppg_edge.contract import InputContract
+from anyppg_edge.deploy.export.config import ExportConfig
 from anyppg_edge.io import atomic_write_text, remove_stale_temporaries
 from anyppg_edge.models.net1d import Net1D
 from anyppg_edge.preprocessing import DEFAULT_CONFIG, PreprocessConfig
 from anyppg_edge.report import markdown_table, write_json
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ExportConfig:
-    out_dir: Path = Path("runs/export")
-    qat_steps: int = 100
-    qat_batch_size: int = 32
-    qat_lr: float = 2e-5
-    calib_batch_size: int = 16
-    onnx_activation_type: str = "s8"
-    # MinMax is hurt by rare extreme activations: on the released golden weights, real windows,
-    # percentile (99.999 %) gives cosine 0.998 vs 0.990 for MinMax (measured, see README).
-    onnx_calibrate_method: str = "percentile"
-    int8_io: bool = False  # int8 input/output tensors in the int8 TFLite (else float I/O)
-    layer_windows: int = 8  # windows for the per-layer table
-    export_ptq_tflite: bool = True  # also write the PTQ model's TFLite, for the QAT-vs-PTQ comparison
-    ablation: bool = False  # measure the Swish/sigmoid/SE alternatives (anyppg_edge.deploy.export.ablation)
-    seed: int = 0
-    progress: bool = True
-    plot: bool = True
-    preprocess: PreprocessConfig = field(default_factory=lambda: DEFAULT_CONFIG)
 
 
 def _batches(windows: np.ndarray, batch_size: int):
@@ -348,13 +328,17 @@ def plot_export(report: dict[str, Any], embeddings: dict[str, np.ndarray], ref: 
 @dataclass
 class ExportData:
     """Windows for one export run: calibration, QAT training, and parity evaluation (real windows
-    of subjects that neither calibration nor QAT saw)."""
+    of subjects that neither calibration nor QAT saw). ``heldout_subjects``: the real subjects of the
+    parity windows that the model did not train on, as far as known (``heldout_checked``: the
+    training shards were given and their index's split was read); ``description`` says it in words."""
 
     calibration: np.ndarray
     qat: np.ndarray
     eval: np.ndarray
     description: str
     calibration_manifest: dict[str, Any] = field(default_factory=dict)
+    heldout_subjects: list[str] = field(default_factory=list)
+    heldout_checked: bool = False
 
 
 def shared_export_data(
@@ -364,27 +348,62 @@ def shared_export_data(
     seed: int = 0,
     cfg: PreprocessConfig = DEFAULT_CONFIG,
     progress: bool = False,
+    shards: str | Path | None = None,
 ) -> ExportData:
-    """Real windows from ``../shared``: subjects split 8:1:1 (:func:`subject_split`); calibration set
-    (stratified builder) and QAT windows from the train subjects, parity windows from val + test."""
+    """Real windows from ``../shared``: calibration set (stratified builder) and QAT windows from some
+    subjects, parity windows from the others.
+
+    ``shards``: the prepared folder the model trained on. Its index's split decides: the ``../shared``
+    subjects it has in val/test, or does not have at all, are the held-out ones (parity windows); the
+    rest (its train subjects) give the calibration and QAT windows. When it trained on every
+    ``../shared`` subject, the description says plainly that no real subject is held out (the parity
+    windows are then the val+test subjects of the seed-``seed`` :func:`recording_splits`, seen in
+    training). Without ``shards`` the seed-``seed`` split of the 10 recordings is used and the
+    description says that the parity subjects are held out of calibration and QAT only."""
     from anyppg_edge.data import load_shared_recordings
-    from anyppg_edge.data.shards import recording_splits
+    from anyppg_edge.data.shards import index_subject_splits, recording_splits
     from anyppg_edge.data.windows import extract_windows
     from anyppg_edge.deploy.calibration import build_calibration_set
+    from anyppg_edge.errors import DataFormatError
     from anyppg_edge.paths import shared_dir
 
     recs = load_shared_recordings(shared_dir() / "data")
     split = recording_splits(recs, seed=seed)
-    train = [r for r in recs if split[f"{r.dataset}/{r.subject_id}"] == "train"]
-    held = [r for r in recs if split[f"{r.dataset}/{r.subject_id}"] != "train"]
+    by_seed = [r for r in recs if split[f"{r.dataset}/{r.subject_id}"] != "train"]
+    trained_on: set[str] = set()
+    if shards is not None:
+        split_of = index_subject_splits(shards)
+        if not split_of:
+            raise DataFormatError(f"no index.npz in {shards}: give the prepared shard folder the model trained on")
+        trained_on = {r.subject_id for r in recs if split_of.get(f"{r.dataset}\x1f{r.subject_id}") == "train"}
+        held = [r for r in recs if r.subject_id not in trained_on]
+        if len(held) == len(recs):  # trained on no shared subject: calibrate on some of them all the same
+            held = by_seed
+    else:
+        held = by_seed
+    names = lambda rs: ", ".join(sorted(r.subject_id for r in rs))  # noqa: E731
+    if shards is not None and not held:
+        held = by_seed  # parity needs windows; they are not held out, and the description says so
+        where = (f"no real subject is held out: the model's shards {shards} trained on every ../shared subject, "
+                 f"so the parity windows come from subjects it trained on ({names(held)})")
+        heldout: list[str] = []
+    elif shards is not None:
+        where = (f"../shared subjects held out from the model's training (val/test of {shards}, or absent from it) "
+                 f"and from calibration/QAT: {names(held)}"
+                 + ("" if trained_on else " (the shards hold no ../shared subject in train)"))
+        heldout = sorted(r.subject_id for r in held)
+    else:
+        where = (f"../shared subjects {names(held)} (val+test of the seed-{seed} split of the shared recordings): "
+                 "held out from calibration and QAT; whether the model trained on them is not checked (give its "
+                 "training shards to check)")
+        heldout = []
+    train = [r for r in recs if r not in held]
     cs = build_calibration_set([train], n_windows=n_calibration, seed=seed, cfg=cfg, hop_s=hop_s, progress=progress)
     qat = np.concatenate([extract_windows(r, cfg, hop_s=hop_s, ecg_quality=False).ppg for r in train])
     ev = np.concatenate([extract_windows(r, cfg, hop_s=hop_s, ecg_quality=False).ppg for r in held])
     rng = np.random.default_rng(seed)
     if len(ev) > n_eval:
         ev = ev[np.sort(rng.choice(len(ev), n_eval, replace=False))]
-    desc = (
-        f"../shared: {len(held)} held-out subjects ({', '.join(sorted({r.dataset for r in held}))}), "
-        f"{len(ev)} windows; calibration/QAT from {len(train)} other subjects"
-    )
-    return ExportData(cs.windows, qat.astype(np.float32), ev.astype(np.float32), desc, cs.manifest)
+    desc = f"{where}; {len(ev)} windows; calibration/QAT from {len(train)} other subjects"
+    return ExportData(cs.windows, qat.astype(np.float32), ev.astype(np.float32), desc, cs.manifest,
+                      heldout_subjects=heldout, heldout_checked=shards is not None)

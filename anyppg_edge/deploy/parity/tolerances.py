@@ -9,7 +9,7 @@ A row's keys are ``<metric>_<min|max>``: the row passes when ``metric >= bound``
 ``metric <= bound`` (``max``) for every key (:func:`row_failures`). The metrics are those of
 :func:`embedding_parity` for the artifact rows, :func:`sqnr_db` of the weights for the
 ``*-weights-vs-source`` rows, and, for the ``stream-*-vs-offline`` rows, the per-mode metrics of
-:func:`anyppg_edge.stream.replay.parity_report` (``max_abs``: streamed vs offline *preprocessed
+:func:`anyppg_edge.stream.harness.parity_report` (``max_abs``: streamed vs offline *preprocessed
 window*; ``cos_min``: the float model's embeddings of the two windows).
 
 ``TOLERANCE_FOR_KIND`` says which row applies to which artifact kind, and :func:`tolerance_row`
