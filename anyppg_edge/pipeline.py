@@ -78,7 +78,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run the whole chain as far as it exists; write ``report.md``, ``summary.json`` and plots."""
     import torch
 
-    from anyppg_edge.data.shards import ShardDataset, prepare_shards
+    from anyppg_edge.data.shard_dataset import ShardDataset
+    from anyppg_edge.data.shards import prepare_shards
     from anyppg_edge.models import create_model
     from anyppg_edge.models.budget import budget_table
     from anyppg_edge.models.encode import encode_windows
@@ -213,7 +214,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 def _export_windows(cfg: DemoConfig, out: Path, pcfg) -> dict[str, Any]:
     """Calibration (the committed simulator default + real training windows), QAT (training split)
     and evaluation windows (val + test subjects) from the demo's shards."""
-    from anyppg_edge.data.shards import ShardDataset
+    from anyppg_edge.data.shard_dataset import ShardDataset
     from anyppg_edge.deploy.calibration import load_default_calibration_set
 
     rng = np.random.default_rng(cfg.seed)

@@ -20,13 +20,9 @@ from anyppg_edge import preprocessing as pp
 from anyppg_edge.cli import main
 from anyppg_edge.data import SimulatorConfig, simulate_pair, write_npz
 from anyppg_edge.data.recording import Channel, Recording
-from anyppg_edge.data.shards import (
-    ShardDataset,
-    heldout_subjects,
-    index_subject_splits,
-    resolve_subjects,
-    subject_split,
-)
+from anyppg_edge.data.shard_dataset import ShardDataset
+from anyppg_edge.data.shards import heldout_subjects, index_subject_splits
+from anyppg_edge.data.splits import resolve_subjects, subject_split
 from anyppg_edge.data.windows import extract_windows
 from anyppg_edge.errors import UnknownNameError, UsageError
 

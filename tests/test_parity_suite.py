@@ -355,7 +355,7 @@ def test_golden_command_on_held_out_shared_windows(shared, art, tmp_path, capsys
     assert len(g) == 12 and g.checkpoint_sha256 == art.sha and g.device_type == "cpu"
     assert "held-out" in g.provenance["window_source"] and "python -m export golden" in g.provenance["created_by"]
     from anyppg_edge.data import load_shared_recordings
-    from anyppg_edge.data.shards import recording_splits
+    from anyppg_edge.data.splits import recording_splits
 
     recs = load_shared_recordings(shared / "data")
     split = recording_splits(recs, seed=0)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from anyppg_edge.cli import main
-from anyppg_edge.train.trainer import ShardedBatchSampler
+from anyppg_edge.train.datasets import ShardedBatchSampler
 
 
 def test_grouped_sampler_keeps_batches_within_a_subject_and_covers_every_item():

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from anyppg_edge.data import read_recording, simulate_cohort
-from anyppg_edge.data.shards import ShardDataset, prepare_shards, recording_splits, subject_split, write_index
+from anyppg_edge.data.shard_dataset import ShardDataset
+from anyppg_edge.data.shards import prepare_shards, write_index
+from anyppg_edge.data.splits import recording_splits, subject_split
 from anyppg_edge.data.windows import extract_windows
 from anyppg_edge.errors import ContractMismatchError, DataFormatError
 from anyppg_edge.preprocessing import PreprocessConfig

@@ -16,16 +16,13 @@ import torch
 
 from anyppg_edge.cli import build_parser, main
 from anyppg_edge.errors import ConfigError
-from anyppg_edge.train import trainer as trainer_mod
+from anyppg_edge.train import threads as threads_mod
+from anyppg_edge.train.checkpoints import load_checkpoint
 from anyppg_edge.train.clip import ClipTask
 from anyppg_edge.train.configs import RESUME_APPLIED, RESUME_REFUSED, TrainConfig
-from anyppg_edge.train.trainer import (
-    TensorDictDataset,
-    Trainer,
-    WarmupCosine,
-    load_checkpoint,
-    thread_warning,
-)
+from anyppg_edge.train.datasets import TensorDictDataset
+from anyppg_edge.train.threads import thread_warning
+from anyppg_edge.train.trainer import Trainer, WarmupCosine
 
 
 @pytest.fixture(autouse=True)
@@ -274,7 +271,7 @@ def test_thread_warning(threads, free, usable, others, explicit, phrase):
 @pytest.mark.parametrize("flags, warned", [([], "torch's default"), (["--threads", "1"], None)])
 def test_threads_flag_sets_torch_and_the_cli_warns_on_a_busy_box(shards, tmp_path, monkeypatch, caplog, capsys,
                                                                   flags, warned):
-    monkeypatch.setattr(trainer_mod, "free_cores", lambda: (1, 2, 1.3))  # 2 cores, one busy
+    monkeypatch.setattr(threads_mod, "free_cores", lambda: (1, 2, 1.3))  # 2 cores, one busy
     torch.set_num_threads(2)  # torch's default on this box
     with caplog.at_level(logging.WARNING, logger="anyppg_edge.train"):
         # a batch the data cannot fill: the command stops right after setting the threads up

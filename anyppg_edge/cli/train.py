@@ -175,7 +175,7 @@ def _train_config(args: argparse.Namespace, recipe: dict, command: str):
     last = Path(cfg.out_dir) / "last.pt"
     if not (cfg.resume and last.is_file()):
         return cfg, None
-    from anyppg_edge.train.trainer import load_checkpoint
+    from anyppg_edge.train.checkpoints import load_checkpoint
 
     ckpt = load_checkpoint(last)
     known = {f.name for f in dataclasses.fields(TrainConfig)} - {"out_dir", "resume"}
@@ -198,7 +198,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     from anyppg_edge.models.clip import ClipConfig
     from anyppg_edge.train.configs import AugmentConfig
     from anyppg_edge.train.pretrain import pretrain_from_shards
-    from anyppg_edge.train.trainer import configure_threads
+    from anyppg_edge.train.threads import configure_threads
 
     recipe = _recipe(args, "pretrain")
     train_cfg, resumed = _train_config(args, recipe, "pretrain")
@@ -233,7 +233,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 def _cmd_distill(args: argparse.Namespace) -> int:
     from anyppg_edge.train.configs import DistillConfig
     from anyppg_edge.train.distill import distill_and_evaluate
-    from anyppg_edge.train.trainer import configure_threads
+    from anyppg_edge.train.threads import configure_threads
 
     recipe = _recipe(args, "distill")
     train_cfg, resumed = _train_config(args, recipe, "distill")
@@ -253,7 +253,7 @@ def _cmd_physiology(args: argparse.Namespace) -> int:
     from anyppg_edge.config import nested_from_dict
     from anyppg_edge.train.configs import AugmentConfig, TrainConfig
     from anyppg_edge.train.physiology import PhysiologyConfig, run_physiology
-    from anyppg_edge.train.trainer import configure_threads
+    from anyppg_edge.train.threads import configure_threads
 
     base = nested_from_dict(PhysiologyConfig, _recipe(args, "physiology"), PhysiologyConfig())
     cfg = config_from_args(
@@ -280,9 +280,11 @@ def _cmd_throughput(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_shards(args: argparse.Namespace) -> int:
-    from anyppg_edge.data.shards_bench import main as bench_main
+    from anyppg_edge.data.shards_bench import bench_shards_text, benchmark_shards
 
-    bench_main(["--n-windows", str(args.n_windows), "--json", args.json])
+    res = benchmark_shards(n_windows=args.n_windows, json_path=args.json)
+    print(bench_shards_text(res))
+    print(f"written: {args.json}")
     return 0
 
 

@@ -48,9 +48,8 @@ import json
 import math
 import os
 import re
-import tempfile
 import time
-from collections import Counter, OrderedDict, defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -61,38 +60,34 @@ import numpy as np
 
 from anyppg_edge.data.readers import read_recording
 from anyppg_edge.data.recording import Recording
+from anyppg_edge.data.splits import (
+    SIMULATED_DATASETS,
+    SPLITS,
+    _display,
+    _fractions,
+    _hash_split,
+    _pins,
+    _subject_key,
+    subject_split,
+)
 from anyppg_edge.errors import (
     ConfigError,
     ContractMismatchError,
     DataFormatError,
-    UnknownNameError,
-    UsageError,
 )
 from anyppg_edge.io import atomic_write, write_json
 from anyppg_edge.preprocessing import PreprocessConfig
 
-try:  # torch is an optional extra: without it ShardDataset still works (get_batch, numpy items)
-    from torch.utils.data import Dataset as _DatasetBase
-except ImportError:  # pragma: no cover - depends on the install
-    _DatasetBase = object  # type: ignore[assignment,misc]
-
 __all__ = [
     "FORMAT_VERSION",
-    "SPLITS",
-    "ShardDataset",
-    "benchmark_shards",
     "heldout_subjects",
     "index_subject_splits",
     "prepare_shards",
-    "recording_splits",
-    "resolve_subjects",
     "safe_id_for",
-    "subject_split",
     "write_index",
 ]
 
 FORMAT_VERSION = 1
-SPLITS = ("train", "val", "test")
 SHARDS_DIR = "shards"
 INDEX_FILE = "index.npz"
 CONFIG_FILE = "preprocess_config.json"
@@ -100,7 +95,6 @@ _DTYPES = ("float16", "float32")
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
 PRIMARY_VIEW = "ppg"
 SECOND_PPG_VIEW = "ppg2"
-SIMULATED_DATASETS = ("simulator", "synthetic")  # datasets whose subjects are not real people
 # Settings a folder's shards share (besides the preprocessing config): mixing any of them is refused.
 FOLDER_SETTINGS = ("hop_s", "dtype", "ecg_quality", "second_ppg", "ecg_polarity_agreement", "split_seed",
                    "split_fractions")
@@ -140,131 +134,6 @@ def safe_id_for(source: str | os.PathLike | Recording) -> str:
     p = Path(source).expanduser()
     key = f"file:{p.parent.name}/{p.name}"
     return f"{_slug(p.stem)}-{_short_hash(key)}"
-
-
-def _subject_key(dataset: str, subject_id: str) -> str:
-    return f"{dataset}\x1f{subject_id}"
-
-
-def recording_splits(
-    recordings: Iterable[Recording], fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
-) -> dict[str, str]:
-    """``{"dataset/subject_id": split}`` for recordings, with the subject keys and seed of
-    :func:`write_index`: the split a *new* shard folder prepared from exactly these recordings in one
-    run (no pinned subjects) assigns. A folder that grew over several runs, or had subjects pinned,
-    may differ: read its own split with :func:`index_subject_splits` / :func:`heldout_subjects`."""
-    recs = list(recordings)
-    split = subject_split((_subject_key(r.dataset, r.subject_id) for r in recs), fractions, seed)
-    return {f"{r.dataset}/{r.subject_id}": split[_subject_key(r.dataset, r.subject_id)] for r in recs}
-
-
-def _subject_u(key: str, seed: int) -> float:
-    """Deterministic uniform number in [0, 1) from a subject key and the seed (sha256, not hash())."""
-    h = hashlib.sha256(f"{seed}\x1e{key}".encode()).digest()
-    return int.from_bytes(h[:8], "big") / 2**64
-
-
-def _fractions(fractions: Sequence[float]) -> np.ndarray:
-    fr = np.asarray(fractions, dtype=np.float64)
-    if fr.shape != (3,) or not np.isfinite(fr).all() or (fr < 0).any() or fr.sum() <= 0:
-        raise ConfigError(f"split_fractions must be 3 non-negative numbers (train, val, test), got {fractions!r}")
-    return fr / fr.sum()
-
-
-def _hash_split(key: str, fractions: Sequence[float], seed: int) -> str:
-    """The split of one subject by its own draw ``u``: independent of every other subject."""
-    edges = np.cumsum(_fractions(fractions))
-    return SPLITS[min(int(np.searchsorted(edges, _subject_u(key, seed), side="right")), 2)]
-
-
-def subject_split(
-    subject_keys: Iterable[str], fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
-) -> dict[str, str]:
-    """Subject -> ``"train"``/``"val"``/``"test"``.
-
-    Each subject draws ``u = sha256(seed, subject) in [0, 1)`` and falls in the split whose cumulative
-    fraction covers ``u``: a subject keeps its split when others are added to the corpus. When that
-    leaves a split empty although there are at least 3 subjects (small corpora), the subjects are
-    instead dealt by rank of ``u`` with at least one per split (largest-remainder counts).
-    """
-    fr = _fractions(fractions)
-    keys = sorted(set(subject_keys))
-    us = {k: _subject_u(k, seed) for k in keys}
-    out = {k: _hash_split(k, fr, seed) for k in keys}
-    n = len(keys)
-    if n >= 3 and len(set(out.values())) < 3 and (fr > 0).all():
-        counts = np.maximum(np.floor(fr * n).astype(int), 1)
-        while counts.sum() > n:  # take from the largest
-            counts[int(np.argmax(counts))] -= 1
-        rem = fr * n - np.floor(fr * n)
-        while counts.sum() < n:
-            i = int(np.argmax(rem))
-            counts[i] += 1
-            rem[i] = -1
-        ranked = sorted(keys, key=lambda k: us[k])
-        out = {}
-        start = 0
-        for split, c in zip(SPLITS, counts, strict=True):
-            for k in ranked[start : start + c]:
-                out[k] = split
-            start += c
-    return out
-
-
-def _subject_names(key: str) -> tuple[str, ...]:
-    """The names a user may give for a subject key: ``dataset/subject_id``, the subject id, and its
-    last path part (``DATA_07`` for ``ieee_spc2015/DATA_07``)."""
-    dataset, subject = key.split("\x1f", 1)
-    return tuple(dict.fromkeys((f"{dataset}/{subject}", subject, subject.rsplit("/", 1)[-1])))
-
-
-def _display(key: str) -> str:
-    return key.split("\x1f", 1)[1]
-
-
-def resolve_subjects(names: Iterable[str], known_keys: Iterable[str], what: str = "subject") -> list[str]:
-    """Subject keys (``dataset\x1fsubject_id``, as the index keys them) of user-given names: each
-    name is ``dataset/subject_id`` (as :func:`recording_splits` writes it), the subject id
-    (``ieee_spc2015/DATA_07``) or, when only one subject has it, the id's last part (``DATA_07``).
-    An unknown name is an :class:`~anyppg_edge.errors.UnknownNameError` listing the known subjects;
-    a name that fits several is a :class:`~anyppg_edge.errors.UsageError` listing them."""
-    known = sorted(set(known_keys))
-    by_name: dict[str, set[str]] = defaultdict(set)
-    for k in known:
-        for n in _subject_names(k):
-            by_name[n].add(k)
-    out: list[str] = []
-    for name in names:
-        name = name.strip()
-        if not name:
-            continue
-        hits = by_name.get(name, set())
-        if not hits:
-            shown = [_display(k) for k in known]
-            listing = ", ".join(shown[:40]) + (f", ... ({len(shown) - 40} more)" if len(shown) > 40 else "")
-            raise UnknownNameError(
-                f"unknown {what} {name!r}: the folder's subjects are {listing or '(none)'}; give a subject id "
-                "(e.g. ieee_spc2015/DATA_07) or its last part when unambiguous (DATA_07)"
-            )
-        if len(hits) > 1:
-            raise UsageError(
-                f"{what} {name!r} is ambiguous: it names {', '.join(sorted(_display(k) for k in hits))}; "
-                "give the full subject id or dataset/subject_id"
-            )
-        out.append(next(iter(hits)))
-    return list(dict.fromkeys(out))
-
-
-def _pins(val: Iterable[str], test: Iterable[str], known: Iterable[str]) -> dict[str, str]:
-    known = list(known)
-    v = resolve_subjects(val, known, "--val-subjects name")
-    t = resolve_subjects(test, known, "--test-subjects name")
-    both = sorted(set(v) & set(t))
-    if both:
-        raise UsageError(
-            f"subject(s) {', '.join(_display(k) for k in both)} pinned to both val and test; name each in one"
-        )
-    return {**{k: "val" for k in v}, **{k: "test" for k in t}}
 
 
 def index_subject_splits(out_dir: str | os.PathLike) -> dict[str, str]:
@@ -927,312 +796,8 @@ def _progress(total: int, enabled: bool):
 # --------------------------------------------------------------------------------------------------
 
 
-class ShardDataset(_DatasetBase):
-    """Map-style dataset over the windows of one split of a prepared folder.
-
-    ``ds[i]`` -> ``{"ppg": float32 tensor [1, L], "ecg": float32 tensor [1, L]}``; ``ds.meta(i)`` and
-    the arrays ``subject_ids``, ``datasets``, ``start_s`` give the provenance (for grouping by subject
-    or dataset in evaluation). Shards are memory-mapped lazily, at most ``max_open`` at a time (LRU),
-    and re-opened after a fork/pickle into a DataLoader worker. :meth:`get_batch` is the fast path:
-    numpy float32 ``(ppg [B,1,L], ecg [B,1,L])`` gathered shard by shard.
-
-    ``split``: ``"train"``, ``"val"``, ``"test"`` or ``"all"``. ``expected_config_hash``: if given,
-    the folder must have been prepared with that preprocessing config (else ContractMismatchError).
-
-    ``views``: which PPG views to serve (``"ppg"``, and ``"ppg2"`` where the folder was prepared with
-    ``second_ppg``). Default: every view for ``"train"`` and ``"all"``, the primary PPG only for
-    ``"val"``/``"test"``, where each ECG window must appear once (retrieval pools). ``groups`` (for
-    ``group_batches``) are per subject and view, so a batch never holds one ECG window twice.
-    """
-
-    def __init__(
-        self,
-        out_dir: str | os.PathLike,
-        split: str = "train",
-        *,
-        expected_config_hash: str | None = None,
-        max_open: int = 256,
-        views: Sequence[str] | None = None,
-    ) -> None:
-        self.root = Path(out_dir)
-        if split not in (*SPLITS, "all"):
-            raise ValueError(f"split must be one of {(*SPLITS, 'all')}, got {split!r}")
-        ipath = self.root / INDEX_FILE
-        if not ipath.is_file():
-            raise DataFormatError(
-                f"no {INDEX_FILE} in {self.root}; run prepare_shards (or write_index) first"
-            )
-        try:
-            with np.load(ipath, allow_pickle=False) as z:
-                idx = {k: z[k] for k in z.files}
-        except (ValueError, OSError, EOFError) as exc:
-            raise DataFormatError(f"corrupt index file {ipath}: {exc}") from exc
-        self.config_hash = str(idx["config_hash"])
-        if expected_config_hash is not None and expected_config_hash != self.config_hash:
-            raise ContractMismatchError(
-                f"{self.root} was prepared with preprocessing config hash {self.config_hash}, "
-                f"expected {expected_config_hash}"
-            )
-        sel = np.ones(len(idx["shard"]), bool) if split == "all" else idx["split"] == split
-        view = idx["view"] if "view" in idx else np.full(len(idx["shard"]), PRIMARY_VIEW)
-        if views is None:
-            views = None if split in ("train", "all") else (PRIMARY_VIEW,)
-        if views is not None:
-            unknown = sorted(set(views) - {PRIMARY_VIEW, SECOND_PPG_VIEW})
-            if unknown:
-                raise ConfigError(f"unknown shard view(s) {unknown}; known: {PRIMARY_VIEW!r}, {SECOND_PPG_VIEW!r}")
-            sel &= np.isin(view, list(views))
-        self.split = split
-        self.shard_files = idx["shard_files"]
-        self._shard = np.ascontiguousarray(idx["shard"][sel])
-        self._row = np.ascontiguousarray(idx["row"][sel])
-        self.subject_ids = idx["subject_id"][sel]
-        self.views = view[sel]
-        # for Trainer(group_batches=True): batches within one subject (and one view: no ECG window twice)
-        self.groups = (self.subject_ids if (self.views == PRIMARY_VIEW).all()
-                       else np.char.add(np.char.add(self.subject_ids.astype(str), "|"), self.views.astype(str)))
-        self.datasets = idx["dataset"][sel]
-        self.start_s = idx["start_s"][sel]
-        self.max_open = max(1, int(max_open))
-        self._open: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._pid = os.getpid()
-        self._window_samples: int | None = None
-
-    # pickling (spawned DataLoader workers) drops the open maps; they are reopened lazily
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_open"] = OrderedDict()
-        return state
-
-    def __len__(self) -> int:
-        return int(self._shard.shape[0])
-
-    @property
-    def window_samples(self) -> int:
-        if self._window_samples is None:
-            if len(self) == 0:
-                raise DataFormatError(f"split {self.split!r} of {self.root} is empty")
-            self._window_samples = int(self._mm(int(self._shard[0])).shape[2])
-        return self._window_samples
-
-    def _mm(self, k: int) -> np.ndarray:
-        if os.getpid() != self._pid:  # forked worker: do not share the parent's maps
-            self._open = OrderedDict()
-            self._pid = os.getpid()
-        arr = self._open.get(k)
-        if arr is None:
-            arr = _open_shard(self.root / SHARDS_DIR / str(self.shard_files[k]))
-            self._open[k] = arr
-            if len(self._open) > self.max_open:
-                self._open.popitem(last=False)
-        else:
-            self._open.move_to_end(k)
-        return arr
-
-    def _check_index(self, i: int) -> int:
-        n = len(self)
-        if not -n <= i < n:
-            raise IndexError(f"index {i} out of range for {n} windows ({self.split})")
-        return i % n
-
-    def meta(self, i: int) -> dict:
-        """Provenance of window ``i``: subject, dataset, start time, shard file and row."""
-        i = self._check_index(int(i))
-        return {
-            "subject_id": str(self.subject_ids[i]),
-            "dataset": str(self.datasets[i]),
-            "view": str(self.views[i]),
-            "start_s": float(self.start_s[i]),
-            "shard": str(self.shard_files[self._shard[i]]),
-            "row": int(self._row[i]),
-        }
-
-    def window(self, i: int) -> np.ndarray:
-        """Window ``i`` as float32 ``[2, L]`` (PPG, ECG)."""
-        i = self._check_index(int(i))
-        arr = self._mm(int(self._shard[i]))
-        r = int(self._row[i])
-        if r >= arr.shape[0]:
-            raise DataFormatError(f"shard {self.shard_files[self._shard[i]]} has no row {r}: index is stale")
-        return np.asarray(arr[r], dtype=np.float32)
-
-    def __getitem__(self, i: int) -> dict:
-        import torch
-
-        w = self.window(i)
-        return {"ppg": torch.from_numpy(w[0:1].copy()), "ecg": torch.from_numpy(w[1:2].copy())}
-
-    def get_batch(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Windows ``indices`` (any order, repeats allowed) as float32 ``(ppg [B,1,L], ecg [B,1,L])``.
-
-        Indices are grouped by shard so each shard is read with one fancy-indexing gather.
-        """
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        n = len(self)
-        if idx.size and (idx.min() < -n or idx.max() >= n):
-            raise IndexError(f"indices out of range for {n} windows ({self.split})")
-        idx = idx % n if n else idx
-        L = self.window_samples if idx.size else 0
-        out = np.empty((idx.size, 2, L), np.float32)
-        shards = self._shard[idx]
-        rows = self._row[idx]
-        order = np.argsort(shards, kind="stable")
-        s_sorted = shards[order]
-        bounds = np.flatnonzero(np.diff(s_sorted)) + 1
-        for grp in np.split(order, bounds) if idx.size else []:
-            k = int(shards[grp[0]])
-            arr = self._mm(k)
-            r = rows[grp]
-            if r.max() >= arr.shape[0]:
-                raise DataFormatError(f"shard {self.shard_files[k]} is shorter than the index says")
-            out[grp] = arr[r]
-        return out[:, 0:1], out[:, 1:2]
-
-
 # --------------------------------------------------------------------------------------------------
 # I/O benchmark
 # --------------------------------------------------------------------------------------------------
 
 
-def _write_synthetic(out: Path, n_windows: int, windows_per_shard: int, L: int, seed: int) -> dict:
-    """Random float16 windows written straight in the shard format (sidecars + index), no preprocessing."""
-    cfg = PreprocessConfig()
-    _check_folder_config(out, cfg)
-    sdir = out / SHARDS_DIR
-    sdir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    # one random pool reused with per-shard offsets: fast to make, still incompressible-looking data
-    pool = rng.standard_normal((windows_per_shard + 64, 2, L), dtype=np.float32).astype(np.float16)
-    written = 0
-    k = 0
-    while written < n_windows:
-        n = min(windows_per_shard, n_windows - written)
-        off = int(rng.integers(0, 64))
-        arr = pool[off : off + n]
-        sid = f"bench_{k:05d}"
-        atomic_write(sdir / f"{sid}.npy", lambda f, a=arr: np.save(f, a, allow_pickle=False))
-        _atomic_write_json(
-            sdir / f"{sid}.json",
-            {
-                "format_version": FORMAT_VERSION,
-                "safe_id": sid,
-                "source": "synthetic",
-                "subject_id": f"bench/S{k:05d}",
-                "dataset": "synthetic",
-                "shard": f"{sid}.npy",
-                "n_windows": n,
-                "window_samples": L,
-                "sample_rate_hz": cfg.target_sample_rate_hz,
-                "dtype": "float16",
-                "hop_s": cfg.window_s,
-                "ecg_quality": False,
-                "start_s": (np.arange(n) * cfg.window_s).tolist(),
-                "rejected": {},
-                "config_hash": cfg.config_hash(),
-                "config": cfg.to_dict(),
-            },
-        )
-        written += n
-        k += 1
-    return {"n_shards": k}
-
-
-def _evict(paths: Iterable[Path]) -> bool:
-    """Ask the kernel to drop these (clean, fsynced) files from the page cache, for a cold read."""
-    if not hasattr(os, "posix_fadvise"):
-        return False
-    for p in paths:
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-    return True
-
-
-def _iterate(ds: ShardDataset, order: np.ndarray, batch_size: int) -> tuple[float, float]:
-    t0 = time.perf_counter()
-    checksum = 0.0
-    for a in range(0, order.size, batch_size):
-        ppg, ecg = ds.get_batch(order[a : a + batch_size])
-        checksum += float(ppg[0, 0, 0]) + float(ecg[-1, 0, -1])
-    dt = time.perf_counter() - t0
-    return order.size / dt, dt
-
-
-def benchmark_shards(
-    n_windows: int = 100_000,
-    out_dir: str | os.PathLike | None = None,
-    windows_per_shard: int = 2880,
-    batch_size: int = 256,
-    seed: int = 0,
-    keep: bool = False,
-    json_path: str | os.PathLike | None = None,
-) -> dict:
-    """Write ``n_windows`` synthetic float16 windows as shards (default 2,880 windows = one 8 h
-    night per shard), then read them all through :meth:`ShardDataset.get_batch` in batches of
-    ``batch_size``: random order and sequential, each first cold (files dropped from the page cache
-    with ``posix_fadvise(DONTNEED)`` where available) and then warm. Returns (and with ``json_path``
-    writes) windows/s figures and the size on disk. The folder is deleted unless ``keep``.
-    """
-    import shutil
-
-    L = PreprocessConfig().window_samples
-    if out_dir is None:
-        out = Path(tempfile.mkdtemp(prefix="anyppg_shard_bench_"))
-    else:
-        out = Path(out_dir)
-        if out.exists() and any(out.iterdir()):
-            raise FileExistsError(f"benchmark folder {out} is not empty; give a new or empty folder")
-        out.mkdir(parents=True, exist_ok=True)
-    try:
-        t0 = time.perf_counter()
-        info = _write_synthetic(out, n_windows, windows_per_shard, L, seed)
-        t_write = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        write_index(out, seed=seed, verify_shards=False)
-        t_index = time.perf_counter() - t0
-        shard_paths = sorted((out / SHARDS_DIR).glob("*.npy"))
-        disk = sum(p.stat().st_size for p in shard_paths)
-        ds = ShardDataset(out, split="all")
-        rng = np.random.default_rng(seed)
-        res: dict[str, Any] = {
-            "n_windows": n_windows,
-            "n_shards": info["n_shards"],
-            "windows_per_shard": windows_per_shard,
-            "batch_size": batch_size,
-            "dtype": "float16",
-            "window_shape": [2, L],
-            "shard_bytes_on_disk": disk,
-            "bytes_per_window": disk / n_windows,
-            "mb_per_hour_of_recording": disk / n_windows * 360 / 1e6,
-            "write_windows_per_s": n_windows / t_write,
-            "write_seconds": t_write,
-            "index_seconds": t_index,
-            "cpu_count": os.cpu_count(),
-        }
-        perm = rng.permutation(n_windows)
-        seq = np.arange(n_windows)
-        cold = _evict(shard_paths)
-        res["cold_cache_available"] = cold
-        if cold:
-            res["random_cold_windows_per_s"], _ = _iterate(ds, perm, batch_size)
-            ds = ShardDataset(out, split="all")
-            _evict(shard_paths)
-            res["sequential_cold_windows_per_s"], _ = _iterate(ds, seq, batch_size)
-        res["random_windows_per_s"], _ = _iterate(ds, perm, batch_size)
-        res["sequential_windows_per_s"], _ = _iterate(ds, seq, batch_size)
-        t0 = time.perf_counter()
-        n_items = min(20_000, n_windows)
-        for i in perm[:n_items]:
-            ds[int(i)]
-        res["getitem_windows_per_s"] = n_items / (time.perf_counter() - t0)
-        res["bar_windows_per_s"] = 20_000
-        res["meets_bar"] = bool(min(res["random_windows_per_s"], res["sequential_windows_per_s"]) >= 20_000)
-        if json_path is not None:
-            Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-            Path(json_path).write_text(json.dumps(res, indent=1))
-        return res
-    finally:
-        if not keep:
-            shutil.rmtree(out, ignore_errors=True)

@@ -475,7 +475,9 @@ def qat_finetune(
 ) -> tuple[DeployNet1D, dict[str, Any]]:
     """QAT: fine-tune a calibrated int8 model on the trainer (AdamW, warm-up + cosine, clipping,
     atomic checkpoints and exact resume) with a distillation loss against ``float_model``."""
-    from anyppg_edge.train.trainer import TensorDictDataset, TrainConfig, Trainer
+    from anyppg_edge.train.configs import TrainConfig
+    from anyppg_edge.train.datasets import TensorDictDataset
+    from anyppg_edge.train.trainer import Trainer
 
     train_windows = np.asarray(train_windows, np.float32)
     t_emb = float_embeddings(float_model, train_windows)

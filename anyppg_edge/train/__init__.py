@@ -22,8 +22,12 @@ _EXPORTS = {
         "DistributedBatchNorm1d", "barrier", "convert_sync_batchnorm", "init_distributed", "is_main", "rank",
         "world_size")},
     **{n: "anyppg_edge.train.trainer" for n in (
-        "PairedArrayDataset", "ShardedBatchSampler", "Trainer", "WarmupCosine", "atomic_torch_save",
-        "build_optimizer", "load_checkpoint", "seed_everything", "train_clip")},
+        "Trainer", "WarmupCosine", "build_optimizer", "seed_everything", "train_clip")},
+    **{n: "anyppg_edge.train.datasets" for n in (
+        "PairedArrayDataset", "ShardedBatchSampler", "TensorDictDataset", "check_batch_fits")},
+    **{n: "anyppg_edge.train.checkpoints" for n in ("CHECKPOINT_FORMAT", "atomic_torch_save", "load_checkpoint")},
+    "check_resume": "anyppg_edge.train.resume",
+    "configure_threads": "anyppg_edge.train.threads",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -70,7 +70,7 @@ class TrainConfig:
     progress: bool = True  # tqdm bar on rank 0
     group_batches: bool = False  # batches drawn within one group (dataset.groups, e.g. subject): hard negatives
     groups_per_batch: int = 1  # with group_batches: each global batch = this many groups x batch/this items each
-    threads: int | None = None  # torch intra-/inter-op threads (None: torch's default); see trainer.configure_threads
+    threads: int | None = None  # torch intra-/inter-op threads (None: torch's default); see anyppg_edge.train.threads.configure_threads
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]

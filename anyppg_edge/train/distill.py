@@ -47,7 +47,7 @@ from anyppg_edge.errors import CheckpointError, ConfigError
 from anyppg_edge.models.loading import load_encoder
 from anyppg_edge.models.student import StudentModel, Teacher
 from anyppg_edge.train.configs import DistillConfig
-from anyppg_edge.train.trainer import TensorDictDataset
+from anyppg_edge.train.datasets import TensorDictDataset
 
 __all__ = [
     "DistillConfig",
@@ -190,9 +190,11 @@ def distill_from_shards(
     """Distil ``cfg.student`` from a frozen teacher on the ``train`` split of prepared shards (the
     pretraining's), validating on ``val_split``; checkpoints/logs in ``train_cfg.out_dir`` exactly as
     pretraining. Returns the trainer summary plus ``teacher`` (its description) and ``config``."""
-    from anyppg_edge.data.shards import ShardDataset
+    from anyppg_edge.data.shard_dataset import ShardDataset
     from anyppg_edge.train import distributed as D
-    from anyppg_edge.train.trainer import Trainer, check_batch_fits, check_resume, seed_everything
+    from anyppg_edge.train.datasets import check_batch_fits
+    from anyppg_edge.train.resume import check_resume
+    from anyppg_edge.train.trainer import Trainer, seed_everything
 
     D.init_distributed()
     teacher = load_teacher(teacher_path, teacher_model)  # refuses NaN/Inf weights (either teacher kind)
@@ -353,7 +355,8 @@ def distill_and_evaluate(
     cosine on the held-out subjects (``heldout_splits`` of the shards: never trained on by teacher or
     student), the HR probe over every subject of the shards (frozen features, subject-grouped CV; HR
     reference from each window's ECG). Writes ``retention.json`` and ``retention.md`` in the run dir."""
-    from anyppg_edge.data.shards import PRIMARY_VIEW, ShardDataset, heldout_subjects
+    from anyppg_edge.data.shard_dataset import ShardDataset
+    from anyppg_edge.data.shards import PRIMARY_VIEW, heldout_subjects
     from anyppg_edge.eval.heart_rate import ecg_heart_rate_bpm
     from anyppg_edge.models.budget import budget_table
     from anyppg_edge.report import atomic_write_text, markdown_table, write_json

@@ -33,7 +33,7 @@ def pretrain_from_shards(
     :class:`~anyppg_edge.errors.ConfigError` (:func:`~anyppg_edge.train.trainer.train_clip`)."""
     import numpy as np
 
-    from anyppg_edge.data.shards import ShardDataset
+    from anyppg_edge.data.shard_dataset import ShardDataset
     from anyppg_edge.eval.baselines import spectral_features
     from anyppg_edge.train import distributed as D
     from anyppg_edge.train.trainer import train_clip

@@ -12,7 +12,8 @@ import torch
 from anyppg_edge.models.clip import ClipConfig, ClipModel
 from anyppg_edge.preprocessing import DEFAULT_CONFIG
 from anyppg_edge.train.clip import ClipLoss, ClipTask
-from anyppg_edge.train.trainer import TrainConfig, build_optimizer
+from anyppg_edge.train.configs import TrainConfig
+from anyppg_edge.train.trainer import build_optimizer
 
 
 def measure_throughput(

@@ -28,11 +28,10 @@ import contextlib
 import csv
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,157 +40,34 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from anyppg_edge.errors import CheckpointError, ConfigError
-from anyppg_edge.io import atomic_write, remove_stale_temporaries
-from anyppg_edge.models.checkpoint import TRAINER_CHECKPOINT_FORMAT, check_finite, torch_load
+from anyppg_edge.io import remove_stale_temporaries
+from anyppg_edge.models.checkpoint import check_finite
 from anyppg_edge.models.clip import ClipConfig, ClipModel
 from anyppg_edge.train import distributed as D
 from anyppg_edge.train.augment import AugmentConfig
+from anyppg_edge.train.checkpoints import CHECKPOINT_FORMAT, atomic_torch_save, load_checkpoint
 from anyppg_edge.train.clip import ClipLoss, ClipTask
-from anyppg_edge.train.configs import RESUME_REFUSED, TRAIN_CLI_FLAGS, DistillConfig, TrainConfig
+from anyppg_edge.train.configs import TrainConfig
+from anyppg_edge.train.datasets import (
+    ShardedBatchSampler,
+    check_batch_fits,
+)
+from anyppg_edge.train.resume import _resume_config
+from anyppg_edge.train.threads import configure_threads
 
 __all__ = [
-    "CHECKPOINT_FORMAT",
-    "ClipTask",
-    "PairedArrayDataset",
-    "ShardedBatchSampler",
-    "TensorDictDataset",
-    "TrainConfig",
     "Trainer",
     "WarmupCosine",
-    "atomic_torch_save",
     "build_optimizer",
-    "check_batch_fits",
-    "check_resume",
-    "configure_threads",
-    "load_checkpoint",
     "seed_everything",
     "train_clip",
 ]
 
-CHECKPOINT_FORMAT = TRAINER_CHECKPOINT_FORMAT
 log = logging.getLogger("anyppg_edge.train")
 _METRIC_FIELDS = ["step", "epoch", "lr", "loss", "val_loss", "samples_per_s", "logit_scale", "grad_norm"]
-
-
-class PairedArrayDataset(Dataset):
-    """In-memory paired windows ``[N, L]`` (e.g. a :class:`~anyppg_edge.data.windows.WindowSet`'s arrays)
-    → items ``{"ppg": float32 [1, L], "ecg": float32 [1, L]}``, the format the trainer consumes."""
-
-    def __init__(
-        self, ppg: np.ndarray | torch.Tensor, ecg: np.ndarray | torch.Tensor, groups: np.ndarray | None = None
-    ):
-        self.ppg = torch.as_tensor(np.asarray(ppg, dtype=np.float32))
-        self.ecg = torch.as_tensor(np.asarray(ecg, dtype=np.float32))
-        self.groups = None if groups is None else np.asarray(groups)  # e.g. subject ids, for group_batches
-        if self.ppg.dim() != 2 or self.ppg.shape != self.ecg.shape:
-            raise ConfigError(
-                f"ppg and ecg must both be [N, L] with the same shape, got {tuple(self.ppg.shape)} "
-                f"and {tuple(self.ecg.shape)}"
-            )
-
-    def __len__(self) -> int:
-        return len(self.ppg)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"ppg": self.ppg[i].unsqueeze(0), "ecg": self.ecg[i].unsqueeze(0)}
-
-
-class ShardedBatchSampler(Sampler[list[int]]):
-    """Batches that depend only on ``(seed, epoch)``, sharded over ranks.
-
-    Global batch ``g`` of an epoch is the slice ``perm[g*B*W : (g+1)*B*W]`` of a permutation seeded by
-    ``(seed, epoch)``; rank ``r`` takes its ``r``-th block of ``B``. Hence a W-rank run sees, per
-    step, exactly the batch a single process with batch ``B*W`` sees. ``set_position(epoch, batch)``
-    starts mid-epoch (resume). With ``drop_last=False`` (validation, single rank) the last batch may
-    be short.
-    """
-
-    def __init__(
-        self,
-        n: int,
-        batch_size: int,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        shuffle: bool = True,
-        drop_last: bool = True,
-        groups: np.ndarray | None = None,
-        groups_per_batch: int = 1,
-    ):
-        if groups is not None and len(groups) != n:
-            raise ConfigError(f"groups has {len(groups)} labels for {n} items")
-        # with groups: the epoch permutation visits groups in random order, each group's items shuffled,
-        # so most batches hold one group (e.g. one subject: hard negatives of the same person); with
-        # groups_per_batch = k > 1 each global batch is k runs of batch/k items, each run within one
-        # group (k subjects per batch: hard negatives, and BatchNorm statistics that are not one person's)
-        self.group_codes = None if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
-        gb = batch_size * world_size
-        if groups_per_batch < 1 or gb % groups_per_batch:
-            raise ConfigError(f"groups_per_batch {groups_per_batch} must divide the global batch {gb}")
-        self.groups_per_batch = int(groups_per_batch)
-        if drop_last:
-            check_batch_fits(n, batch_size, world_size)
-        if not drop_last and world_size != 1:
-            raise ConfigError("drop_last=False is only supported for a single rank")
-        self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.rank, self.world_size, self.shuffle, self.drop_last = rank, world_size, shuffle, drop_last
-        self.epoch, self.start_batch = 0, 0
-
-    @property
-    def batches_per_epoch(self) -> int:
-        gb = self.batch_size * self.world_size
-        return self.n // gb if self.drop_last else math.ceil(self.n / gb)
-
-    def set_position(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start_batch = int(epoch), int(start_batch)
-
-    def permutation(self, epoch: int) -> np.ndarray:
-        if not self.shuffle:
-            return np.arange(self.n)
-        ss = np.random.SeedSequence([int(self.seed) & 0xFFFFFFFF, int(epoch)])
-        rng = np.random.default_rng(ss)
-        perm = rng.permutation(self.n)
-        if self.group_codes is None:
-            return perm
-        group_rank = rng.permutation(int(self.group_codes.max()) + 1)[self.group_codes[perm]]
-        grouped = perm[np.argsort(group_rank, kind="stable")]
-        if self.groups_per_batch == 1:
-            return grouped
-        # cut every group's run into chunks of batch/k items, deal the chunks in random order so that k
-        # consecutive chunks (one global batch) come from k different groups while possible; each group's
-        # leftover (< one chunk) goes, shuffled, to the end of the epoch
-        c = self.batch_size * self.world_size // self.groups_per_batch
-        codes = self.group_codes[grouped]
-        bounds = np.flatnonzero(np.diff(codes)) + 1
-        chunks, rest = [], []
-        for run in np.split(grouped, bounds):
-            full = len(run) // c * c
-            chunks += np.split(run[:full], full // c) if full else []
-            rest.append(run[full:])
-        order = rng.permutation(len(chunks)).tolist()
-        chunk_group = [int(self.group_codes[ch[0]]) for ch in chunks]
-        k = self.groups_per_batch
-        for i in range(len(order)):  # a chunk whose group is already in its batch swaps with a later one
-            used = {chunk_group[order[j]] for j in range(i - i % k, i)}
-            if chunk_group[order[i]] in used:
-                j = next((j for j in range(i + 1, len(order)) if chunk_group[order[j]] not in used), None)
-                if j is not None:
-                    order[i], order[j] = order[j], order[i]
-        tail = np.concatenate(rest) if rest else np.zeros(0, np.int64)
-        return np.concatenate([chunks[i] for i in order] + [rng.permutation(tail)]).astype(perm.dtype)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        perm = self.permutation(self.epoch)
-        gb, b = self.batch_size * self.world_size, self.batch_size
-        for g in range(self.start_batch, self.batches_per_epoch):
-            chunk = perm[g * gb : (g + 1) * gb]
-            yield chunk[self.rank * b : (self.rank + 1) * b].tolist()
-
-    def __len__(self) -> int:
-        return max(self.batches_per_epoch - self.start_batch, 0)
 
 
 # ------------------------------------------------------------------------------- optimisation
@@ -230,90 +106,7 @@ def build_optimizer(module: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps)
 
 
-def check_batch_fits(n: int, batch_size: int, world_size: int = 1, what: str = "the training set") -> None:
-    """Refuse a batch the data cannot fill: with ``drop_last`` an epoch would hold no batch at all."""
-    if n < batch_size * world_size:
-        ranks = f" ({batch_size} per rank x {world_size} ranks)" if world_size > 1 else ""
-        fit = f"--batch-size <= {n // world_size}, or " if n >= world_size else ""
-        raise ConfigError(
-            f"{what} has {n} windows, fewer than one global batch of {batch_size * world_size}{ranks}: use "
-            f"{fit}prepare more training windows"
-        )
-
-
 # ------------------------------------------------------------------------------- threads
-
-# Measured on a 2-core shared box (one core busy): torch's default of 2 intra-op threads trained ~5x
-# slower than 1 thread — threads that wait for a busy core stall every parallel op.
-_SLOWDOWN_NOTE = "on a 2-core box with one core busy, 2 threads measured ~5x slower than 1"
-
-
-def _own_load() -> float:
-    """This process's share of the 1-minute load average: its mean CPU use (all threads) over its
-    life, weighted by how much of the last minute that life covers (Linux; 0 elsewhere)."""
-    try:
-        with open("/proc/self/stat") as f:
-            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/uptime") as f:
-            uptime = float(f.read().split()[0])
-        age = max(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 1e-3)
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    return time.process_time() / age * (1.0 - math.exp(-age / 60.0))
-
-
-def free_cores() -> tuple[int, int, float]:
-    """``(free, usable, others)``: the cores this process may run on (affinity, capped by a cgroup CPU
-    quota), the load average of the other processes (1-minute load minus this process's own share), and
-    the usable cores those leave free (at least 1)."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        usable = os.cpu_count() or 1
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            usable = max(1, min(usable, int(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    try:
-        others = max(0.0, os.getloadavg()[0] - _own_load())
-    except (OSError, AttributeError):
-        others = 0.0
-    return max(1, usable - int(others + 0.5)), usable, others
-
-
-def thread_warning(threads: int, free: int, usable: int, others: float, explicit: bool) -> str | None:
-    """The one-line warning for ``threads`` torch threads on ``free`` of ``usable`` cores, or ``None``."""
-    if threads <= free:
-        return None
-    why = "set by --threads" if explicit else "torch's default"
-    busy = f", load average {others:.1f} from other processes" if others >= 0.5 else ""
-    are = "is" if free == 1 else "are"
-    return (f"torch will use {threads} threads ({why}) but only {free} of {usable} cores {are} free{busy}: "
-            f"threads waiting for a busy core slow every step ({_SLOWDOWN_NOTE}); pass --threads {free}")
-
-
-def configure_threads(threads: int | None = None, warn: bool = True) -> int:
-    """Set torch's intra-op threads (and its inter-op threads, which torch accepts only before any
-    parallel work in the process) to ``threads``; ``None`` keeps torch's default. With ``warn``, log one
-    warning when torch would use more threads than the free cores (:func:`free_cores`). Returns the
-    intra-op thread count in use."""
-    if threads is not None:
-        if threads < 1:
-            raise ConfigError(f"threads must be >= 1, got {threads}")
-        torch.set_num_threads(int(threads))
-        if torch.get_num_interop_threads() != threads:
-            try:
-                torch.set_num_interop_threads(int(threads))
-            except RuntimeError:  # already set, or parallel work has started in this process
-                log.debug("inter-op threads stay at %d", torch.get_num_interop_threads())
-    n = torch.get_num_threads()
-    if warn:
-        message = thread_warning(n, *free_cores(), explicit=threads is not None)
-        if message:
-            log.warning(message)
-    return n
 
 
 def seed_everything(seed: int) -> None:
@@ -352,48 +145,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-class TensorDictDataset(Dataset):
-    """Aligned numpy arrays → dict items; ``ppg`` ``[N, L]`` becomes ``[1, L]`` per item."""
-
-    def __init__(self, arrays: dict[str, np.ndarray], groups: np.ndarray | None = None):
-        lengths = {k: len(v) for k, v in arrays.items()}
-        if "ppg" not in arrays or len(set(lengths.values())) != 1:
-            raise ConfigError(f"need a 'ppg' array and equal lengths, got {lengths}")
-        self.arrays = {k: torch.as_tensor(np.asarray(v, np.float32)) for k, v in arrays.items()}
-        self.groups = None if groups is None else np.asarray(groups)
-
-    def __len__(self) -> int:
-        return len(self.arrays["ppg"])
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        item = {k: v[i] for k, v in self.arrays.items()}
-        item["ppg"] = item["ppg"].unsqueeze(0)
-        return item
-
-
 # -------------------------------------------------------------------------------- checkpoints
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` through :func:`anyppg_edge.io.atomic_write`: a crash leaves either the old file or
-    the new one, never a partial file under ``path``."""
-    return atomic_write(path, lambda f: torch.save(obj, f))
-
-
-_REQUIRED_KEYS = ("format", "model", "optimizer", "scheduler", "step", "sampler", "rng", "train_config")
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a training checkpoint (``weights_only`` loading); any problem is a :class:`CheckpointError`
-    naming the file."""
-    path = Path(path)
-    ckpt = torch_load(path, "training checkpoint")
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not an anyppg-edge training checkpoint ({CHECKPOINT_FORMAT})")
-    missing = [k for k in _REQUIRED_KEYS if k not in ckpt]
-    if missing:
-        raise CheckpointError(f"training checkpoint {path} lacks keys {missing}")
-    return ckpt
 
 
 # ------------------------------------------------------------------------------------ logging
@@ -439,115 +191,6 @@ def _default_device() -> torch.device:
 
 def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
-
-def _plain(value: Any) -> Any:
-    """A config value as JSON-like data (tuples as lists), for comparing with a checkpoint's."""
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _flag(name: str) -> str:
-    flag = TRAIN_CLI_FLAGS.get(name, "--" + name.replace("_", "-"))
-    return f"{name} ({flag})"
-
-
-# extra_config sections a resume must not change: what they are called in messages, their config class
-# (defaults fill fields an older checkpoint lacks) and keys that do not matter once weights exist
-_EXTRA_COMPARED: dict[str, tuple[str, type, tuple[str, ...]]] = {
-    "clip": ("model", ClipConfig, ("ppg_checkpoint", "ecg_checkpoint")),  # initialisation only
-    "augment": ("augmentation", AugmentConfig, ()),
-    "distill": ("distillation", DistillConfig, ()),
-}
-
-
-def _extra_config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """What differs between a checkpoint's ``extra_config`` and this run's, in the sections a resume
-    must keep: the task (which sections there are), model, augmentation, distillation, teacher."""
-    task_old = sorted(k for k in ("clip", "distill", "qat") if k in old)
-    task_new = sorted(k for k in ("clip", "distill", "qat") if k in new)
-    if task_old != task_new:
-        return [f"task: checkpoint {'/'.join(task_old) or 'unknown'}, now {'/'.join(task_new) or 'unknown'}"]
-    changes = []
-    for key, (what, cls, ignored) in _EXTRA_COMPARED.items():
-        if key not in old and key not in new:
-            continue
-        a = {**cls().to_dict(), **(old.get(key) or {})}
-        b = {**cls().to_dict(), **(new.get(key) or {})}
-        changes += [f"{what} {key}.{k}: checkpoint {_plain(a.get(k))!r}, now {_plain(b.get(k))!r}"
-                    for k in sorted(set(a) | set(b)) if k not in ignored and _plain(a.get(k)) != _plain(b.get(k))]
-    t_old, t_new = (old.get("teacher") or {}).get("sha256"), (new.get("teacher") or {}).get("sha256")
-    if t_old and t_new and t_old != t_new:
-        changes.append(f"teacher: checkpoint sha256 {t_old[:12]}…, now {t_new[:12]}… "
-                       f"({(new.get('teacher') or {}).get('source')})")
-    return changes
-
-
-def _resume_config(
-    cfg: TrainConfig, ckpt: dict[str, Any], path: Path, extra_config: dict[str, Any], n_train: int
-) -> tuple[TrainConfig, list[dict[str, Any]]]:
-    """``cfg`` to continue ``ckpt`` with, under the resume policy of
-    :data:`~anyppg_edge.train.configs.RESUME_REFUSED`: a changed trajectory field, model,
-    augmentation, distillation config, teacher or training-set size is a :class:`ConfigError` listing
-    every change; ``max_steps`` must exceed the checkpoint's step. When ``warmup_steps`` is ``None``
-    (20 % of ``max_steps``) and ``max_steps`` changes, the checkpoint's warm-up length is kept."""
-    old = {**TrainConfig().to_dict(), **ckpt["train_config"]}
-    new = cfg.to_dict()
-    step = int(ckpt["step"])
-    if cfg.max_steps <= step:
-        raise ConfigError(
-            f"{path} is already at step {step} (its max_steps {old['max_steps']}) and this run asks for "
-            f"max_steps {cfg.max_steps}, so there is nothing to train: pass --steps > {step} to train further, "
-            "or a new --out to start a new run"
-        )
-    changes = []
-    for name in RESUME_REFUSED:
-        if name != "warmup_steps" and _plain(old[name]) != _plain(new[name]):
-            changes.append(f"{_flag(name)}: checkpoint {_plain(old[name])!r}, now {_plain(new[name])!r}")
-    old_warmup = old["warmup_steps"] if old["warmup_steps"] is not None else round(0.2 * old["max_steps"])
-    if cfg.warmup_steps is not None and cfg.warmup_steps != old_warmup:
-        changes.append(f"{_flag('warmup_steps')}: checkpoint {old_warmup}, now {cfg.warmup_steps}")
-    elif cfg.resolved_warmup_steps != old_warmup:  # None, and max_steps changed: keep the warm-up length
-        if old_warmup > cfg.max_steps:
-            changes.append(f"{_flag('max_steps')} {cfg.max_steps} ends inside the checkpoint's warm-up of "
-                           f"{old_warmup} steps")
-        else:
-            cfg = replace(cfg, warmup_steps=old_warmup)
-    changes += _extra_config_changes(ckpt.get("extra_config") or {}, extra_config)
-    n_old = (ckpt.get("data") or {}).get("n_train")
-    if n_old is not None and int(n_old) != n_train:
-        changes.append(f"training windows: checkpoint {n_old}, now {n_train} (other data: other batches)")
-    if changes:
-        raise ConfigError(
-            f"cannot resume {path}: this run changes what the checkpoint was trained with — "
-            f"{'; '.join(changes)}. Resuming would not continue the same run: drop the changed flags "
-            "(--resume continues with the checkpoint's values) or start a new run with a fresh --out"
-        )
-    applied = {
-        name: [_plain(old.get(name)), _plain(value)]
-        for name, value in cfg.to_dict().items()
-        if name not in RESUME_REFUSED and name != "resume" and _plain(old.get(name)) != _plain(value)
-    }
-    history = [*ckpt.get("resume_history", []), {"step": step, "applied": applied}]
-    if applied:
-        log.info("resuming %s at step %d with %s", path, step,
-                 ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in applied.items()))
-    return cfg, history
-
-
-def check_resume(
-    cfg: TrainConfig, extra_config: dict[str, Any] | None = None, n_train: int | None = None
-) -> TrainConfig:
-    """The config a :class:`Trainer` built from ``cfg`` would continue ``out_dir/last.pt`` with, without
-    building anything: callers with expensive set-up (distillation's teacher targets) check the resume
-    policy first. ``cfg`` itself when not resuming; the policy's :class:`ConfigError` otherwise."""
-    last = Path(cfg.out_dir) / "last.pt"
-    if not (cfg.resume and last.exists()):
-        return cfg
-    ckpt = load_checkpoint(last)
-    n = n_train if n_train is not None else int((ckpt.get("data") or {}).get("n_train", -1))
-    return _resume_config(cfg, ckpt, last, extra_config or {}, n)[0]
 
 
 @dataclass

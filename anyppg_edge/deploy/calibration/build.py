@@ -214,7 +214,7 @@ def _cap_per_subject(keys: np.ndarray, max_candidates: int, rng: np.random.Gener
 def _pool_from_shards(
     path: Path, name: str, cfg: PreprocessConfig, max_candidates: int, rng: np.random.Generator
 ) -> tuple[_Pool, Counter]:
-    from anyppg_edge.data.shards import ShardDataset
+    from anyppg_edge.data.shard_dataset import ShardDataset
 
     if not path.is_dir():
         raise DataFormatError(

@@ -361,7 +361,8 @@ def shared_export_data(
     training). Without ``shards`` the seed-``seed`` split of the 10 recordings is used and the
     description says that the parity subjects are held out of calibration and QAT only."""
     from anyppg_edge.data import load_shared_recordings
-    from anyppg_edge.data.shards import index_subject_splits, recording_splits
+    from anyppg_edge.data.shards import index_subject_splits
+    from anyppg_edge.data.splits import recording_splits
     from anyppg_edge.data.windows import extract_windows
     from anyppg_edge.deploy.calibration import build_calibration_set
     from anyppg_edge.errors import DataFormatError

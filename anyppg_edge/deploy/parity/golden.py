@@ -354,7 +354,7 @@ def golden_windows_from_shared(
     :func:`~anyppg_edge.deploy.export.build.shared_export_data` with the same ``seed``/``hop_s``/``n``.
     Returns ``(windows [n, L] float32, ids ["dataset/subject@start_s"], description)``."""
     from anyppg_edge.data import load_shared_recordings
-    from anyppg_edge.data.shards import recording_splits
+    from anyppg_edge.data.splits import recording_splits
     from anyppg_edge.data.windows import WindowSet, extract_windows
     from anyppg_edge.paths import shared_dir
 
