@@ -29,7 +29,7 @@ __all__ = [
 # committed default calibration set (64 windows): |mean| <= 2.8e-8 and 0.9999997 <= std <= 1.0000001
 # (max |x| 7.8). The bounds leave orders of magnitude of margin for device-side z-scores (another eps,
 # fixed point, int8-dequantized windows: quantization noise of a few % of the std) and for unit-normal
-# test noise (the mean of 1250 N(0, 1) samples has sd 0.028, their std sd 0.02: these bounds are 9 and
+# test noise (the mean of a 10 s window's L = 1,250 N(0, 1) samples has sd 0.028, their std sd 0.02: these bounds are 9 and
 # 10 sd away), while raw ADC codes (30000 +- 500), unscaled filtered signals (std 50, or 0.001 in
 # volts) and recording-level normalisation that is off by more than 25 % are refused. All-zero windows
 # pass: they are what the z-score makes of a constant window.

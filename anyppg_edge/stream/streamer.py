@@ -65,7 +65,7 @@ anchored at the first sample, with quality flags and, unless a hard flag is set,
   ``zi``, primed with the steady state of the first sample after a start, gap or reset) and a
   streaming polyphase resampler with the same FIR as ``resample_poly`` (its linear-phase delay is
   compensated, which costs ``half_len / up`` ≈ 10 native samples of latency); a window is the z-score
-  of its 1250 causal output samples. It differs from the zero-phase reference (phase, edges); the
+  of its ``cfg.window_samples`` causal output samples. It differs from the zero-phase reference (phase, edges); the
   harness measures by how much.
 """
 

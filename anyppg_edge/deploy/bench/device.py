@@ -17,14 +17,14 @@ brevitas are never imported. It measures with the library's own core
 (``python export/device_runner.py ...`` and ``python -m export.device_runner ...`` are the same.)
 
 Before anything is timed the artifact's **input contract** is checked: its schema, that it is
-self-consistent (its preprocessing fields hash to its ``preprocess_config_hash``), its 125 Hz sample
-rate and 1250-sample (10 s) window (or those of ``--sample-rate`` / ``--window-samples``, or of
+self-consistent (its preprocessing fields hash to its ``preprocess_config_hash``), its sample rate
+and window length (the default config's, or those of ``--sample-rate`` / ``--window-samples``, or of
 ``--config``, a preprocessing-config JSON, whose every field must then match the contract's), and
 that the model's input/output tensors are what the contract says. ``--allow-missing-contract``
 accepts a file without one (the model's own input length is then checked against the window).
 
 Timing: ``--warmup`` runs (the first timed on its own), then ``--runs`` timed single-window runs
-(batch 1, ``[1, 1, 1250]``) cycling through ``--windows`` (preprocessed windows ``[N, 1250]`` as
+(batch 1, ``[1, 1, L]``) cycling through ``--windows`` (preprocessed windows ``[N, L]`` as
 ``.npy``, or a golden set ``.npz``; default: 16 synthetic z-scored PPG-like windows). One sample is
 quantize (int8 input) + set input + invoke + read output + dequantize, Python's GC off. The JSON on
 stdout has the schema of ``python -m export bench`` results (``anyppg-edge/bench-result/v1``) and is

@@ -8,7 +8,7 @@ uses too):
   the input-contract check);
 * **warm-up**: ``warmup`` untimed runs after the first one (the first is timed on its own,
   ``first_inference_ms``);
-* **timed runs**: ``runs`` single-window inferences (batch 1, ``[1, 1, 1250]``), cycling through the
+* **timed runs**: ``runs`` single-window inferences (batch 1, ``[1, 1, L]``), cycling through the
   given real windows; one sample is the runtime call including the int8 (de)quantization of an
   int8-I/O model, excluding the input validation of :meth:`Encoder.embed` (which is the same for
   every runtime). Python's garbage collector is off during the timed loop;

@@ -138,7 +138,7 @@ def bench_markdown(results: Sequence[dict[str, Any]], baseline: str | int | None
         )
     r0 = results[0] if results else {}
     text += (
-        f"\nOne window of {r0.get('window_samples', 1250)} samples per run (batch 1), "
+        f"\nOne window of {r0.get('window_samples', '?')} samples per run (batch 1), "
         f"{r0.get('warmup')} warm-up runs, {r0.get('runs')} timed runs cycling through "
         f"{r0.get('n_windows')} windows; each artifact in {'a fresh process' if r0.get('isolated') else 'this process'}. "
         "Ratios between rows of this table are the figures to quote; absolute times move with the machine's load.\n"

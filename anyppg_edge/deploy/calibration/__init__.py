@@ -5,7 +5,7 @@ Every quantizer of the toolkit (PyTorch PTQ, brevitas QAT range initialisation, 
 :func:`iter_batches` over one :class:`CalibrationSet`, so all int8 artifacts of a model are calibrated
 on exactly the same windows, and the manifest that travels with the set says which ones.
 
-**Windows.** Preprocessed, z-scored 10 s PPG windows at 125 Hz (``[N, 1250]`` float32), cut by
+**Windows.** Preprocessed, z-scored 10 s PPG windows at 125 Hz (``[N, L]`` float32, L = ``cfg.window_samples``), cut by
 :func:`~anyppg_edge.data.windows.extract_windows` with the reference chain of
 :mod:`anyppg_edge.preprocessing`; windows that fail a quality gate (non-finite, flat, saturated PPG
 or ECG and, with ``ecg_quality``, the Zhao 2018 ECG quality index) never enter the candidate pool;
