@@ -60,7 +60,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         scfg = SensorConfig(odr_hz=args.odr_hz, duration_s=dur, seed=args.seed, watermark=args.watermark,
                             fifo_depth=args.fifo_depth)
     run = emulate(rec, scfg)
-    enc = open_encoder(args.artifact, cfg, threads=1) if not str(args.artifact).endswith(".pt") else None
+    if str(args.artifact).endswith(".pt"):
+        enc = None
+    elif args.runtime == "tflm":
+        enc = open_encoder(args.artifact, cfg, runtime="tflm")
+    else:
+        enc = open_encoder(args.artifact, cfg, threads=1)
     if enc is None:
         from anyppg_edge.models.loading import load_encoder
 
@@ -133,6 +138,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--odr-hz", type=positive_float, default=25.0)
     r.add_argument("--hop-s", type=positive_float, default=5.0)
     r.add_argument("--mode", choices=("reference", "device", "causal"), default="reference")
+    r.add_argument("--runtime", choices=("default", "tflm"), default="default",
+                   help="runtime of the artifact: its default (LiteRT / onnxruntime) or TensorFlow Lite Micro (.tflite)")
     r.add_argument("--faults", action="store_true",
                    help="+50 ppm drift, 1 %% dropped samples, jitter, one reset (and --stall-s host stall)")
     r.add_argument("--stall-s", type=nonnegative_float, default=3.0, help="host stall (FIFO overflow) with --faults; 0: none")

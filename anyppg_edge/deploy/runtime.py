@@ -1,4 +1,5 @@
-"""One interface over the runtimes an encoder can run in: PyTorch, onnxruntime and LiteRT (TFLite).
+"""One interface over the runtimes an encoder can run in: PyTorch, onnxruntime, LiteRT (TFLite) and
+TensorFlow Lite Micro (``open_encoder(path, runtime="tflm")``).
 
 An :class:`Encoder` maps preprocessed windows ``[N, L]`` or ``[N, 1, L]`` (float32, L =
 ``contract.window_samples``) to embeddings ``[N, D]`` float32. Inputs are validated first
@@ -34,13 +35,20 @@ import numpy as np
 
 from anyppg_edge.contract import CONTRACT_KEY, InputContract, QuantParams
 from anyppg_edge.deploy.contract_io import contract_from_metadata, read_contract, read_tflite_contract_zip
-from anyppg_edge.errors import CheckpointError, ContractMismatchError, InvalidSignalError, MissingFileError
+from anyppg_edge.errors import (
+    CheckpointError,
+    ContractMismatchError,
+    InvalidSignalError,
+    MissingFileError,
+    UsageError,
+)
 from anyppg_edge.preprocessing import DEFAULT_CONFIG, PreprocessConfig
 
 __all__ = [
     "Encoder",
     "OnnxEncoder",
     "TFLiteEncoder",
+    "TflmEncoder",
     "TorchEncoder",
     "open_encoder",
     "read_contract",
@@ -479,6 +487,47 @@ def _same_quant(a: QuantParams, b: QuantParams) -> bool:
     )
 
 
+def check_tflite_contract(
+    path: Path,
+    kind: str,
+    in_shape: tuple[int, ...],
+    embedding_dim: int,
+    input_quant: QuantParams | None,
+    output_quant: QuantParams | None,
+    cfg: PreprocessConfig,
+    allow_missing_contract: bool,
+    reader: Callable[[], InputContract],
+) -> InputContract:
+    """The contract of a ``.tflite`` file (``reader()``) checked against ``cfg`` and against the graph
+    itself (window length, I/O quantization, ``artifact_kind``); shared by the LiteRT and TFLM runtimes."""
+    length = int(np.prod(in_shape[1:]))
+    contract = _checked_contract(
+        path,
+        reader,
+        cfg,
+        allow_missing_contract,
+        lambda: _assumed_contract(path, kind, length, embedding_dim, cfg),
+        is_missing=lambda e: _says_no_contract(e, path),
+    )
+    if length != contract.window_samples:
+        raise ContractMismatchError(
+            f"{path}: input tensor holds {length} samples, its contract says {contract.window_samples}"
+        )
+    for which, ours, theirs in (("input", input_quant, contract.input_quant), ("output", output_quant, contract.output_quant)):
+        if theirs is not None and (ours is None or not _same_quant(ours, theirs)):
+            raise ContractMismatchError(
+                f"{path}: {which} quantization in the contract ({theirs}) differs from the model's {which} tensor ({ours})"
+            )
+    if kind != contract.artifact_kind:
+        what = "has int8 tensors" if kind == "tflite-int8" else "has no int8 tensor"
+        raise ContractMismatchError(
+            f"{path}: its contract says artifact_kind {contract.artifact_kind!r}, but the model "
+            f"{what}: it is {kind!r}. The contract describes another artifact; re-export the model, or "
+            "rewrite its metadata with anyppg_edge.deploy.export.metadata.write_tflite_metadata()"
+        )
+    return contract
+
+
 class TFLiteEncoder(Encoder):
     """A ``.tflite`` file in the LiteRT ``Interpreter`` (``ai_edge_litert``), one window per invoke.
 
@@ -486,7 +535,9 @@ class TFLiteEncoder(Encoder):
     int8/uint8; an int8 output is dequantized with the output tensor's. The layout of the input
     tensor (NCW ``[1, 1, L]`` or NWC ``[1, L, 1]``) does not matter (one channel). A model with
     another batch size is resized to batch 1. ``use_xnnpack=False`` runs the builtin kernels
-    without the default XNNPACK delegate (``OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES``)."""
+    without the default XNNPACK delegate (``OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES``);
+    ``reference_kernels=True`` runs TFLite's reference kernels (``BUILTIN_REF``, no delegate), the
+    integer arithmetic TensorFlow Lite Micro shares: bit-identical to :class:`TflmEncoder`."""
 
     def __init__(
         self,
@@ -496,6 +547,7 @@ class TFLiteEncoder(Encoder):
         use_xnnpack: bool = True,
         allow_missing_contract: bool = False,
         check_normalized: bool = True,
+        reference_kernels: bool = False,
     ):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -503,8 +555,15 @@ class TFLiteEncoder(Encoder):
         self.path = Path(path)
         if not self.path.is_file():
             raise MissingFileError(f"TFLite model not found: {self.path}")
-        self.use_xnnpack = bool(use_xnnpack)
-        resolver = OpResolverType.AUTO if use_xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        self.reference_kernels = bool(reference_kernels)
+        self.use_xnnpack = bool(use_xnnpack) and not self.reference_kernels
+        resolver = (
+            OpResolverType.BUILTIN_REF
+            if self.reference_kernels
+            else OpResolverType.AUTO
+            if use_xnnpack
+            else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        )
         self.interpreter = Interpreter(
             model_path=str(self.path), num_threads=int(threads), experimental_op_resolver_type=resolver
         )
@@ -525,40 +584,12 @@ class TFLiteEncoder(Encoder):
         self._in_index, self._out_index = inp["index"], out["index"]
         self._in_shape = tuple(int(v) for v in inp["shape"])
         self.input_quant, self.output_quant = _tensor_quant(inp), _tensor_quant(out)
-        length, dim = int(np.prod(self._in_shape[1:])), int(np.prod(out["shape"][1:]))
+        dim = int(np.prod(out["shape"][1:]))
 
-        def fallback() -> InputContract:
-            return _assumed_contract(self.path, self._graph_kind(), length, dim, cfg)
-
-        self.contract = _checked_contract(
-            self.path,
-            self._read_contract,
-            cfg,
-            allow_missing_contract,
-            fallback,
-            is_missing=lambda e: _says_no_contract(e, self.path),
+        self.contract = check_tflite_contract(
+            self.path, self._graph_kind(), self._in_shape, dim, self.input_quant, self.output_quant, cfg,
+            allow_missing_contract, self._read_contract,
         )
-        if length != self.contract.window_samples:
-            raise ContractMismatchError(
-                f"{self.path}: input tensor holds {length} samples, its contract says {self.contract.window_samples}"
-            )
-        for which, ours, theirs in (
-            ("input", self.input_quant, self.contract.input_quant),
-            ("output", self.output_quant, self.contract.output_quant),
-        ):
-            if theirs is not None and (ours is None or not _same_quant(ours, theirs)):
-                raise ContractMismatchError(
-                    f"{self.path}: {which} quantization in the contract ({theirs}) differs from the "
-                    f"model's {which} tensor ({ours})"
-                )
-        kind = self._graph_kind()
-        if kind != self.contract.artifact_kind:
-            what = "has int8 tensors" if kind == "tflite-int8" else "has no int8 tensor"
-            raise ContractMismatchError(
-                f"{self.path}: its contract says artifact_kind {self.contract.artifact_kind!r}, but the model "
-                f"{what}: it is {kind!r}. The contract describes another artifact; re-export the model, or "
-                "rewrite its metadata with anyppg_edge.deploy.export.metadata.write_tflite_metadata()"
-            )
 
     def _graph_kind(self) -> str:
         """``tflite-int8`` when the I/O is quantized or any tensor is int8 (full-int8 graphs, float I/O
@@ -591,13 +622,79 @@ class TFLiteEncoder(Encoder):
         return np.stack(outs)
 
 
+class TflmEncoder(Encoder):
+    """A ``.tflite`` file in TensorFlow Lite Micro (the ``tflite-micro`` wheel: TFLM's interpreter and
+    reference kernels built for the host), one window per invoke: the reference for what a
+    microcontroller computes. It runs in an arena of ``arena_bytes``, by default the smallest that
+    allocates (:func:`anyppg_edge.deploy.tflm.measure_arena`, kept in ``self.arena``), so each
+    embedding also shows that the measured arena suffices. I/O quantization and the contract are
+    read from the flatbuffer and checked as for LiteRT."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        cfg: PreprocessConfig = DEFAULT_CONFIG,
+        arena_bytes: int | None = None,
+        allow_missing_contract: bool = False,
+        check_normalized: bool = True,
+    ):
+        from anyppg_edge.deploy.export.metadata import model_io, read_model_bytes
+        from anyppg_edge.deploy.tflm import tflm_interpreter
+
+        self.check_normalized = bool(check_normalized)
+        self.path = Path(path)
+        buf = read_model_bytes(self.path)
+        io = model_io(buf)
+        self._in_shape = tuple(io["input_shape"])
+        self.input_quant, self.output_quant = io["input_quant"], io["output_quant"]
+        kind = "tflite-int8" if self.input_quant is not None or _has_int8_tensor(buf) else "tflite-float"
+        self.contract = check_tflite_contract(
+            self.path, kind, self._in_shape, int(np.prod(io["output_shape"][1:])), self.input_quant,
+            self.output_quant, cfg, allow_missing_contract, self._read_contract,
+        )
+        self.interpreter, self.arena, self.arena_bytes = tflm_interpreter(buf, arena_bytes)
+
+    def _read_contract(self) -> InputContract:
+        return read_tflite_contract_zip(self.path)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        it = self.interpreter
+        outs = []
+        for w in x:
+            xin = w.reshape(self._in_shape)
+            if self.input_quant is not None:
+                xin = self.input_quant.quantize(xin)
+            it.set_input(np.ascontiguousarray(xin), 0)
+            it.invoke()
+            y = it.get_output(0)
+            if self.output_quant is not None:
+                y = self.output_quant.dequantize(y)
+            outs.append(np.asarray(y, np.float32).reshape(-1))
+        return np.stack(outs)
+
+
+def _has_int8_tensor(buf: bytes) -> bool:
+    from ai_edge_litert import schema_py_generated as s
+
+    g = s.Model.GetRootAs(buf, 0).Subgraphs(0)
+    return any(g.Tensors(i).Type() == s.TensorType.INT8 for i in range(g.TensorsLength()))
+
+
 # --------------------------------------------------------------------------------------------------
 # dispatch
 # --------------------------------------------------------------------------------------------------
 
 
-def open_encoder(path_or_model: Any, cfg: PreprocessConfig = DEFAULT_CONFIG, **kw: Any) -> Encoder:
+RUNTIMES = {".onnx": ("onnxruntime",), ".tflite": ("litert", "tflm")}
+
+
+def open_encoder(
+    path_or_model: Any, cfg: PreprocessConfig = DEFAULT_CONFIG, runtime: str | None = None, **kw: Any
+) -> Encoder:
     """An :class:`Encoder` for an ``.onnx`` / ``.tflite`` file or an ``nn.Module``.
+
+    ``runtime`` picks the runtime of a file (:data:`RUNTIMES`; default the first): a ``.tflite`` runs in
+    LiteRT (``litert``) or TensorFlow Lite Micro (``tflm``).
 
     ``kw`` goes to the encoder (``threads``, ``int8_allowed``, ``use_xnnpack``,
     ``allow_missing_contract``, ``check_normalized``, ``contract`` for a module, ...).
@@ -608,10 +705,13 @@ def open_encoder(path_or_model: Any, cfg: PreprocessConfig = DEFAULT_CONFIG, **k
     if isinstance(path_or_model, (str, os.PathLike)):
         path = Path(path_or_model)
         suffix = path.suffix.lower()
+        allowed = RUNTIMES.get(suffix, ())
+        if runtime is not None and allowed and runtime not in allowed:
+            raise UsageError(f"{path}: a {suffix} file runs in {' or '.join(allowed)}, not {runtime!r}")
         if suffix == ".onnx":
             return OnnxEncoder(path, cfg, **kw)
         if suffix == ".tflite":
-            return TFLiteEncoder(path, cfg, **kw)
+            return TflmEncoder(path, cfg, **kw) if runtime == "tflm" else TFLiteEncoder(path, cfg, **kw)
         raise ValueError(
             f"{path}: cannot open {suffix or 'a file without suffix'!r} as an encoder (.onnx, .tflite)"
         )

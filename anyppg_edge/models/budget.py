@@ -94,6 +94,7 @@ class BudgetRow:
     peak_activation_int8_bytes: int
     peak_activation_float32_bytes: int
     conv_receptive_field_samples: int | None = None  # Net1D only (models.net1d.conv_receptive_field_samples)
+    tflm_arena_estimate_bytes: int | None = None  # Net1D only (tflm_arena_estimate)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,6 +109,7 @@ class BudgetRow:
             "fp32 weights MB": round(self.float32_weight_bytes / 1e6, 2),
             "peak act int8 kB": round(self.peak_activation_int8_bytes / 1e3, 1),
             "peak act fp32 kB": round(self.peak_activation_float32_bytes / 1e3, 1),
+            "TFLM arena est. kB": None if self.tflm_arena_estimate_bytes is None else round(self.tflm_arena_estimate_bytes / 1e3, 1),
             "conv RF samples": self.conv_receptive_field_samples,
         }
 
@@ -178,7 +180,94 @@ def budget(name_or_model: Any, input_samples: int | None = None) -> BudgetRow:
         peak_activation_int8_bytes=stats.peak_activation_bytes(1),
         peak_activation_float32_bytes=stats.peak_activation_bytes(4),
         conv_receptive_field_samples=conv_receptive_field_samples(model.cfg) if isinstance(model, Net1D) else None,
+        tflm_arena_estimate_bytes=tflm_arena_estimate(model, n, stats.peak_activation_elements) if isinstance(model, Net1D) else None,
     )
+
+
+# TensorFlow Lite Micro's arena = head (the planned activations) + tail (persistent data). The tail
+# constants are the host (64-bit) build's: a NodeAndRegistration per op, a TfLiteEvalTensor per
+# tensor plus the planner's bookkeeping, an int32 multiplier + int32 shift per output channel of
+# every conv, and kernel op data (per-op and per-tensor averages fitted on the exported
+# student-watch-k9; tests/test_tflm.py holds the estimate to the measured arena). A 32-bit MCU
+# halves the node and eval-tensor structs.
+TFLM_NODE_BYTES = 64
+TFLM_EVAL_TENSOR_BYTES = 24
+TFLM_PLANNER_BYTES_PER_TENSOR = 10
+TFLM_PER_CHANNEL_BYTES = 8
+TFLM_OP_DATA_BYTES = 50
+
+
+def tflm_graph_counts(model: Any, input_samples: int) -> dict[str, int]:
+    """Ops, tensors and conv output channels of the int8 TFLite graph the exporter writes for a Net1D
+    (:mod:`anyppg_edge.deploy.export.tflite`): BN folded into convs, the pre-activation BN as a
+    depthwise conv, Swish = LOGISTIC + MUL, SE = MEAN + 2 convs + LOGISTIC + MUL, identity path =
+    [PAD] + MAX_POOL + [channel PAD], residual ADD; plus QUANTIZE, 2 RESHAPE, the final MEAN and
+    DEQUANTIZE. Counted with hooks on one forward pass."""
+    import torch
+    from torch import nn
+
+    from anyppg_edge.models.net1d import BasicBlock, same_padding
+
+    c = {"convs": 0, "out_channels": 0, "swish": 0, "blocks": 0, "pool": 0, "pool_pad": 0, "channel_pad": 0}
+    handles = []
+
+    def conv_hook(mod, inputs, output):
+        c["convs"] += 1
+        c["out_channels"] += mod.out_channels if isinstance(mod, nn.Conv1d) else mod.out_features
+
+    def bn_hook(mod, inputs, output):  # a BN that runs unfolded: bn1 of a non-first block
+        c["convs"] += 1
+        c["out_channels"] += mod.num_features
+
+    def block_hook(mod, inputs, output):
+        c["blocks"] += 1
+        if mod.max_pool is not None:
+            c["pool"] += 1
+            c["pool_pad"] += same_padding(int(inputs[0].shape[-1]), mod.max_pool.pad_kernel, 1) != (0, 0)
+        c["channel_pad"] += tuple(mod.channel_pad) != (0, 0)
+
+    for m in model.modules():
+        if isinstance(m, nn.Conv1d | nn.Linear):
+            handles.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.SiLU):
+            handles.append(m.register_forward_hook(lambda *a: c.__setitem__("swish", c["swish"] + 1)))
+        elif isinstance(m, BasicBlock):
+            handles.append(m.register_forward_hook(block_hook))
+            if not m.is_first_block:
+                handles.append(m.bn1.register_forward_hook(bn_hook))
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, model.cfg.in_channels, input_samples))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    b = c["blocks"]
+    ops = c["convs"] + 2 * c["swish"] + 4 * b + c["pool"] + c["pool_pad"] + c["channel_pad"] + 5
+    # tensors: every op's output, the input, weight + bias of each conv, and 3 constants the converter
+    # shares (the MEAN axis, PAD paddings, RESHAPE shape)
+    consts = 2 * c["convs"] + 3
+    return {"ops": ops, "tensors": ops + 1 + consts, "conv_out_channels": c["out_channels"]}
+
+
+def tflm_arena_estimate(model: Any, input_samples: int, peak_activation_elements: int | None = None) -> int:
+    """Estimated TFLM arena (bytes, 64-bit host) of a Net1D's int8 export: the layer-by-layer peak
+    activation (int8, :func:`~anyppg_edge.models.net1d.model_stats`) as the head, plus the tail of
+    :func:`tflm_graph_counts` at the constants above. The measured figure is
+    :func:`anyppg_edge.deploy.tflm.measure_arena` of the exported file."""
+    if peak_activation_elements is None:
+        from anyppg_edge.models.net1d import model_stats
+
+        peak_activation_elements = model_stats(model, input_samples).peak_activation_elements
+    n = tflm_graph_counts(model, input_samples)
+    tail = (
+        n["ops"] * (TFLM_NODE_BYTES + TFLM_OP_DATA_BYTES)
+        + n["tensors"] * (TFLM_EVAL_TENSOR_BYTES + TFLM_PLANNER_BYTES_PER_TENSOR)
+        + n["conv_out_channels"] * TFLM_PER_CHANNEL_BYTES
+    )
+    return int(peak_activation_elements) + tail
 
 
 def _tier(tier: str | TierLimits) -> TierLimits:
@@ -192,16 +281,14 @@ def _tier(tier: str | TierLimits) -> TierLimits:
 
 def _exceeded(row: BudgetRow, lim: TierLimits) -> list[tuple[str, str, int, int]]:
     arena = row.peak_activation_elements * lim.arena_bytes_per_element
+    arena_what = f"peak activation bytes ({lim.arena_bytes_per_element} B/element)"
+    if lim.arena_bytes_per_element == 1 and row.tflm_arena_estimate_bytes is not None:
+        arena, arena_what = row.tflm_arena_estimate_bytes, "estimated TFLM arena bytes (activations + persistent)"
     checks = [
         ("params", "params", row.params, lim.max_params),
         ("MACs", "MACs per window", row.macs_per_window, lim.max_macs_per_window),
         ("int8 weights", "int8 weight bytes", row.int8_weight_bytes, lim.max_int8_weight_bytes),
-        (
-            "arena",
-            f"peak activation bytes ({lim.arena_bytes_per_element} B/element)",
-            arena,
-            lim.max_arena_bytes,
-        ),
+        ("arena", arena_what, arena, lim.max_arena_bytes),
     ]
     return [c for c in checks if c[2] > c[3]]
 

@@ -359,7 +359,8 @@ def model_stats(model: nn.Module, input_samples: int = DEFAULT_CONFIG.window_sam
 
     Peak activation models an interpreter that runs layer by layer (as TFLite Micro does): at each
     leaf op the live tensors are the op's inputs and output plus the block inputs still held for
-    residual connections. Functional ops (pad, add, mean) are folded into their neighbours.
+    residual connections; a Swish (SiLU) holds three (its input, the sigmoid, the product), as the
+    int8 graph computes it. Functional ops (pad, add, mean) are folded into their neighbours.
     """
     in_ch = getattr(getattr(model, "cfg", None), "in_channels", 1)
     macs = 0
@@ -377,6 +378,8 @@ def model_stats(model: nn.Module, input_samples: int = DEFAULT_CONFIG.window_sam
             elif isinstance(mod, nn.Linear):
                 macs += output.numel() * mod.in_features
             live = n_in + output.numel() + sum(held)
+            if isinstance(mod, nn.SiLU):  # int8 Swish = LOGISTIC + MUL: x, sigmoid(x) and x*sigmoid(x) live
+                live += output.numel()
             per_layer[mod_name] = live
             peak = max(peak, live)
 

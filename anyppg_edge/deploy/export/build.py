@@ -59,8 +59,10 @@ def export_all(
         tflite_graph_report,
     )
     from anyppg_edge.deploy.export.onnx import export_onnx_float, onnx_int8_execution, quantize_onnx_int8
+    from anyppg_edge.deploy.export.schedule import activation_peak_bytes
     from anyppg_edge.deploy.export.tflite import export_tflite
     from anyppg_edge.deploy.parity.layers import layer_parity_table, worst_layers
+    from anyppg_edge.deploy.parity.suite import integer_reference_parity
     from anyppg_edge.deploy.parity.tolerances import embedding_parity, tolerance_failures
     from anyppg_edge.deploy.quantize import (
         QatConfig,
@@ -70,6 +72,7 @@ def export_all(
         quantize_ptq,
     )
     from anyppg_edge.deploy.runtime import open_encoder
+    from anyppg_edge.deploy.tflm import op_requirements
 
     t0 = time.time()
     out = Path(cfg.out_dir)
@@ -169,6 +172,18 @@ def export_all(
         enc = open_encoder(p, pp)
         add_row(label, kind, enc.embed(evalw), p)
     tick("parity", t)
+    # 6b. the int8 TFLite on TensorFlow Lite Micro: parity, bit-exactness to LiteRT's reference
+    # kernels, the measured arena and the ops (and versions) a firmware build must register
+    t = time.time()
+    tflm_int8 = paths["tflite-int8"]
+    add_row("tflite-int8 [TFLM]", "tflite-int8", open_encoder(tflm_int8, pp, runtime="tflm").embed(evalw), tflm_int8)
+    tflm = {
+        "integer_reference": integer_reference_parity(tflm_int8, evalw, pp),
+        "ops": op_requirements(tflm_int8).to_dict(),
+        "schedule_peak_activation_bytes": activation_peak_bytes(tflm_int8.read_bytes()),
+    }
+    tflm["arena"] = tflm["integer_reference"].pop("arena")
+    tick("tflm", t)
     t = time.time()
     n_l = min(cfg.layer_windows, len(evalw))
     layers = layer_parity_table(float_d, qat, evalw[:n_l], str(paths["tflite-int8"]))
@@ -211,7 +226,8 @@ def export_all(
         "fold_max_abs": fold_err,
         "artifacts": {k: str(v) for k, v in paths.items()},
         "parity": parity_rows,
-        "parity_pass": all(r["pass"] for r in parity_rows),
+        "parity_pass": all(r["pass"] for r in parity_rows) and not tflm["integer_reference"]["failures"],
+        "tflm": tflm,
         "qat": qat_result,
         "qat_vs_ptq": qat_vs_ptq,
         "ablation": ablation_rows,
@@ -265,6 +281,7 @@ def render_export_report(report: dict[str, Any], graph_md: str) -> str:
              markdown_table(report["ablation"]), ""]
             if report.get("ablation") else []
         ),
+        *_tflm_section(report.get("tflm")),
         "## Graphs",
         "",
         graph_md,
@@ -281,6 +298,29 @@ def render_export_report(report: dict[str, Any], graph_md: str) -> str:
         "Timings (s): " + ", ".join(f"{k} {v}" for k, v in report["timings_s"].items()),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _tflm_section(tflm: dict[str, Any] | None) -> list[str]:
+    """The report's TensorFlow Lite Micro section: arena, bit-exactness, ops."""
+    if not tflm:
+        return []
+    a, ir, ops = tflm["arena"], tflm["integer_reference"], tflm["ops"]
+    return [
+        "## TensorFlow Lite Micro (int8 TFLite, host build of TFLM's reference kernels)",
+        "",
+        f"- Arena (smallest that allocates, measured): **{a['min_arena_bytes']:,} B** = head {a['head_bytes']:,} "
+        f"(planned activations; schedule lower bound {tflm['schedule_peak_activation_bytes']:,}) + tail "
+        f"{a['tail_bytes']:,} (persistent); about {a['mcu32_bytes']:,} B on a 32-bit MCU (pointer-sized "
+        f"structs halve). TFLM {a['tflm_version']}.",
+        "- Breakdown: " + "; ".join(f"{k} {v['bytes']:,} B ({v['count']})" for k, v in a["items"].items()),
+        f"- TFLM vs LiteRT reference kernels on {ir['n_windows']} windows: "
+        + ("**bit-identical**" if ir["bit_identical"] else f"max abs {ir['tflm_vs_litert_ref_max_abs']:.3g} (FAIL)")
+        + f" (row `{ir['tolerance']}`); XNNPACK vs TFLM: max abs {ir['xnnpack_vs_tflm_max_abs']:.3g}, "
+        f"cosine min {ir['xnnpack_vs_tflm_cos_min']:.5f} ({ir['note']}).",
+        "- Ops (version): " + ", ".join(f"{k} v{'/'.join(map(str, v))} ×{ops['counts'][k]}" for k, v in ops["ops"].items())
+        + f"; min_runtime_version {ops['min_runtime_version'] or '?'}. {ops['note']}.",
+        "",
+    ]
 
 
 def _ort_summary(ex: dict[str, Any]) -> str:

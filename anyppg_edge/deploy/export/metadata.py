@@ -126,7 +126,7 @@ def write_tflite_metadata(
     values, and I/O quantization equal to the model's (``input_quant`` / ``output_quant`` set exactly
     when that tensor is int8); otherwise :class:`ContractMismatchError`. The result is written
     atomically after it has been loaded and allocated in the LiteRT interpreter."""
-    buf = _read_model_bytes(model)
+    buf = read_model_bytes(model)
     if not contract.artifact_kind.startswith("tflite"):
         raise ContractMismatchError(
             f"contract artifact_kind is {contract.artifact_kind!r}; a .tflite file needs 'tflite-float' or 'tflite-int8'"
@@ -223,7 +223,7 @@ def _input_description(c: InputContract) -> str:
     )
 
 
-def _read_model_bytes(model: bytes | bytearray | str | Path) -> bytes:
+def read_model_bytes(model: bytes | bytearray | str | Path) -> bytes:
     if isinstance(model, (bytes, bytearray, memoryview)):
         buf = bytes(model)
         what = "model buffer"
@@ -240,7 +240,7 @@ def _read_model_bytes(model: bytes | bytearray | str | Path) -> bytes:
     return buf
 
 
-def _model_io(buf: bytes) -> dict[str, Any]:
+def model_io(buf: bytes) -> dict[str, Any]:
     """Shapes, dtypes and quantization of the (single) input and output of subgraph 0."""
     from ai_edge_litert import schema_py_generated as s
 
@@ -278,7 +278,7 @@ def _model_io(buf: bytes) -> dict[str, Any]:
 
 
 def _check_model_against_contract(buf: bytes, c: InputContract) -> dict[str, Any]:
-    io_info = _model_io(buf)
+    io_info = model_io(buf)
     bad = []
     if tuple(io_info["input_shape"]) != tuple(c.input_shape):
         bad.append(f"input shape: model {list(io_info['input_shape'])}, contract {list(c.input_shape)}")
@@ -392,7 +392,7 @@ def read_tflite_contract(path: str | Path, cfg: Any = None) -> InputContract:
     one; when ``cfg`` (a :class:`~anyppg_edge.preprocessing.PreprocessConfig`) is given, also when
     the contract does not match it."""
     path = Path(path)
-    contract = _contract_from_buffer(_read_model_bytes(path), str(path))
+    contract = _contract_from_buffer(read_model_bytes(path), str(path))
     if cfg is not None:
         contract.check(cfg, what=str(path))
     return contract
@@ -402,4 +402,4 @@ def tflite_metadata_json(path: str | Path) -> dict[str, Any]:
     """The model metadata as a dict (``MetadataDisplayer.get_metadata_json``); raises
     :class:`ContractMismatchError` when the file has none."""
     path = Path(path)
-    return json.loads(_displayer(_read_model_bytes(path), str(path)).get_metadata_json())
+    return json.loads(_displayer(read_model_bytes(path), str(path)).get_metadata_json())

@@ -5,7 +5,9 @@ graph of :mod:`anyppg_edge.deploy.quantize` is rebuilt op for op as a ``tf.Modul
 keeps PyTorch's ``[1, 1, L]`` (NCW, C=1) input; convs are ``tf.nn.conv2d`` on ``[N, 1, L, C]``
 (grouped convs natively, the SE FCs as 1×1 convs) so the TFLite graph has no transposes. Compared
 with litert-torch (a TRANSPOSE around every conv, PT2E leaves BN/pad/mean float) and onnx2tf (changes
-the I/O layout), this gives the simplest fully-int8 graph.
+the I/O layout), this gives the simplest fully-int8 graph. A per-channel 1×1 conv (the pre-activation BN) is emitted
+as DEPTHWISE_CONV_2D, and the converted graph's ops are put in the order of least peak activation
+memory (:mod:`anyppg_edge.deploy.export.schedule`), which is the order TFLite Micro plans its arena by.
 
 * **float**: the folded float graph, plain conversion.
 * **int8 from brevitas** (QAT or PTQ): at every activation point of the brevitas model a
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from anyppg_edge.contract import InputContract, QuantParams
+from anyppg_edge.deploy.export.schedule import schedule_for_memory
 from anyppg_edge.deploy.quantize import ActQuant, DeployNet1D, activation_quant_params, layer_weights
 from anyppg_edge.io import atomic_write
 
@@ -93,6 +96,16 @@ class _TFGraph:
     def conv_mod(self, name: str, mod, x):
         return self.conv(name, x, tuple(mod.pad), int(mod.conv.stride[0]))
 
+    def channel_affine(self, name: str, x):
+        """A per-channel 1x1 conv (groups == channels: the pre-activation BN) as DEPTHWISE_CONV_2D,
+        the op TFLite Micro has always supported and CMSIS-NN optimises (a grouped CONV_2D with
+        groups == channels computes the same, but needs a recent TFLM)."""
+        tf = self.tf
+        w, b = self.consts[name]  # [1, 1, 1, C]: per-channel quantized along C
+        wd = tf.reshape(w, [1, 1, -1, 1])  # depthwise filter [kh, kw, C, multiplier]
+        y = tf.nn.depthwise_conv2d(x, wd, strides=[1, 1, 1, 1], padding="VALID")
+        return tf.nn.bias_add(y, b)
+
     def swish(self, prefix: str, x):
         x = self.fq(f"{prefix}_pre", x)
         s = self.fq(f"{prefix}_sig", self.tf.sigmoid(x))
@@ -106,18 +119,9 @@ class _TFGraph:
         h = self.swish("first", self.conv_mod("first", self.dmodel.first, h))
         for i, (mods, meta) in enumerate(zip(self.dmodel.blocks, self.dmodel.block_meta, strict=True)):
             p = f"b{i}"
+            # the identity path first: the block input then dies at conv1 instead of living through
+            # the whole residual branch (TFLM's planner follows op order; ~1 tensor less at the peak)
             identity = h
-            out = h
-            if "affine" in mods:
-                out = self.swish(f"{p}_a0", self.conv_mod(f"{p}_affine", mods["affine"], out))
-            out = self.swish(f"{p}_a1", self.conv_mod(f"{p}_conv1", mods["conv1"], out))
-            out = self.swish(f"{p}_a2", self.conv_mod(f"{p}_conv2", mods["conv2"], out))
-            out = self.fq(f"{p}_conv3", self.conv_mod(f"{p}_conv3", mods["conv3"], out))
-            se = self.fq(f"{p}_se_mean", tf.reduce_mean(out, axis=2, keepdims=True))
-            se = self.swish(f"{p}_seh", self.conv(f"{p}_se_fc1", se))
-            se = self.fq(f"{p}_se_fc2", self.conv(f"{p}_se_fc2", se))
-            gate = self.fq(f"{p}_se_gate", tf.sigmoid(se))
-            out = self.fq(f"{p}_se_out", out * gate)
             k = meta["pool_kernel"]
             if k:
                 pl, pr = meta["pool_pad"]
@@ -127,6 +131,17 @@ class _TFGraph:
             cl, cr = meta["channel_pad"]
             if (cl, cr) != (0, 0):
                 identity = tf.pad(identity, [[0, 0], [0, 0], [0, 0], [cl, cr]])
+            out = h
+            if "affine" in mods:
+                out = self.swish(f"{p}_a0", self.channel_affine(f"{p}_affine", out))
+            out = self.swish(f"{p}_a1", self.conv_mod(f"{p}_conv1", mods["conv1"], out))
+            out = self.swish(f"{p}_a2", self.conv_mod(f"{p}_conv2", mods["conv2"], out))
+            out = self.fq(f"{p}_conv3", self.conv_mod(f"{p}_conv3", mods["conv3"], out))
+            se = self.fq(f"{p}_se_mean", tf.reduce_mean(out, axis=2, keepdims=True))
+            se = self.swish(f"{p}_seh", self.conv(f"{p}_se_fc1", se))
+            se = self.fq(f"{p}_se_fc2", self.conv(f"{p}_se_fc2", se))
+            gate = self.fq(f"{p}_se_gate", tf.sigmoid(se))
+            out = self.fq(f"{p}_se_out", out * gate)
             h = self.fq(f"{p}_add", out + identity)
         pooled = self.fq("pool", tf.reduce_mean(h, axis=2))  # [N, 1, C]
         return tf.reshape(pooled, [-1, self.dmodel.out_dim])
@@ -218,6 +233,10 @@ def export_tflite(
             conv.representative_dataset = gen
 
     model_bytes = _convert(module, configure)
+    # TFLM runs ops in file order and plans the arena from their lifetimes: take the order with the
+    # least peak activation memory (same ops, same results)
+    model_bytes, sched = schedule_for_memory(model_bytes)
+    log.info("op order: peak live activations %d -> %d B", sched.peak_before_bytes, sched.peak_after_bytes)
     in_q, out_q = _io_quant(model_bytes)
     extra = dict(contract.extra)
     extra.update(
