@@ -221,10 +221,18 @@ def test_parity_passes_on_intact_artifacts(art, tmp_path, capsys):
     rc, out, err = _run_cli([*arts, "--golden", art.golden_path, "--out", tmp_path, "--checkpoint", art.ckpt,
                              "--localize", "--check-weights"], capsys)
     assert rc == 0, out + err
-    assert "PASS: 4 artifact(s)" in out
+    assert "PASS: 5 artifact(s)" in out  # the int8 TFLite also runs in TFLM
     report = json.loads((tmp_path / "parity_report.json").read_text())
-    assert report["passed"] and [r["kind"] for r in report["rows"]] == ["onnx-float", "onnx-int8", "tflite-float", "tflite-int8"]
+    assert report["passed"] and [r["kind"] for r in report["rows"]] == [
+        "onnx-float", "onnx-int8", "tflite-float", "tflite-int8", "tflite-int8"
+    ]
+    assert report["rows"][4]["artifact"].endswith("[TFLM]")
+    (ir,) = report["integer_reference"]
+    assert ir["bit_identical"] and ir["tolerance"] == "int8-tflm-vs-litert-ref" and not ir["failures"]
     for a in report["artifacts"]:
+        if a["artifact"].endswith("[TFLM]"):
+            assert a["localisation"] is None  # localised once, as its LiteRT row
+            continue
         loc = a["localisation"]
         assert loc["first_jump"] is None and not loc["weights_differ"], (a["artifact"], loc["verdict"])
         assert loc["matched_layers"] == 60  # student-watch: 1 + 10 blocks x 5 (+ 9 pre-activation BN)
@@ -337,9 +345,12 @@ def test_parity_table_for(art, tmp_path):
     rows, md = parity_table_for(
         {"float ONNX": art.float_onnx, "int8 TFLite": art.int8_tflite, "gone": missing}, art.golden_path
     )
-    assert [r["artifact"] for r in rows] == ["float ONNX", "int8 TFLite", "gone"]
-    assert rows[0]["pass"] and rows[1]["pass"] and not rows[2]["pass"]
-    assert "not evaluated" in rows[2]["failures"]
+    assert [r["artifact"] for r in rows] == [
+        "float ONNX", "int8 TFLite", "int8 TFLite [TFLM]", "int8 TFLite [TFLM vs LiteRT ref]", "gone"
+    ]
+    assert all(r["pass"] for r in rows[:4]) and not rows[4]["pass"]
+    assert rows[3]["tolerance"] == "int8-tflm-vs-litert-ref" and rows[3]["max_abs"] == 0.0
+    assert "not evaluated" in rows[4]["failures"]
     assert "| float ONNX |" in md and "golden set" in md and "float-vs-float" in md
 
 

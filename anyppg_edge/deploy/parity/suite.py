@@ -10,8 +10,10 @@ One entry point for every artifact and path (``python -m export parity``, :func:
    (:func:`~anyppg_edge.deploy.parity.tolerances.tolerance_row`: float artifacts against a golden set
    made on a GPU use ``gpu-vs-cpu-float``). Artifacts: ``.onnx`` / ``.tflite`` files, a PyTorch
    checkpoint (``.pt``, kind ``pytorch-float``: the float model on this host's CPU, e.g. against a
-   GPU golden set), or a ``.npy`` of embeddings of the golden windows written by another runtime path
-   (kind ``streaming`` by default: the streaming harness output).
+   GPU golden set), a ``.npy`` of embeddings of the golden windows written by another runtime path
+   (kind ``streaming`` by default: the streaming harness output), or another golden set ``.npz`` of
+   the same model and windows (kind ``golden-float``: the CPU golden set against a GPU one is held to
+   ``gpu-vs-cpu-float``).
 2. **Localisation** (:func:`~anyppg_edge.deploy.parity.localize.localize`), when parity fails (or
    on request): per-layer comparison with the source model, naming the first layer where the error
    jumps and the layers whose weights differ from the source's (``check_weights`` makes the latter a
@@ -43,6 +45,7 @@ from anyppg_edge.deploy.parity.tolerances import (
     TOLERANCES,
     cosine_rows,
     embedding_parity,
+    row_failures,
     tolerance_failures,
     tolerance_row,
     weight_tolerance_row,
@@ -57,6 +60,7 @@ __all__ = [
     "SourceMismatchError",
     "artifact_parity",
     "check_same_source",
+    "integer_reference_parity",
     "parity_table_for",
     "run_parity",
 ]
@@ -88,6 +92,7 @@ class ArtifactParity:
     localisation: dict[str, Any] | None = None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    runtime: str = ""  # "tflm" for the TensorFlow Lite Micro row of an int8 TFLite, else its default runtime
 
     @property
     def passed(self) -> bool:
@@ -117,11 +122,13 @@ class ArtifactParity:
             "localisation": self.localisation,
             "notes": self.notes,
             "seconds": round(self.seconds, 2),
+            "runtime": self.runtime,
         }
 
 
 def _kind_of_suffix(path: Path) -> str | None:
-    return {".pt": "pytorch-float", ".pth": "pytorch-float", ".npy": "streaming"}.get(path.suffix.lower())
+    return {".pt": "pytorch-float", ".pth": "pytorch-float", ".npy": "streaming",
+            ".npz": "golden-float"}.get(path.suffix.lower())
 
 
 def _golden_cfg(golden: GoldenSet):
@@ -160,6 +167,7 @@ def artifact_parity(
     label: str | None = None,
     threads: int = 1,
     model_name: str | None = None,
+    runtime: str | None = None,
 ) -> ArtifactParity:
     """Embed the golden windows with ``artifact`` and compare with the golden embeddings.
 
@@ -167,7 +175,8 @@ def artifact_parity(
     config (contract mismatch: :class:`ContractMismatchError`); ``.pt``: a checkpoint of registry
     model ``model_name`` (default: the golden set's) run as ``pytorch-float`` on the CPU; ``.npy``:
     embeddings ``[N, D]`` of the golden windows, in golden order (``kind`` default ``streaming``).
-    Raises :class:`SourceMismatchError` when the artifact's source checkpoint is not the golden's."""
+    ``runtime``: the runtime of a file (``open_encoder``'s: ``tflm`` runs a ``.tflite`` in TensorFlow
+    Lite Micro). Raises :class:`SourceMismatchError` when the artifact's source checkpoint is not the golden's."""
     from anyppg_edge.contract import InputContract
     from anyppg_edge.deploy.runtime import open_encoder
 
@@ -180,7 +189,18 @@ def artifact_parity(
     contract: dict[str, Any] = {}
     notes: list[str] = []
     suffix_kind = _kind_of_suffix(path)
-    if suffix_kind == "streaming":
+    ref_device = golden.device_type  # which device the reference was computed on (selects the row)
+    if suffix_kind == "golden-float":  # another golden set of the same model and windows (CPU vs GPU float)
+        from anyppg_edge.deploy.parity.golden import golden_as_artifact
+
+        other = golden_as_artifact(path, golden)
+        notes += check_same_source(str(path), other.model_name, other.checkpoint_sha256, golden, other.embeddings.shape[1])
+        notes.append(f"{path.name}: golden set made on {other.device_type}, reference made on {golden.device_type}")
+        if "cuda" in (other.device_type, golden.device_type):
+            ref_device = "cuda"
+        emb = other.embeddings
+        kind = kind or "golden-float"
+    elif suffix_kind == "streaming":
         emb = np.load(path, allow_pickle=False)
         if emb.shape != golden.embeddings.shape:
             raise ContractMismatchError(
@@ -202,7 +222,7 @@ def artifact_parity(
         emb = enc.embed(golden.windows)
         kind = kind or "pytorch-float"
     else:
-        enc = open_encoder(path, cfg, threads=threads)
+        enc = open_encoder(path, cfg, threads=threads) if runtime in (None, "litert") else open_encoder(path, cfg, runtime=runtime)
         c = enc.contract
         contract = c.to_dict()
         if golden.model_name and c.model_name != golden.model_name:
@@ -210,7 +230,7 @@ def artifact_parity(
         notes += check_same_source(str(path), c.model_name, c.source_checkpoint_sha256, golden, enc.embedding_dim)
         emb = enc.embed(golden.windows)
         kind = kind or enc.kind
-    row = tolerance_row(kind, golden.device_type)
+    row = tolerance_row(kind, ref_device)
     m = embedding_parity(golden.embeddings, emb)
     cos = cosine_rows(golden.embeddings, emb)
     worst = [
@@ -223,13 +243,45 @@ def artifact_parity(
         kind=kind,
         tolerance=row,
         metrics=m,
-        failures=[f"{f} [tolerance row {row!r}]" for f in tolerance_failures(kind, m, golden.device_type)],
+        failures=[f"{f} [tolerance row {row!r}]" for f in tolerance_failures(kind, m, ref_device)],
         cosines=cos,
         contract=contract,
         worst_windows=worst,
         seconds=time.time() - t0,
         notes=notes,
+        runtime=runtime or "",
     )
+
+
+def integer_reference_parity(artifact: str | Path, windows: np.ndarray, cfg: Any = None) -> dict[str, Any]:
+    """An int8 ``.tflite`` in TensorFlow Lite Micro vs LiteRT's reference kernels on ``windows``: held
+    to the bit-identical row ``int8-tflm-vs-litert-ref``. LiteRT's default path (XNNPACK) is measured
+    against TFLM beside it and reported, not bounded: it requantizes with its own rounding."""
+    from anyppg_edge.deploy.runtime import open_encoder
+    from anyppg_edge.preprocessing import DEFAULT_CONFIG
+
+    cfg = cfg or DEFAULT_CONFIG
+    tflm = open_encoder(artifact, cfg, runtime="tflm")
+    ref = open_encoder(artifact, cfg, reference_kernels=True).embed(windows)
+    xnn = open_encoder(artifact, cfg).embed(windows)
+    z = tflm.embed(windows)
+    row = "int8-tflm-vs-litert-ref"
+    m = embedding_parity(ref, z)
+    mx = embedding_parity(z, xnn)
+    return {
+        "artifact": Path(artifact).name,
+        "tolerance": row,
+        "n_windows": len(z),
+        "bit_identical": bool(np.array_equal(z, ref)),
+        "tflm_vs_litert_ref_max_abs": m["max_abs"],
+        "xnnpack_vs_tflm_max_abs": mx["max_abs"],
+        "xnnpack_vs_tflm_cos_min": mx["cos_min"],
+        "arena": tflm.arena.to_dict() if tflm.arena is not None else None,
+        "failures": [f"{f} [tolerance row {row!r}]" for f in row_failures(row, m)],
+        "note": "XNNPACK and LiteRT's optimised builtin kernels requantize with their own rounding "
+        "(e.g. fused fixed-point paths), so they differ from the reference integer arithmetic by a few "
+        "int8 steps; TFLM and BUILTIN_REF share the reference kernels",
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -251,8 +303,11 @@ def run_parity(
     threads: int = 1,
     plot: bool = True,
     check_weights: bool = False,
+    tflm: bool = True,
 ) -> dict[str, Any]:
-    """Parity of every artifact against ``golden``; localisation (``localize_mode``: ``"auto"`` =
+    """Parity of every artifact against ``golden``; every int8 ``.tflite`` also in TensorFlow Lite
+    Micro (``tflm``: a row ``<label> [TFLM]`` against the golden set, and
+    :func:`integer_reference_parity`, bit-identical to LiteRT's reference kernels); localisation (``localize_mode``: ``"auto"`` =
     failing artifacts only, ``"always"``, ``"never"``; needs ``source_model``, the Net1D the
     artifacts were exported from); optional downstream parity; reports in ``out_dir``.
     ``check_weights``: localise every artifact and fail those whose weights differ from the
@@ -262,16 +317,22 @@ def run_parity(
     golden = golden if isinstance(golden, GoldenSet) else load_golden_set(golden)
     items = list(artifacts.items()) if isinstance(artifacts, Mapping) else [(Path(a).name, a) for a in artifacts]
     results: list[ArtifactParity] = []
+    integer_ref: list[dict[str, Any]] = []
     for label, p in items:
         res = artifact_parity(p, golden, kind=kind, label=label, threads=threads)
         results.append(res)
         log.info("%s: %s", label, "pass" if res.passed else res.failure_message())
+        if tflm and res.kind == "tflite-int8":
+            res_m = artifact_parity(p, golden, kind=kind, label=f"{label} [TFLM]", runtime="tflm")
+            results.append(res_m)
+            log.info("%s: %s", res_m.label, "pass" if res_m.passed else res_m.failure_message())
+            integer_ref.append(integer_reference_parity(p, golden.windows, _golden_cfg(golden)))
     notes: list[str] = []
     if check_weights and source_model is None:
         raise ValueError("check_weights needs the source model (--checkpoint)")
     for res in results:
         want = check_weights or localize_mode == "always" or (localize_mode == "auto" and not res.passed)
-        if not want or Path(res.path).suffix.lower() not in (".onnx", ".tflite"):
+        if not want or res.runtime == "tflm" or Path(res.path).suffix.lower() not in (".onnx", ".tflite"):
             continue
         if source_model is None:
             notes.append(f"{res.label}: not localised (give the source checkpoint: --checkpoint)")
@@ -294,8 +355,10 @@ def run_parity(
         "tolerances": {r.tolerance: TOLERANCES[r.tolerance] for r in results},
         "artifacts": [r.to_dict() for r in results],
         "rows": [r.table_row() for r in results],
-        "passed": all(r.passed for r in results),
-        "failures": [r.failure_message() for r in results if not r.passed],
+        "integer_reference": integer_ref,
+        "passed": all(r.passed for r in results) and not any(x["failures"] for x in integer_ref),
+        "failures": [r.failure_message() for r in results if not r.passed]
+        + [f"FAIL {x['artifact']} (TFLM vs LiteRT reference kernels): " + "; ".join(x["failures"]) for x in integer_ref if x["failures"]],
         "notes": [n for r in results for n in r.notes] + notes,
     }
     if downstream:
@@ -317,12 +380,21 @@ def parity_table_for(
     artifacts: Mapping[str, str | Path], golden: GoldenSet | str | Path, threads: int = 1
 ) -> tuple[list[dict[str, Any]], str]:
     """``(rows, markdown)``: parity of every artifact (label → path) against ``golden`` with the
-    verdict of the tolerance table; for the end of the main job's report."""
+    verdict of the tolerance table; an int8 ``.tflite`` also in TensorFlow Lite Micro (a ``[TFLM]``
+    row, and a row of TFLM vs LiteRT's reference kernels, bit-identical); for the main job's report."""
     golden = golden if isinstance(golden, GoldenSet) else load_golden_set(golden)
     rows = []
     for label, p in artifacts.items():
         try:
-            rows.append(artifact_parity(p, golden, label=label, threads=threads).table_row())
+            res = artifact_parity(p, golden, label=label, threads=threads)
+            rows.append(res.table_row())
+            if res.kind == "tflite-int8":
+                rows.append(artifact_parity(p, golden, label=f"{label} [TFLM]", runtime="tflm").table_row())
+                ir = integer_reference_parity(p, golden.windows, _golden_cfg(golden))
+                rows.append({"artifact": f"{label} [TFLM vs LiteRT ref]", "file": Path(p).name, "kind": "tflite-int8",
+                             "tolerance": ir["tolerance"], "max_abs": ir["tflm_vs_litert_ref_max_abs"],
+                             "pass": not ir["failures"],
+                             "failures": "; ".join(ir["failures"]) or f"XNNPACK vs TFLM max abs {ir['xnnpack_vs_tflm_max_abs']:.3g}"})
         except (ContractMismatchError, FileNotFoundError, ValueError) as e:
             rows.append({"artifact": label, "file": Path(p).name, "kind": "?", "tolerance": "-", "pass": False,
                          "failures": f"not evaluated: {type(e).__name__}: {e}"})
