@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from anyppg_edge.cli import calibration, export, harness, train
+from anyppg_edge.cli import calibration, export, gpu, harness, train
 from anyppg_edge.cli._common import parser, run, subparser
 
 
@@ -16,6 +16,7 @@ def build_parser():
     ap = parser("anyppg-edge", "AnyPPG from pretraining to int8 smartwatch encoders.")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train.add_commands(sub)
+    gpu.add_commands(sub)
     for name, mod, text in (
         ("export", export, "export, inspect, check, bench and parity-test deployable artifacts"),
         ("harness", harness, "streaming harness: emulated watch sensors into the encoders"),

@@ -9,6 +9,8 @@ Commands:
 * ``bench ART [ART ...] [--pytorch MODEL]``: single-window latency of artifacts and the PyTorch
   model (p50/p90/p99, load time, peak RSS, speed-ups in one run, fp32 floor), JSON/CSV/markdown/plot;
 * ``mcu [MODEL ...]``: estimated flash, RAM, latency and energy per window on watch-class MCUs.
+* ``tflm MODEL.tflite --out DIR``: firmware-ready TFLM files (model C array, op-resolver list,
+  measured arena constant, input contract header, minimal example).
 * ``golden --model M --checkpoint C --out G.npz``: golden embedding set of the float model (GPU
   when present, deterministic) on held-out ``../shared`` windows, with provenance and checksum;
 * ``parity ART [ART ...] --golden G.npz``: every artifact vs the golden set under the one tolerance
@@ -81,6 +83,13 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     g = tflite_graph_report(p) if p.suffix == ".tflite" else onnx_graph_report(p)
     g["artifact"] = p.name
     print(graph_report_markdown([g]))
+    if p.suffix == ".tflite":
+        from anyppg_edge.deploy.tflm import measure_arena, op_requirements
+
+        arena = measure_arena(p)
+        print(arena.summary())
+        print("  " + "; ".join(f"{k} {v['bytes']:,} B ({v['count']})" for k, v in arena.items.items()))
+        print(f"  ops: {op_requirements(p).note}")
     return 0
 
 
@@ -155,6 +164,17 @@ def _cmd_mcu(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tflm(args: argparse.Namespace) -> int:
+    from anyppg_edge.deploy.export.tflm_c import write_tflm_project
+
+    report = write_tflm_project(args.model, args.out)
+    for f in report["files"]:
+        print(f"written: {f}")
+    print(f"{report['symbol']}: {report['model_bytes']:,} B, {report['op_count']} ops ({', '.join(report['ops'])})")
+    print(report["arena_summary"])
+    return 0
+
+
 def _cmd_golden(args: argparse.Namespace) -> int:
     from anyppg_edge.deploy.parity.golden import golden_windows_from_shared, make_golden_set, provenance_path
     from anyppg_edge.models.loading import load_encoder
@@ -215,6 +235,9 @@ def _cmd_parity(args: argparse.Namespace) -> int:
         check_weights=args.check_weights,
     )
     print(f"golden: {report['golden']['description']}")
+    if golden.device_type == "cuda":
+        print("reference made on a GPU: float artifacts (and a CPU golden set of the same windows) are held to the "
+              "'gpu-vs-cpu-float' row, int8 artifacts to their usual row, all against the GPU embeddings")
     print(markdown_table(report["rows"], ["artifact", "kind", "tolerance", "max_abs", "cos_mean", "cos_p1", "cos_min", "pass"]))
     if "downstream" in report:
         print(markdown_table(report["downstream"]["rows"]))
@@ -246,8 +269,10 @@ def _add_parity_commands(sub: argparse._SubParsersAction) -> None:
     gd.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     gd.set_defaults(func=_cmd_golden)
     pa = subparser(sub, "parity", help="artifacts vs a golden set under the tolerance table; exit 1 when outside it")
-    pa.add_argument("artifacts", nargs="+", help=".onnx / .tflite artifacts, a .pt checkpoint, or a .npy of embeddings of the golden windows")
-    pa.add_argument("--golden", required=True, help="golden set .npz (python -m export golden)")
+    pa.add_argument("artifacts", nargs="+", help=".onnx / .tflite artifacts, a .pt checkpoint, a .npy of embeddings of the golden windows, "
+                    "or another golden set .npz of the same model and windows (a CPU one against a GPU --golden: row gpu-vs-cpu-float)")
+    pa.add_argument("--golden", required=True, help="golden set .npz (python -m export golden, or gpu-check's <model>.cuda.golden.npz: "
+                    "float artifacts are then held to gpu-vs-cpu-float)")
     pa.add_argument("--out", default="runs/parity", help="report folder (markdown, HTML, JSON, histogram)")
     pa.add_argument("--localize", action="store_true", help="per-layer localisation for every artifact (failing ones are always localised when --checkpoint is given)")
     pa.add_argument("--checkpoint", default=None, help="source checkpoint of the artifacts (localisation, downstream); sha256 verified")
@@ -313,6 +338,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     mc.add_argument("--tflite", nargs="*", default=[], help="int8 .tflite files: their sizes shown next to the flash estimate")
     mc.add_argument("--out", default=None, help="also write the markdown here")
     mc.set_defaults(func=_cmd_mcu)
+    tm = subparser(sub, "tflm", help="firmware-ready TFLM files: model C array, op resolver, measured arena, contract header, example")
+    tm.add_argument("model", help=".tflite artifact (int8 or float) carrying its input contract")
+    tm.add_argument("--out", required=True, help="output folder (model_data.{h,cc}, model_ops.h, model_config.h, main.cc, README.md)")
+    tm.set_defaults(func=_cmd_tflm)
     _add_parity_commands(sub)
 
 

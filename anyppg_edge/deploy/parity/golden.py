@@ -23,7 +23,10 @@ afterwards and recorded in the provenance. On CPU the same deterministic flag is
 :func:`golden_windows_from_shared` picks the windows: the held-out subjects (val + test of
 :func:`~anyppg_edge.data.shards.subject_split`, the same seed-0 split and selection as the parity
 windows of :func:`~anyppg_edge.deploy.export.build.shared_export_data`), so that neither calibration nor
-QAT ever saw them.
+QAT ever saw them. :func:`save_golden_windows` / :func:`load_golden_windows` carry exactly those
+windows to a machine without ``../shared`` (the GPU check, ``anyppg-edge gpu-check``), and
+:func:`golden_as_artifact` lets the parity suite compare two golden sets of the same model and
+windows (a CPU one against a GPU one: row ``gpu-vs-cpu-float``).
 """
 
 from __future__ import annotations
@@ -52,16 +55,23 @@ from anyppg_edge.preprocessing import DEFAULT_CONFIG, PreprocessConfig
 
 __all__ = [
     "GOLDEN_SCHEMA",
+    "GOLDEN_WINDOWS_SCHEMA",
     "GoldenSet",
     "deterministic_torch",
+    "golden_as_artifact",
     "golden_checksum",
+    "golden_embeddings",
+    "golden_windows_from_recordings",
     "golden_windows_from_shared",
     "load_golden_set",
+    "load_golden_windows",
     "make_golden_set",
     "provenance_path",
+    "save_golden_windows",
 ]
 
 GOLDEN_SCHEMA = "anyppg-edge/golden-set/v1"
+GOLDEN_WINDOWS_SCHEMA = "anyppg-edge/golden-windows/v1"
 _ARRAYS = ("windows", "embeddings", "window_ids")
 
 
@@ -215,32 +225,22 @@ def _device_info(device: str, flags: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 
 
-def make_golden_set(
+def golden_embeddings(
     model: Any,
-    model_name: str,
-    source_sha256: str,
     windows: np.ndarray,
-    window_ids: Sequence[str],
-    out_path: str | Path,
     device: str | None = None,
-    cfg: PreprocessConfig = DEFAULT_CONFIG,
-    window_source: str = "",
     batch_size: int = 32,
-    created_by: str = "",
-) -> GoldenSet:
-    """Run the float ``model`` over ``windows`` ``[N, L]`` on ``device`` (``None``: CUDA when
-    available, else CPU; deterministic settings, see the module docstring) and write the golden set
-    to ``out_path`` (``.npz``) plus ``<name>.provenance.json`` beside it. The caller's model is not
-    moved (a copy goes to the device). Returns the set as :func:`load_golden_set` would."""
+    cfg: PreprocessConfig = DEFAULT_CONFIG,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """What a golden set holds, without writing it: the float ``model``'s embeddings ``[N, D]``
+    float32 of ``windows`` ``[N, L]`` on ``device`` (``None``: CUDA when available, else CPU) under
+    :func:`deterministic_torch`, and the device record (name, versions, flags in force). The
+    caller's model is not moved (a copy goes to the device)."""
     import torch
 
     from anyppg_edge.deploy.runtime import validate_windows
 
-    L = cfg.window_samples
-    x = validate_windows(np.asarray(windows), L)[:, 0]
-    ids = np.asarray([str(i) for i in window_ids])
-    if ids.shape != (len(x),):
-        raise ValueError(f"window_ids must have one id per window ({len(x)}), got {ids.shape}")
+    x = validate_windows(np.asarray(windows), cfg.window_samples)[:, 0]
     if len(x) == 0:
         raise ValueError("a golden set needs at least one window")
     if device is None:
@@ -255,7 +255,36 @@ def make_golden_set(
             xb = torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size, None])).to(device)
             outs.append(net(xb).float().cpu().numpy())
         info = _device_info(device, flags)
-    emb = np.concatenate(outs).astype(np.float32)
+    return np.concatenate(outs).astype(np.float32), info
+
+
+def make_golden_set(
+    model: Any,
+    model_name: str,
+    source_sha256: str,
+    windows: np.ndarray,
+    window_ids: Sequence[str],
+    out_path: str | Path,
+    device: str | None = None,
+    cfg: PreprocessConfig = DEFAULT_CONFIG,
+    window_source: str = "",
+    batch_size: int = 32,
+    created_by: str = "",
+    extra_provenance: dict[str, Any] | None = None,
+) -> GoldenSet:
+    """Run the float ``model`` over ``windows`` ``[N, L]`` on ``device`` (``None``: CUDA when
+    available, else CPU; deterministic settings, see the module docstring) and write the golden set
+    to ``out_path`` (``.npz``) plus ``<name>.provenance.json`` beside it. The caller's model is not
+    moved (a copy goes to the device). ``extra_provenance`` is recorded under the provenance key
+    ``context`` (e.g. the GPU check's run). Returns the set as :func:`load_golden_set` would."""
+    from anyppg_edge.deploy.runtime import validate_windows
+
+    L = cfg.window_samples
+    x = validate_windows(np.asarray(windows), L)[:, 0]
+    ids = np.asarray([str(i) for i in window_ids])
+    if ids.shape != (len(x),):
+        raise ValueError(f"window_ids must have one id per window ({len(x)}), got {ids.shape}")
+    emb, info = golden_embeddings(model, x, device, batch_size, cfg)
     if not np.isfinite(emb).all():
         raise ValueError("the model produced NaN/Inf embeddings; refusing to write a golden set")
     prov: dict[str, Any] = {
@@ -273,6 +302,8 @@ def make_golden_set(
         "created_at": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "anyppg_edge_version": __version__,
     }
+    if extra_provenance:
+        prov["context"] = extra_provenance
     prov["checksum_sha256"] = golden_checksum(x, emb, ids, prov)
     out_path = Path(out_path)
     if out_path.suffix != ".npz":
@@ -354,22 +385,37 @@ def golden_windows_from_shared(
     :func:`~anyppg_edge.deploy.export.build.shared_export_data` with the same ``seed``/``hop_s``/``n``.
     Returns ``(windows [n, L] float32, ids ["dataset/subject@start_s"], description)``."""
     from anyppg_edge.data import load_shared_recordings
-    from anyppg_edge.data.splits import recording_splits
-    from anyppg_edge.data.windows import WindowSet, extract_windows
     from anyppg_edge.paths import shared_dir
 
     recs = load_shared_recordings(shared_dir() / "data")
+    return golden_windows_from_recordings(recs, n, seed, hop_s, cfg, splits, source="../shared")
+
+
+def golden_windows_from_recordings(
+    recs: Sequence[Any],
+    n: int = 256,
+    seed: int = 0,
+    hop_s: float = 5.0,
+    cfg: PreprocessConfig = DEFAULT_CONFIG,
+    splits: Sequence[str] = ("val", "test"),
+    source: str = "recordings",
+) -> tuple[np.ndarray, list[str], str]:
+    """:func:`golden_windows_from_shared` over any recordings (``source`` names them in the
+    description): the held-out subjects of their seed-``seed`` split, every ``hop_s`` s, ``n`` drawn."""
+    from anyppg_edge.data.splits import recording_splits
+    from anyppg_edge.data.windows import WindowSet, extract_windows
+
     split = recording_splits(recs, seed=seed)
     held = [r for r in recs if split[f"{r.dataset}/{r.subject_id}"] in splits]
     if not held:
-        raise ValueError(f"no subjects in splits {list(splits)} of ../shared")
+        raise ValueError(f"no subjects in splits {list(splits)} of {source}")
     ws = WindowSet.concat([extract_windows(r, cfg, hop_s=hop_s, ecg_quality=False) for r in held])
     idx = np.arange(len(ws))
     if len(ws) > n:
         idx = np.sort(np.random.default_rng(seed).choice(len(ws), n, replace=False))
     ids = [f"{_subject_label(ws.dataset[i], ws.subject_id[i])}@{ws.start_s[i]:.1f}s" for i in idx]
     desc = (
-        f"../shared held-out subjects ({'+'.join(splits)} of subject_split seed {seed}): "
+        f"{source} held-out subjects ({'+'.join(splits)} of subject_split seed {seed}): "
         f"{', '.join(sorted({_subject_label(r.dataset, r.subject_id) for r in held}))}; hop {hop_s:g} s; "
         f"{len(idx)} of {len(ws)} windows"
     )
@@ -379,3 +425,96 @@ def golden_windows_from_shared(
 def _subject_label(dataset: str, subject_id: str) -> str:
     dataset, subject_id = str(dataset), str(subject_id)
     return subject_id if subject_id.startswith(f"{dataset}/") else f"{dataset}/{subject_id}"
+
+
+# --------------------------------------------------------------------------------------------------
+# golden windows as a file (they travel to a machine without ../shared), a golden set as an artifact
+# --------------------------------------------------------------------------------------------------
+
+
+def _windows_checksum(windows: np.ndarray, window_ids: Sequence[str], meta: dict) -> str:
+    h = hashlib.sha256()
+    a = np.ascontiguousarray(windows, np.float32)
+    h.update(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+    h.update("\x1f".join(str(i) for i in window_ids).encode())
+    h.update(json.dumps({k: v for k, v in meta.items() if k != "checksum_sha256"}, sort_keys=True,
+                        separators=(",", ":"), default=str).encode())
+    return h.hexdigest()
+
+
+def save_golden_windows(
+    path: str | Path,
+    windows: np.ndarray,
+    window_ids: Sequence[str],
+    description: str,
+    cfg: PreprocessConfig = DEFAULT_CONFIG,
+    **selection: Any,
+) -> Path:
+    """Write the golden windows (``[N, L]`` float32, ids, description, preprocessing config, the
+    ``selection`` that drew them) with a checksum, so that a golden set can be made where
+    ``../shared`` is absent (the GPU check's carry folder) on exactly the windows a CPU
+    ``export golden`` would pick."""
+    x = np.ascontiguousarray(windows, np.float32)
+    ids = [str(i) for i in window_ids]
+    if x.ndim != 2 or x.shape[1] != cfg.window_samples or len(ids) != len(x):
+        raise ValueError(f"golden windows must be [N, {cfg.window_samples}] with one id each, got {x.shape}, {len(ids)} ids")
+    meta: dict[str, Any] = {
+        "schema": GOLDEN_WINDOWS_SCHEMA,
+        "description": description,
+        "n_windows": len(x),
+        "preprocess_config_hash": cfg.config_hash(),
+        "preprocess": cfg.to_dict(),
+        "selection": selection,
+    }
+    meta["checksum_sha256"] = _windows_checksum(x, ids, meta)
+
+    def write(f) -> None:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, windows=x, window_ids=np.asarray(ids), meta=np.asarray(json.dumps(meta, sort_keys=True)))
+        f.write(buf.getvalue())
+
+    return atomic_write(path, write)
+
+
+def load_golden_windows(path: str | Path) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+    """``(windows [N, L] float32, ids, meta)`` of :func:`save_golden_windows`; a missing, foreign or
+    corrupted file is a :class:`DataFormatError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(f"golden windows not found: {path} (make them with `anyppg-edge gpu-check prepare`)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            x, ids, meta = z["windows"], [str(i) for i in z["window_ids"]], json.loads(str(z["meta"]))
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataFormatError(f"golden windows {path} cannot be read: {type(e).__name__}: {e}") from e
+    if meta.get("schema") != GOLDEN_WINDOWS_SCHEMA:
+        raise DataFormatError(f"{path}: unknown schema {meta.get('schema')!r} (expected {GOLDEN_WINDOWS_SCHEMA!r})")
+    if meta.get("checksum_sha256") != _windows_checksum(x, ids, meta):
+        raise DataFormatError(f"golden windows {path}: checksum mismatch (corrupted or edited); prepare them again")
+    return x.astype(np.float32), ids, meta
+
+
+def golden_as_artifact(path: str | Path, reference: GoldenSet) -> GoldenSet:
+    """Another golden set used as an artifact of the parity suite (kind ``golden-float``): e.g. the
+    CPU golden set of the model whose GPU golden set is the reference, so that the
+    ``gpu-vs-cpu-float`` row compares GPU float with CPU float. It must hold exactly the
+    reference's windows (same ids, bit-identical inputs) under the same preprocessing config, else
+    :class:`~anyppg_edge.errors.ContractMismatchError`; the caller checks its source checkpoint."""
+    from anyppg_edge.errors import ContractMismatchError
+
+    other = load_golden_set(path)
+    if other.windows.shape != reference.windows.shape or list(other.window_ids) != list(reference.window_ids):
+        raise ContractMismatchError(
+            f"golden set {path} holds {len(other)} windows, the reference {len(reference)}, or other window ids: "
+            "make both golden sets from the same windows (the GPU check's golden_windows.npz, or `export golden` "
+            "with the same --n/--hop-s/--seed)"
+        )
+    if not np.array_equal(other.windows, reference.windows):
+        raise ContractMismatchError(f"golden set {path}: same window ids as the reference but other input values")
+    if other.preprocess_config_hash != reference.preprocess_config_hash:
+        raise ContractMismatchError(
+            f"golden set {path} was made under preprocessing config {other.preprocess_config_hash[:12]}, the "
+            f"reference under {reference.preprocess_config_hash[:12]}"
+        )
+    return other
