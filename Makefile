@@ -33,16 +33,17 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q
 
 # Parity table of the teacher (golden released weights) and the watch student, each artifact vs a
-# golden set of its float model on held-out ../shared windows (artifacts from `python -m export all`).
+# golden set of its float model on held-out ../shared windows (artifacts from `python -m export all`);
+# every int8 TFLite also runs in TensorFlow Lite Micro (bit-identical to LiteRT's reference kernels).
 TEACHER_CKPT ?= ../shared/reference/net1d_anyppg_released.state_dict.pt
-STUDENT_CKPT ?= runs/distill_watch/best.pt
+STUDENT_CKPT ?= runs/distill_watch_slim/best.pt
 parity: $(STAMP)
 	$(BIN)/python -m export golden --model anyppg-released --checkpoint $(TEACHER_CKPT) --out runs/parity/anyppg-released.golden.npz
 	$(BIN)/python -m export parity runs/export/anyppg-released/anyppg-released.{float,int8}.{onnx,tflite} \
 		--golden runs/parity/anyppg-released.golden.npz --checkpoint $(TEACHER_CKPT) --downstream --out runs/parity/anyppg-released
-	$(BIN)/python -m export golden --model student-watch --checkpoint $(STUDENT_CKPT) --out runs/parity/student-watch.golden.npz
-	$(BIN)/python -m export parity runs/export/student-watch/student-watch.{float,int8}.{onnx,tflite} \
-		--golden runs/parity/student-watch.golden.npz --checkpoint $(STUDENT_CKPT) --downstream --out runs/parity/student-watch
+	$(BIN)/python -m export golden --model student-watch-slim --checkpoint $(STUDENT_CKPT) --out runs/parity/student-watch-slim.golden.npz
+	$(BIN)/python -m export parity runs/export/student-watch-slim/student-watch-slim.{float,int8}.{onnx,tflite} \
+		--golden runs/parity/student-watch-slim.golden.npz --checkpoint $(STUDENT_CKPT) --downstream --out runs/parity/student-watch-slim
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -40,7 +40,7 @@ class DemoConfig:
     # left to the longer runs: in 40 steps on a mixed simulated + real set they only slow the start
     pretrain_crop_scale_min: float = 0.85
     pretrain_noise_std: float = 0.05
-    student: str = "student-watch-k9"  # the watch tier with a whole-window receptive field (README)
+    student: str = "student-watch-slim"  # the watch tier on TFLM's measured arena, whole-window receptive field
     distill_steps: int = 40
     export: bool = True  # QAT + ONNX/TFLite float and int8 artifacts of the student (and PTQ of the teacher)
     export_qat_steps: int = 30
@@ -191,7 +191,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             "retention": kd["retention"],
         },
         "export": {
-            role: {k: r[k] for k in ("model", "artifacts", "parity", "parity_pass", "qat_vs_ptq", "graphs", "timings_s")}
+            role: {k: r[k] for k in ("model", "artifacts", "parity", "parity_pass", "qat_vs_ptq", "graphs", "tflm", "timings_s")}
             for role, r in export_reports.items()
         } or None,
         "harness": None if harness is None else {k: harness[k] for k in ("bars",) if k in harness},
@@ -352,7 +352,7 @@ def render_report(summary: dict[str, Any], plot_path: Path | None, data_summary_
 def _export_section(ex: dict[str, Any] | None) -> list[str]:
     if not ex:
         return []
-    from anyppg_edge.deploy.export.build import PARITY_COLUMNS
+    from anyppg_edge.deploy.export.build import PARITY_COLUMNS, tflm_markdown
     from anyppg_edge.deploy.export.graph_report import graph_report_markdown
 
     lines = ["## QAT + export (brevitas int8; details in `export/<model>/export_report.md`)", ""]
@@ -366,6 +366,7 @@ def _export_section(ex: dict[str, Any] | None) -> list[str]:
             "",
             graph_report_markdown(r["graphs"]).split("\nOp census:")[0],
             "",
+            *[line.replace("## ", "### ", 1) for line in tflm_markdown(r.get("tflm"))],
         ]
     return lines
 

@@ -680,16 +680,22 @@ def test_mcu_model_monotonic_and_labelled():
 
 def test_mcu_watch_tier_verdicts():
     _deps("torch")
-    student = M.mcu_estimate("student-watch", "nrf52840")
+    student = M.mcu_estimate("student-watch-slim", "nrf52840")
     assert student.fits_watch_tier and student.fits_flash and student.fits_ram
+    # the k9 student: in the watch tier on every limit but TFLM's arena (estimated, then measured)
+    k9 = M.mcu_estimate("student-watch-k9", "nrf52840")
+    assert [v.split(" ")[0:2] for v in k9.watch_tier] == [["TFLM", "arena"]]
+    k9m = M.mcu_estimate("student-watch-k9", "nrf52840", measured_arena_bytes=80_576)
+    assert k9m.arena_bytes == 80_576 and "TFLM arena (measured) 80,576 > 65,536" in k9m.watch_tier
     teacher = M.mcu_estimate("anyppg-released", "nrf52840")
     assert not teacher.fits_watch_tier and not teacher.fits_flash
     assert any("arena" in v for v in teacher.watch_tier) and any("MACs" in v for v in teacher.watch_tier)
-    md = M.mcu_markdown(["student-watch", "anyppg-released"], include_optional=True,
-                        measured_file_bytes={"student-watch": 272_097})  # fmt: skip
+    md = M.mcu_markdown(["student-watch-slim", "anyppg-released"], include_optional=True,
+                        measured_file_bytes={"student-watch-slim": 150_000},
+                        measured_arena_bytes={"student-watch-slim": 62_256})  # fmt: skip
     assert "Estimates, not measurements" in md and "(est.)" in md and "assumption" in md
-    assert "Ethos-U55" in md and "int8 .tflite kB (measured)" in md
-    assert md.count("| student-watch |") == len(M.MCU_CLASSES)
+    assert "Ethos-U55" in md and "int8 .tflite kB (measured)" in md and "arena kB (TFLM measured)" in md
+    assert md.count("| student-watch-slim |") == len(M.MCU_CLASSES) and "| 62.3 |" in md
 
 
 # --------------------------------------------------------------------------------------------------

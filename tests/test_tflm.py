@@ -151,3 +151,30 @@ def test_runtime_choice_is_checked(tmp_path):
     p.write_bytes(b"x")
     with pytest.raises(UsageError, match="onnxruntime"):
         open_encoder(p, runtime="tflm")
+
+
+def test_harness_replay_runs_the_artifact_in_tflm(slim, tmp_path):
+    import json
+
+    from anyppg_edge.cli.harness import main
+
+    out = tmp_path / "replay"
+    rc = main(["replay", "--artifact", str(slim[1]), "--runtime", "tflm", "--recording", "sim:2", "--duration-s", "40",
+               "--odr-hz", "25", "--faults", "--no-float", "--no-hr", "--no-plot", "--out", str(out)])
+    assert rc == 0
+    s = json.loads((out / "replay.json").read_text())["summary"]
+    assert s["encoder"].startswith("TflmEncoder(") and s["n_ok"] > 0 and s["all_affected_flagged"]
+
+
+def test_arena_levers_command_writes_the_table(tmp_path, capsys):
+    """``python -m export arena``: one export per lever, each measured; no lever adds memory."""
+    import json
+
+    from anyppg_edge.cli.export import main
+
+    assert main(["arena", "tiny", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "arena_levers.json").read_text())
+    assert [r["lever"] for r in rows][-1].startswith("+ offline arena plan") and len(rows) == 4
+    arenas = [r["arena B"] for r in rows]
+    assert all(b <= a for a, b in zip(arenas, arenas[1:], strict=False)) and rows[0]["grouped CONV_2D"] > rows[1]["grouped CONV_2D"]
+    assert "| tiny |" in (tmp_path / "arena_levers.md").read_text() and "TFLite Micro arena" in capsys.readouterr().out

@@ -152,15 +152,33 @@ def _cmd_mcu(args: argparse.Namespace) -> int:
     from anyppg_edge.deploy.bench.mcu import mcu_markdown
     from anyppg_edge.deploy.contract_io import read_tflite_contract_zip
 
-    measured = {}
+    from anyppg_edge.deploy.tflm import measure_arena
+
+    measured, arenas = {}, {}
     for art in args.tflite:  # the contract names the model; read as a zip, no TensorFlow import
-        measured[read_tflite_contract_zip(Path(art)).model_name] = Path(art).stat().st_size
-    text = mcu_markdown(args.models or None, args.mcu or None, include_optional=args.npu, measured_file_bytes=measured)
+        name = read_tflite_contract_zip(Path(art)).model_name
+        measured[name] = Path(art).stat().st_size
+        arenas[name] = measure_arena(art).min_arena_bytes
+    text = mcu_markdown(args.models or None, args.mcu or None, include_optional=args.npu, measured_file_bytes=measured,
+                        measured_arena_bytes=arenas)
     print(text)
     if args.out:
         from anyppg_edge.io import atomic_write_text
 
         atomic_write_text(args.out, "# MCU cost estimates\n\n" + text)
+    return 0
+
+
+def _cmd_arena(args: argparse.Namespace) -> int:
+    from anyppg_edge.deploy.bench.arena import arena_levers, arena_levers_markdown
+    from anyppg_edge.io import atomic_write_text
+    from anyppg_edge.report import write_json
+
+    rows = arena_levers(args.models, args.out)
+    md = arena_levers_markdown(rows)
+    write_json(Path(args.out) / "arena_levers.json", rows)
+    atomic_write_text(Path(args.out) / "arena_levers.md", md)
+    print(md)
     return 0
 
 
@@ -335,9 +353,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     mc.add_argument("models", nargs="*", help="registry model names (default: all)")
     mc.add_argument("--mcu", nargs="*", default=None, help="MCU class keys (anyppg_edge.deploy.bench.mcu.MCU_CLASSES)")
     mc.add_argument("--npu", action="store_true", help="include the optional Cortex-M55 + Ethos-U55 class")
-    mc.add_argument("--tflite", nargs="*", default=[], help="int8 .tflite files: their sizes shown next to the flash estimate")
+    mc.add_argument("--tflite", nargs="*", default=[],
+                    help="int8 .tflite files: their sizes next to the flash estimate, their TFLM-measured arena in place of the arena estimate")
     mc.add_argument("--out", default=None, help="also write the markdown here")
     mc.set_defaults(func=_cmd_mcu)
+    ar = subparser(sub, "arena", help="TFLite Micro's measured arena of models' int8 exports, one memory lever at a time")
+    ar.add_argument("models", nargs="+", help="registry model names (seeded weights: the arena depends on shapes only)")
+    ar.add_argument("--out", default="runs/arena")
+    ar.set_defaults(func=_cmd_arena)
     tm = subparser(sub, "tflm", help="firmware-ready TFLM files: model C array, op resolver, measured arena, contract header, example")
     tm.add_argument("model", help=".tflite artifact (int8 or float) carrying its input contract")
     tm.add_argument("--out", required=True, help="output folder (model_data.{h,cc}, model_ops.h, model_config.h, main.cc, README.md)")

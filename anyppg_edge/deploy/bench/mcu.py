@@ -197,17 +197,19 @@ class ModelCost:
     int8_weight_bytes: int
     out_channels: int  # sum of output channels of every conv / linear layer
     layers: int  # executed leaf layers (model_stats)
+    tflm_arena_estimate_bytes: int | None = None  # models.budget.tflm_arena_estimate (Net1D)
 
 
 def model_cost(name_or_model: Any, input_samples: int | None = None) -> ModelCost:
     """:class:`ModelCost` of a registered model name or a built ``nn.Module`` (needs torch)."""
     from torch import nn
 
-    from anyppg_edge.models.budget import _resolve, int8_weight_bytes
-    from anyppg_edge.models.net1d import model_stats
+    from anyppg_edge.models.budget import _resolve, int8_weight_bytes, tflm_arena_estimate
+    from anyppg_edge.models.net1d import Net1D, model_stats
 
     model, name, default_samples = _resolve(name_or_model)
-    s = model_stats(model, int(input_samples or default_samples), name=name)
+    n = int(input_samples or default_samples)
+    s = model_stats(model, n, name=name)
     out_ch = sum(m.out_channels for m in model.modules() if isinstance(m, nn.Conv1d | nn.Conv2d))
     out_ch += sum(m.out_features for m in model.modules() if isinstance(m, nn.Linear))
     return ModelCost(
@@ -218,6 +220,7 @@ def model_cost(name_or_model: Any, input_samples: int | None = None) -> ModelCos
         int8_weight_bytes=int(int8_weight_bytes(model)),
         out_channels=int(out_ch),
         layers=len(s.activation_elements_per_layer),
+        tflm_arena_estimate_bytes=tflm_arena_estimate(model, n, s.peak_activation_elements) if isinstance(model, Net1D) else None,
     )
 
 
@@ -262,24 +265,31 @@ def _mcu(x: McuClass | str) -> McuClass:
         raise KeyError(f"unknown MCU class {x!r}; known: {', '.join(MCU_CLASSES)}") from None
 
 
-def _watch_violations(c: ModelCost) -> list[str]:
+def _watch_violations(c: ModelCost, measured_arena_bytes: int | None = None) -> list[str]:
+    """The watch tier's limits ``c`` exceeds; its arena limit applies to TFLM's arena (measured when
+    given, else the budget's estimate, else the activations alone)."""
     from anyppg_edge.models.budget import TIERS
 
     lim = TIERS["watch"]
+    arena = measured_arena_bytes or c.tflm_arena_estimate_bytes or c.peak_activation_elements * lim.arena_bytes_per_element
     checks = [
         ("params", c.params, lim.max_params),
         ("MACs", c.macs, lim.max_macs_per_window),
         ("int8 weights", c.int8_weight_bytes, lim.max_int8_weight_bytes),
-        ("arena", c.peak_activation_elements * lim.arena_bytes_per_element, lim.max_arena_bytes),
+        ("TFLM arena" + (" (measured)" if measured_arena_bytes else ""), arena, lim.max_arena_bytes),
     ]
     return [f"{what} {v:,} > {limit:,}" for what, v, limit in checks if v > limit]
 
 
 def mcu_estimate(
-    model: Any, mcu: McuClass | str, assumptions: CostAssumptions = DEFAULT_ASSUMPTIONS
+    model: Any, mcu: McuClass | str, assumptions: CostAssumptions = DEFAULT_ASSUMPTIONS,
+    measured_arena_bytes: int | None = None,
 ) -> McuEstimate:
     """Estimated flash, RAM, latency and energy of ``model`` (registered name, ``nn.Module`` or
-    :class:`ModelCost`) on ``mcu`` (key of :data:`MCU_CLASSES` or a :class:`McuClass`)."""
+    :class:`ModelCost`) on ``mcu`` (key of :data:`MCU_CLASSES` or a :class:`McuClass`).
+    ``measured_arena_bytes`` (TFLM's measured arena of the model's int8 file,
+    :func:`anyppg_edge.deploy.tflm.measure_arena`: activations and persistent data together) replaces
+    the arena and persistent-data estimates; RAM then adds only the scratch assumption."""
     c, m, a = _cost(model), _mcu(mcu), assumptions
     if m.int8_macs_per_cycle <= 0 or m.clock_mhz <= 0:
         raise ValueError(f"{m.key}: MACs/cycle and clock must be positive")
@@ -291,8 +301,12 @@ def mcu_estimate(
         c.int8_weight_bytes + a.quant_bytes_per_out_channel * c.out_channels + a.flatbuffer_bytes_per_op * ops
     )
     flash = model_flash + a.runtime_flash_bytes
-    arena = math.ceil(c.peak_activation_elements * (1.0 + a.arena_slack)) + a.scratch_bytes
-    ram = arena + a.persistent_bytes_per_out_channel * c.out_channels + a.persistent_bytes_per_op * ops
+    if measured_arena_bytes is not None:
+        arena = int(measured_arena_bytes)
+        ram = arena + a.scratch_bytes
+    else:
+        arena = math.ceil(c.peak_activation_elements * (1.0 + a.arena_slack)) + a.scratch_bytes
+        ram = arena + a.persistent_bytes_per_out_channel * c.out_channels + a.persistent_bytes_per_op * ops
     return McuEstimate(
         model=c.model,
         mcu=m.key,
@@ -307,7 +321,7 @@ def mcu_estimate(
         ram_bytes=int(ram),
         fits_flash=flash <= m.flash_kb * 1024,
         fits_ram=ram <= m.ram_kb * 1024,
-        watch_tier=_watch_violations(c),
+        watch_tier=_watch_violations(c, measured_arena_bytes),
     )
 
 
@@ -323,10 +337,12 @@ def mcu_table(
     include_optional: bool = False,
     assumptions: CostAssumptions = DEFAULT_ASSUMPTIONS,
     measured_file_bytes: dict[str, int] | None = None,
+    measured_arena_bytes: dict[str, int] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per model x MCU class (default: every registered model, the non-optional MCUs), all
     figures labelled estimates; ``measured_file_bytes`` (model name → size of its int8 ``.tflite``)
-    adds the real file size next to the flash estimate."""
+    adds the real file size next to the flash estimate, ``measured_arena_bytes`` (model name → TFLM
+    measured arena) replaces the arena estimate (column ``arena kB (TFLM measured)``)."""
     if models is None:
         from anyppg_edge.models.registry import list_models
 
@@ -334,8 +350,9 @@ def mcu_table(
     rows = []
     for model in models:
         c = _cost(model)
+        arena_m = (measured_arena_bytes or {}).get(c.model)
         for m in _mcus(mcus, include_optional):
-            e = mcu_estimate(c, m, assumptions)
+            e = mcu_estimate(c, m, assumptions, arena_m)
             row = {
                 "model": c.model,
                 "MCU": m.name,
@@ -350,7 +367,7 @@ def mcu_table(
                 else round(e.avg_power_uw, 1),
                 "model flash kB (est.)": round(e.model_flash_bytes / 1e3, 1),
                 "flash kB incl. runtime (est.)": round(e.flash_bytes / 1e3, 1),
-                "arena kB (est.)": round(e.arena_bytes / 1e3, 1),
+                ("arena kB (TFLM measured)" if arena_m is not None else "arena kB (est.)"): round(e.arena_bytes / 1e3, 1),
                 "RAM kB (est.)": round(e.ram_bytes / 1e3, 1),
                 "fits flash": "yes" if e.fits_flash else f"no ({m.flash_kb} kB)",
                 "fits RAM": "yes" if e.fits_ram else f"no ({m.ram_kb} kB)",
@@ -368,12 +385,13 @@ def mcu_markdown(
     include_optional: bool = False,
     assumptions: CostAssumptions = DEFAULT_ASSUMPTIONS,
     measured_file_bytes: dict[str, int] | None = None,
+    measured_arena_bytes: dict[str, int] | None = None,
 ) -> str:
     """The estimate table plus the assumptions (MCU classes with the basis of each figure, model
     constants), as markdown."""
     from anyppg_edge.report import markdown_table
 
-    rows = mcu_table(models, mcus, include_optional, assumptions, measured_file_bytes)
+    rows = mcu_table(models, mcus, include_optional, assumptions, measured_file_bytes, measured_arena_bytes)
     columns = list(dict.fromkeys(k for r in rows for k in r))  # union: the measured column is sparse
     mcu_rows = [
         {

@@ -281,7 +281,7 @@ def render_export_report(report: dict[str, Any], graph_md: str) -> str:
              markdown_table(report["ablation"]), ""]
             if report.get("ablation") else []
         ),
-        *_tflm_section(report.get("tflm")),
+        *tflm_markdown(report.get("tflm")),
         "## Graphs",
         "",
         graph_md,
@@ -300,18 +300,23 @@ def render_export_report(report: dict[str, Any], graph_md: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _tflm_section(tflm: dict[str, Any] | None) -> list[str]:
-    """The report's TensorFlow Lite Micro section: arena, bit-exactness, ops."""
+def tflm_markdown(tflm: dict[str, Any] | None) -> list[str]:
+    """The export report's TensorFlow Lite Micro section (also in the main job's report): measured
+    arena against the watch tier, bit-exactness to LiteRT's reference kernels, ops and versions."""
     if not tflm:
         return []
+    from anyppg_edge.models.budget import TIERS
+
     a, ir, ops = tflm["arena"], tflm["integer_reference"], tflm["ops"]
+    limit = TIERS["watch"].max_arena_bytes
+    tier = "fits" if a["min_arena_bytes"] <= limit else f"over by {a['min_arena_bytes'] - limit:,} B"
     return [
         "## TensorFlow Lite Micro (int8 TFLite, host build of TFLM's reference kernels)",
         "",
         f"- Arena (smallest that allocates, measured): **{a['min_arena_bytes']:,} B** = head {a['head_bytes']:,} "
         f"(planned activations; schedule lower bound {tflm['schedule_peak_activation_bytes']:,}) + tail "
         f"{a['tail_bytes']:,} (persistent); about {a['mcu32_bytes']:,} B on a 32-bit MCU (pointer-sized "
-        f"structs halve). TFLM {a['tflm_version']}.",
+        f"structs halve). Watch tier (arena ≤ {limit:,} B, measured): **{tier}**. TFLM {a['tflm_version']}.",
         "- Breakdown: " + "; ".join(f"{k} {v['bytes']:,} B ({v['count']})" for k, v in a["items"].items()),
         f"- TFLM vs LiteRT reference kernels on {ir['n_windows']} windows: "
         + ("**bit-identical**" if ir["bit_identical"] else f"max abs {ir['tflm_vs_litert_ref_max_abs']:.3g} (FAIL)")

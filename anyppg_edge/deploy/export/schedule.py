@@ -269,7 +269,9 @@ def _name(x: Any) -> str:
     return x.decode() if isinstance(x, bytes) else str(x)
 
 
-def schedule_for_memory(model_bytes: bytes, max_states: int = 200_000) -> tuple[bytes, ScheduleReport]:
+def schedule_for_memory(
+    model_bytes: bytes, max_states: int = 200_000, offline_plan: bool = True
+) -> tuple[bytes, ScheduleReport]:
     """``model_bytes`` with subgraph 0's operators in the order of least peak activation memory and an
     offline arena plan for that order (TFLM's ``OfflineMemoryAllocation`` metadata: the head then
     equals the plan instead of what TFLM's greedy planner finds online), and what it measured."""
@@ -287,6 +289,7 @@ def schedule_for_memory(model_bytes: bytes, max_states: int = 200_000) -> tuple[
         order, after = list(range(g.n)), before
     model.subgraphs[0].operators = [g.ops[k] for k in order]
     offsets, head = plan_offsets(g, order)
-    _add_offline_plan(model, offsets)
+    if offline_plan:
+        _add_offline_plan(model, offsets)
     rep = ScheduleReport(before, after, states, order != list(range(g.n)), note, head)
     return bytes(fu.convert_object_to_bytearray(model)), rep

@@ -51,9 +51,11 @@ def _tf():
 
 
 class _TFGraph:
-    """Builds the forward function of a :class:`DeployNet1D` in TensorFlow."""
+    """Builds the forward function of a :class:`DeployNet1D` in TensorFlow. ``affine_depthwise``:
+    the per-channel 1×1 convs as DEPTHWISE_CONV_2D (default) or as grouped CONV_2D."""
 
-    def __init__(self, dmodel: DeployNet1D, act_quant: dict[str, ActQuant] | None):
+    def __init__(self, dmodel: DeployNet1D, act_quant: dict[str, ActQuant] | None, affine_depthwise: bool = True):
+        self.affine_depthwise = affine_depthwise
         self.tf = _tf()
         self.dmodel = dmodel
         self.act_quant = act_quant
@@ -101,6 +103,8 @@ class _TFGraph:
         the op TFLite Micro has always supported and CMSIS-NN optimises (a grouped CONV_2D with
         groups == channels computes the same, but needs a recent TFLM)."""
         tf = self.tf
+        if not self.affine_depthwise:
+            return self.conv(name, x)
         w, b = self.consts[name]  # [1, 1, 1, C]: per-channel quantized along C
         wd = tf.reshape(w, [1, 1, -1, 1])  # depthwise filter [kh, kw, C, multiplier]
         y = tf.nn.depthwise_conv2d(x, wd, strides=[1, 1, 1, 1], padding="VALID")
@@ -147,11 +151,11 @@ class _TFGraph:
         return tf.reshape(pooled, [-1, self.dmodel.out_dim])
 
 
-def tf_module(dmodel: DeployNet1D, act_quant: dict[str, ActQuant] | None = None):
+def tf_module(dmodel: DeployNet1D, act_quant: dict[str, ActQuant] | None = None, affine_depthwise: bool = True):
     """A ``tf.Module`` with ``serve(ppg[1, 1, L]) -> embedding[1, D]`` computing the deploy graph
     (float, or with brevitas fake-quant when ``act_quant`` is given)."""
     tf = _tf()
-    graph = _TFGraph(dmodel, act_quant)
+    graph = _TFGraph(dmodel, act_quant, affine_depthwise)
 
     class Net1DModule(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([1, 1, graph.L], tf.float32, name="ppg")])
@@ -187,6 +191,8 @@ def export_tflite(
     contract: InputContract,
     int8_io: bool = False,
     representative: Iterable[np.ndarray] | None = None,
+    memory: str = "planned",
+    affine_depthwise: bool = True,
 ) -> Path:
     """Write one TFLite artifact with its contract as tflite-support metadata.
 
@@ -195,6 +201,10 @@ def export_tflite(
     * ``dmodel.quant`` True: full-int8 with the brevitas scales (``tflite-int8``);
     * ``dmodel.quant`` False with ``representative`` windows: full-int8 PTQ by the TFLite converter.
     ``int8_io``: int8 input/output tensors (else float I/O with QUANTIZE/DEQUANTIZE at the ends).
+    ``memory`` (the arena levers, measured by :func:`anyppg_edge.deploy.tflm.arena_levers`):
+    ``"planned"`` (default) = ops in the order of least peak activation plus TFLM's offline arena plan;
+    ``"ordered"`` = that order, TFLM plans online; ``"converter"`` = the converter's order as is.
+    ``affine_depthwise``: the pre-activation BN as DEPTHWISE_CONV_2D (default) or a grouped CONV_2D.
     """
     from dataclasses import replace
 
@@ -207,8 +217,10 @@ def export_tflite(
     want = "tflite-int8" if int8 else "tflite-float"
     if contract.artifact_kind != want:
         raise ValueError(f"contract says {contract.artifact_kind!r} but this export produces {want!r}")
+    if memory not in ("planned", "ordered", "converter"):
+        raise ValueError(f"memory must be 'planned', 'ordered' or 'converter', got {memory!r}")
     act_quant = activation_quant_params(dmodel) if dmodel.quant else None
-    module = tf_module(dmodel, act_quant)
+    module = tf_module(dmodel, act_quant, affine_depthwise)
 
     def configure(conv) -> None:
         if not int8:
@@ -235,8 +247,9 @@ def export_tflite(
     model_bytes = _convert(module, configure)
     # TFLM runs ops in file order and plans the arena from their lifetimes: take the order with the
     # least peak activation memory (same ops, same results)
-    model_bytes, sched = schedule_for_memory(model_bytes)
-    log.info("op order: peak live activations %d -> %d B", sched.peak_before_bytes, sched.peak_after_bytes)
+    if memory != "converter":
+        model_bytes, sched = schedule_for_memory(model_bytes, offline_plan=memory == "planned")
+        log.info("op order: peak live activations %d -> %d B", sched.peak_before_bytes, sched.peak_after_bytes)
     in_q, out_q = _io_quant(model_bytes)
     extra = dict(contract.extra)
     extra.update(
