@@ -5,6 +5,8 @@ memory. The int8 files are the watch students (real-window BN statistics, PTQ on
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -176,5 +178,5 @@ def test_arena_levers_command_writes_the_table(tmp_path, capsys):
     rows = json.loads((tmp_path / "arena_levers.json").read_text())
     assert [r["lever"] for r in rows][-1].startswith("+ offline arena plan") and len(rows) == 4
     arenas = [r["arena B"] for r in rows]
-    assert all(b <= a for a, b in zip(arenas, arenas[1:], strict=False)) and rows[0]["grouped CONV_2D"] > rows[1]["grouped CONV_2D"]
+    assert all(b <= a for a, b in itertools.pairwise(arenas)) and rows[0]["grouped CONV_2D"] > rows[1]["grouped CONV_2D"]
     assert "| tiny |" in (tmp_path / "arena_levers.md").read_text() and "TFLite Micro arena" in capsys.readouterr().out

@@ -151,7 +151,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_mcu(args: argparse.Namespace) -> int:
     from anyppg_edge.deploy.bench.mcu import mcu_markdown
     from anyppg_edge.deploy.contract_io import read_tflite_contract_zip
-
     from anyppg_edge.deploy.tflm import measure_arena
 
     measured, arenas = {}, {}
