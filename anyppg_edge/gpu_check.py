@@ -197,7 +197,7 @@ def _folder_bytes(root: Path) -> int:
 
 
 def _default_student() -> Path | None:
-    for p in ("runs/distill_watch/best.pt", "runs/demo/distill/best.pt"):
+    for p in ("runs/distill_watch_slim/best.pt", "runs/demo/distill/best.pt"):
         if (REPO_ROOT / p).is_file():
             return REPO_ROOT / p
     return None
@@ -209,7 +209,7 @@ def prepare_carry(
     teacher: str | Path | None = None,
     teacher_model: str = "anyppg-released",
     student: str | Path | None = "auto",
-    student_model: str = "student-watch",
+    student_model: str = "student-watch-slim",
     use_shared: bool = True,
     sim_subjects: int = 0,
     sim_duration_s: float = 300.0,
@@ -223,7 +223,7 @@ def prepare_carry(
 ) -> dict[str, Any]:
     """Build the carry folder of :func:`run_gpu_check` (see the module docstring) and return its
     manifest. ``teacher``: a checkpoint (default: ``../shared/reference/net1d_anyppg_released.state_dict.pt``);
-    ``student``: a checkpoint, ``"auto"`` (``runs/distill_watch/best.pt`` or the demo's student when
+    ``student``: a checkpoint, ``"auto"`` (``runs/distill_watch_slim/best.pt`` or the demo's student when
     present, else the seeded random init of ``student_model``) or ``None`` (seeded random init). The
     golden windows are those of ``export golden --n golden_n --hop-s golden_hop_s --seed split_seed``
     (``use_shared``), else drawn the same way from the simulated subjects."""
@@ -294,7 +294,7 @@ def prepare_carry(
     if student == "auto":
         student = _default_student()
         if student is None:
-            log(f"WARNING: no distilled student found (runs/distill_watch/best.pt, runs/demo/distill/best.pt): the "
+            log(f"WARNING: no distilled student found (runs/distill_watch_slim/best.pt, runs/demo/distill/best.pt): the "
                 f"student golden set will be of the seeded random init of {student_model!r}, which matches no "
                 "artifact exported from trained weights; pass --student CKPT for the real one")
     entries["student"] = checkpoint_entry("student", student, student_model)

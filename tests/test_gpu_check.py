@@ -57,7 +57,7 @@ finally:
     print("LOADED " + ",".join(n for n in BLOCKED if sys.modules.get(n) is not None), file=sys.stderr)
 """
 EXPECTED_FILES = {JSON_NAME, MD_NAME, "tiny.cpu.golden.npz", "tiny.cpu.golden.provenance.json",
-                  "student-watch.cpu.golden.npz", "student-watch.cpu.golden.provenance.json"}
+                  "student-watch-slim.cpu.golden.npz", "student-watch-slim.cpu.golden.provenance.json"}
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_prepare_writes_a_carry_folder_and_the_device_call(carry, capsys):
     m = c.manifest
     assert m["teacher"]["model"] == "tiny" and m["teacher"]["file"] == f"checkpoints/{teacher.name}"
     assert (out / m["teacher"]["file"]).read_bytes() == teacher.read_bytes()
-    assert m["student"] == {**m["student"], "model": "student-watch", "file": None, "sha256": "random-init"}
+    assert m["student"] == {**m["student"], "model": "student-watch-slim", "file": None, "sha256": "random-init"}
     assert m["shards"]["total"]["train_segments"] > 16 and (c.shards / "index.npz").is_file()
     x, ids, meta = load_golden_windows(c.golden_windows)
     assert x.shape == (12, 1250) and x.dtype == np.float32 and len(ids) == 12 and "held-out" in meta["description"]
@@ -163,7 +163,7 @@ def test_dry_run_runs_every_section_with_torch_numpy_scipy_only(dry_run):
     assert tm["device_flags"]["deterministic_algorithms"] and not tm["device_flags"]["tf32_cudnn"]
 
     gd = res["golden"]
-    assert [s["model"] for s in gd["sets"]] == ["tiny", "student-watch"]
+    assert [s["model"] for s in gd["sets"]] == ["tiny", "student-watch-slim"]
     for s in gd["sets"]:
         assert s["vs_cpu"]["max_abs"] == 0 and s["tolerance_row"] == "float-vs-float" and s["pass"]
         g = load_golden_set(out / s["file"])  # the `export golden` format, checksum verified
@@ -238,8 +238,8 @@ def test_a_failing_section_is_recorded_and_the_others_run(carry, tmp_path):
     golden = r["sections"]["golden"]
     assert golden["status"] == "error" and "tiny_teacher" in golden["error"]
     # the teacher failing keeps the student's golden set (made, checked and written)
-    assert list(golden["result"]["errors"]) == ["teacher"] and golden["result"]["sets"][0]["model"] == "student-watch"
-    assert (tmp_path / "out" / "student-watch.cpu.golden.npz").is_file()
+    assert list(golden["result"]["errors"]) == ["teacher"] and golden["result"]["sets"][0]["model"] == "student-watch-slim"
+    assert (tmp_path / "out" / "student-watch-slim.cpu.golden.npz").is_file()
     assert r["sections"]["train_match"]["status"] == "ok" and not r["passed"] and not r["complete"]
     on_disk = json.loads((tmp_path / "out" / JSON_NAME).read_text())
     assert on_disk["sections"] == json.loads(json.dumps(r["sections"]))

@@ -11,6 +11,8 @@ Commands:
 * ``mcu [MODEL ...]``: estimated flash, RAM, latency and energy per window on watch-class MCUs.
 * ``tflm MODEL.tflite --out DIR``: firmware-ready TFLM files (model C array, op-resolver list,
   measured arena constant, input contract header, minimal example).
+* ``c MODEL.int8.tflite --out DIR``: a C99 int8 encoder generated from the model (weights as const
+  arrays, static arena, no heap), bit-exact to TFLite Micro.
 * ``golden --model M --checkpoint C --out G.npz``: golden embedding set of the float model (GPU
   when present, deterministic) on held-out ``../shared`` windows, with provenance and checksum;
 * ``parity ART [ART ...] --golden G.npz``: every artifact vs the golden set under the one tolerance
@@ -192,6 +194,19 @@ def _cmd_tflm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_c(args: argparse.Namespace) -> int:
+    from anyppg_edge.deploy.export.c_encoder import generate_c_encoder
+
+    report = generate_c_encoder(args.model, args.out)
+    for f in report["files"]:
+        print(f"written: {f}")
+    ops = ", ".join(f"{k} x{v}" for k, v in report["ops"].items())
+    print(f"int8 network: {sum(report['ops'].values())} ops ({ops}), {report['macs']:,} MACs")
+    print(f"static arena {report['arena_bytes']:,} B; weights + biases {report['weight_and_bias_bytes']:,} B; "
+          f"{report['logistic_tables']} LOGISTIC tables")
+    return 0
+
+
 def _cmd_golden(args: argparse.Namespace) -> int:
     from anyppg_edge.deploy.parity.golden import golden_windows_from_shared, make_golden_set, provenance_path
     from anyppg_edge.models.loading import load_encoder
@@ -364,6 +379,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     tm.add_argument("model", help=".tflite artifact (int8 or float) carrying its input contract")
     tm.add_argument("--out", required=True, help="output folder (model_data.{h,cc}, model_ops.h, model_config.h, main.cc, README.md)")
     tm.set_defaults(func=_cmd_tflm)
+    cg = subparser(sub, "c", help="a C99 int8 encoder generated from an int8 .tflite, bit-exact to TFLite Micro (no interpreter, no heap)")
+    cg.add_argument("model", help="int8 .tflite with float I/O (QUANTIZE / DEQUANTIZE at the ends)")
+    cg.add_argument("--out", required=True, help="output folder (anyppg_encoder.h, anyppg_model.c, anyppg_io.c)")
+    cg.set_defaults(func=_cmd_c)
     _add_parity_commands(sub)
 
 

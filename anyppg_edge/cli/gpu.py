@@ -112,9 +112,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="teacher checkpoint (default: ../shared/reference/net1d_anyppg_released.state_dict.pt)")
     p.add_argument("--teacher-model", default="anyppg-released", help="registry model of a state_dict teacher")
     p.add_argument("--student", default="auto",
-                   help="student checkpoint; auto: runs/distill_watch/best.pt or runs/demo/distill/best.pt when "
+                   help="student checkpoint; auto: runs/distill_watch_slim/best.pt or runs/demo/distill/best.pt when "
                         "present, else the seeded random init (warned); none: the seeded random init")
-    p.add_argument("--student-model", default="student-watch", help="registry model of a random-init student")
+    p.add_argument("--student-model", default="student-watch-slim", help="registry model of a random-init student")
     p.add_argument("--shared", action=argparse.BooleanOptionalAction, default=True,
                    help="shards and golden windows from ../shared (--no-shared: simulated subjects only)")
     p.add_argument("--sim-subjects", type=nonnegative_int, default=0, help="simulated subjects added to the shards")

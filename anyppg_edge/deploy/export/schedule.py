@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ScheduleReport", "activation_peak_bytes", "schedule_for_memory"]
+__all__ = ["ActivationGraph", "ScheduleReport", "activation_peak_bytes", "plan_offsets", "read_model", "schedule_for_memory"]
 
 _DTYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1, 10: 8, 16: 4}  # TensorType -> bytes
 
@@ -60,8 +60,10 @@ class ScheduleReport:
         }
 
 
-class _Graph:
-    """Activation tensors (sizes), producers and consumers of subgraph 0, in index form."""
+class ActivationGraph:
+    """Activation tensors (sizes), producers and consumers of subgraph 0 of a TFLite model (the object
+    API of :func:`read_model`), in index form: what the op order, the arena plan and the generated C
+    encoder's static arena are computed on."""
 
     def __init__(self, model: Any):
         g = model.subgraphs[0]
@@ -130,11 +132,11 @@ class _Graph:
 
 def activation_peak_bytes(model_bytes: bytes) -> int:
     """Peak live activation bytes of subgraph 0 in the file's own operator order."""
-    g = _Graph(_read(model_bytes))
+    g = ActivationGraph(read_model(model_bytes))
     return g.peak(list(range(g.n)))
 
 
-def _read(model_bytes: bytes) -> Any:
+def read_model(model_bytes: bytes) -> Any:
     from ai_edge_litert.tools import flatbuffer_utils as fu
 
     model = fu.read_model_from_bytearray(bytearray(model_bytes))
@@ -143,7 +145,7 @@ def _read(model_bytes: bytes) -> Any:
     return model
 
 
-def _best_order(g: _Graph, max_states: int) -> tuple[list[int] | None, int]:
+def _best_order(g: ActivationGraph, max_states: int) -> tuple[list[int] | None, int]:
     full = (1 << g.n) - 1
     memo: dict[int, tuple[int, int]] = {}  # done-mask -> (best peak from here, next op)
     old_limit = sys.getrecursionlimit()
@@ -193,7 +195,7 @@ _ALIGN = 16  # TFLM aligns every arena buffer to 16 bytes
 OFFLINE_PLAN_METADATA = "OfflineMemoryAllocation"  # TFLM's name for an offline arena plan
 
 
-def _lifetimes(g: _Graph, order: list[int]) -> dict[int, tuple[int, int]]:
+def _lifetimes(g: ActivationGraph, order: list[int]) -> dict[int, tuple[int, int]]:
     """``tensor -> (first op position, last op position)``, inclusive, as TFLM marks them: a subgraph
     input lives from the first op, a graph output to the last."""
     pos = {k: i for i, k in enumerate(order)}
@@ -212,7 +214,7 @@ def _lifetimes(g: _Graph, order: list[int]) -> dict[int, tuple[int, int]]:
     return life
 
 
-def plan_offsets(g: _Graph, order: list[int]) -> tuple[dict[int, int], int]:
+def plan_offsets(g: ActivationGraph, order: list[int]) -> tuple[dict[int, int], int]:
     """Arena offsets of every activation tensor for ``order`` (no two tensors whose lifetimes overlap
     share a byte) and the head size. Several first-fit placements (by size, by first use, by
     lifetime length) are tried and the smallest kept; each is checked."""
@@ -277,8 +279,8 @@ def schedule_for_memory(
     equals the plan instead of what TFLM's greedy planner finds online), and what it measured."""
     from ai_edge_litert.tools import flatbuffer_utils as fu
 
-    model = _read(model_bytes)
-    g = _Graph(model)
+    model = read_model(model_bytes)
+    g = ActivationGraph(model)
     before = g.peak(list(range(g.n)))
     order, states = _best_order(g, max_states)
     note = ""
