@@ -9,7 +9,18 @@ STAMP := $(VENV)/.installed
 EXTRAS ?= all
 OUT ?= runs/demo
 
-.PHONY: venv demo test test-slow lint clean parity
+.PHONY: venv demo test test-slow lint clean parity cortexm-tools
+
+# The Cortex-M cross toolchain and emulator (generated C encoder on qemu mps2-an386 / mps2-an505).
+# Installed with apt when this runs as root on Debian/Ubuntu; otherwise it says what to install (the
+# tests that need it skip on a user's machine and fail under CI=true).
+CORTEXM_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+cortexm-tools:
+	@if command -v arm-none-eabi-gcc >/dev/null && command -v qemu-system-arm >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing $(CORTEXM_PACKAGES) (apt)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(CORTEXM_PACKAGES) >/dev/null; \
+	else echo "NOTE: Cortex-M tests need: sudo apt-get install $(CORTEXM_PACKAGES)"; fi
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,10 +34,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) cortexm-tools
 	$(BIN)/python -m anyppg_edge demo --out $(OUT)
 
-test: $(STAMP)
+test: $(STAMP) cortexm-tools
 	$(BIN)/python -m pytest -m "not slow" -q
 
 test-slow: $(STAMP)

@@ -42,3 +42,48 @@ def student():
                 m.weight.copy_(1.0 + 0.2 * torch.randn(c, generator=g))
                 m.bias.copy_(0.1 * torch.randn(c, generator=g))
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def ieee_windows(shared):
+    """48 real 10 s windows (two IEEE SPC subjects of ../shared), shuffled with a fixed seed."""
+    import numpy as np
+
+    from anyppg_edge.data import load_shared_recordings
+    from anyppg_edge.data.windows import extract_windows
+
+    recs = [r for r in load_shared_recordings(shared / "data") if r.dataset.lower().startswith("ieee")][:2]
+    ws = np.concatenate([extract_windows(r, hop_s=5.0, ecg_quality=False).ppg for r in recs])
+    return ws[np.random.default_rng(0).permutation(len(ws))[:48]].astype(np.float32)
+
+
+def _int8_export(name, windows, path):
+    """Seeded ``name`` with BatchNorm statistics of ``windows``, brevitas PTQ, int8 TFLite at ``path``."""
+    import torch
+
+    from anyppg_edge.contract import InputContract
+    from anyppg_edge.deploy.export.tflite import export_tflite
+    from anyppg_edge.deploy.quantize import quantize_ptq
+    from anyppg_edge.models import create_model
+
+    torch.manual_seed(0)
+    m = create_model(name)
+    m.train()
+    with torch.no_grad():  # real BN statistics
+        m(torch.as_tensor(windows[:32, None]))
+    m.eval()
+    q = quantize_ptq(m, [windows[:32, None]])
+    export_tflite(q, path, InputContract.for_model(name, "tflite-int8", m.out_dim, "0" * 64))
+    return m, path
+
+
+@pytest.fixture(scope="session")
+def int8_export():
+    """The factory ``(name, windows, path) -> (model, path)`` of int8 TFLite test artifacts."""
+    return _int8_export
+
+
+@pytest.fixture(scope="session")
+def slim_int8(ieee_windows, tmp_path_factory):
+    """``student-watch-slim`` (the watch student) as an int8 TFLite: ``(float model, path)``."""
+    return _int8_export("student-watch-slim", ieee_windows, tmp_path_factory.mktemp("slim") / "slim.int8.tflite")

@@ -685,6 +685,11 @@ def test_mcu_watch_tier_verdicts():
     # the k9 student: in the watch tier on every limit but TFLM's arena (estimated, then measured)
     k9 = M.mcu_estimate("student-watch-k9", "nrf52840")
     assert [v.split(" ")[0:2] for v in k9.watch_tier] == [["TFLM", "arena"]]
+    # an emulated core's measured instruction count replaces the MACs/cycle assumption for that core only
+    slim_m4 = M.mcu_estimate("student-watch-slim", "nrf52840", measured_instructions={"cortex-m4": 20_000_000})
+    assert slim_m4.latency_ms == pytest.approx(20e6 * sum(M.CPI_RANGE) / 2 / 64e3) and "qemu cortex-m4" in slim_m4.latency_basis
+    slim_m7 = M.mcu_estimate("student-watch-slim", "stm32h7", measured_instructions={"cortex-m4": 20_000_000})
+    assert slim_m7.latency_basis.startswith("assumption") and slim_m7.latency_ms == M.mcu_estimate("student-watch-slim", "stm32h7").latency_ms
     k9m = M.mcu_estimate("student-watch-k9", "nrf52840", measured_arena_bytes=80_576)
     assert k9m.arena_bytes == 80_576 and "TFLM arena (measured) 80,576 > 65,536" in k9m.watch_tier
     teacher = M.mcu_estimate("anyppg-released", "nrf52840")

@@ -23,7 +23,6 @@ pytest.importorskip("brevitas")
 pytest.importorskip("tensorflow")
 pytest.importorskip("tflite_micro")
 
-from anyppg_edge.contract import InputContract  # noqa: E402
 from anyppg_edge.deploy.export.c_encoder import (  # noqa: E402
     CEncoder,
     build_host_driver,
@@ -35,13 +34,11 @@ from anyppg_edge.deploy.export.c_encoder import (  # noqa: E402
     quantize_multiplier,
     run_host_driver,
 )
-from anyppg_edge.deploy.export.tflite import export_tflite  # noqa: E402
 from anyppg_edge.deploy.parity.tolerances import embedding_parity, tolerance_failures  # noqa: E402
-from anyppg_edge.deploy.quantize import float_embeddings, quantize_ptq  # noqa: E402
+from anyppg_edge.deploy.quantize import float_embeddings  # noqa: E402
 from anyppg_edge.deploy.runtime import TflmEncoder  # noqa: E402
 from anyppg_edge.deploy.tflm import tflm_interpreter  # noqa: E402
 from anyppg_edge.errors import UnknownNameError  # noqa: E402
-from anyppg_edge.models import create_model  # noqa: E402
 
 WATCH_FLASH = 200 * 1024
 
@@ -58,28 +55,13 @@ def cc() -> str:
 
 
 @pytest.fixture(scope="module")
-def real_windows(shared) -> np.ndarray:
-    from anyppg_edge.data import load_shared_recordings
-    from anyppg_edge.data.windows import extract_windows
-
-    recs = [r for r in load_shared_recordings(shared / "data") if r.dataset.lower().startswith("ieee")][:2]
-    ws = np.concatenate([extract_windows(r, hop_s=5.0, ecg_quality=False).ppg for r in recs])
-    return ws[np.random.default_rng(0).permutation(len(ws))[:48]].astype(np.float32)
+def real_windows(ieee_windows):
+    return ieee_windows
 
 
 @pytest.fixture(scope="module")
-def slim(real_windows, tmp_path_factory):
-    name = "student-watch-slim"
-    torch.manual_seed(0)
-    m = create_model(name)
-    m.train()
-    with torch.no_grad():  # real BN statistics
-        m(torch.as_tensor(real_windows[:32, None]))
-    m.eval()
-    q = quantize_ptq(m, [real_windows[:32, None]])
-    path = tmp_path_factory.mktemp("slim") / "slim.int8.tflite"
-    export_tflite(q, path, InputContract.for_model(name, "tflite-int8", m.out_dim, "0" * 64))
-    return m, path
+def slim(slim_int8):
+    return slim_int8
 
 
 @pytest.fixture(scope="module")

@@ -15,51 +15,31 @@ pytest.importorskip("brevitas")
 pytest.importorskip("tensorflow")
 pytest.importorskip("tflite_micro")
 
-from anyppg_edge.contract import InputContract  # noqa: E402
 from anyppg_edge.deploy.export.schedule import activation_peak_bytes, schedule_for_memory  # noqa: E402
-from anyppg_edge.deploy.export.tflite import export_tflite  # noqa: E402
 from anyppg_edge.deploy.parity.suite import integer_reference_parity  # noqa: E402
 from anyppg_edge.deploy.parity.tolerances import TOLERANCES, embedding_parity, tolerance_failures  # noqa: E402
-from anyppg_edge.deploy.quantize import float_embeddings, quantize_ptq  # noqa: E402
+from anyppg_edge.deploy.quantize import float_embeddings  # noqa: E402
 from anyppg_edge.deploy.runtime import TflmEncoder, open_encoder  # noqa: E402
 from anyppg_edge.deploy.tflm import measure_arena, op_requirements  # noqa: E402
 from anyppg_edge.errors import ContractMismatchError, UsageError  # noqa: E402
-from anyppg_edge.models import create_model  # noqa: E402
 from anyppg_edge.models.budget import TIERS, budget  # noqa: E402
 
 WATCH_ARENA = TIERS["watch"].max_arena_bytes
 
 
 @pytest.fixture(scope="module")
-def real_windows(shared) -> np.ndarray:
-    from anyppg_edge.data import load_shared_recordings
-    from anyppg_edge.data.windows import extract_windows
-
-    recs = [r for r in load_shared_recordings(shared / "data") if r.dataset.lower().startswith("ieee")][:2]
-    ws = np.concatenate([extract_windows(r, hop_s=5.0, ecg_quality=False).ppg for r in recs])
-    return ws[np.random.default_rng(0).permutation(len(ws))[:48]].astype(np.float32)
-
-
-def _int8_export(name: str, windows: np.ndarray, path) -> tuple[torch.nn.Module, object]:
-    torch.manual_seed(0)
-    m = create_model(name)
-    m.train()
-    with torch.no_grad():  # real BN statistics
-        m(torch.as_tensor(windows[:32, None]))
-    m.eval()
-    q = quantize_ptq(m, [windows[:32, None]])
-    export_tflite(q, path, InputContract.for_model(name, "tflite-int8", m.out_dim, "0" * 64))
-    return m, path
+def real_windows(ieee_windows):
+    return ieee_windows
 
 
 @pytest.fixture(scope="module")
-def slim(real_windows, tmp_path_factory):
-    return _int8_export("student-watch-slim", real_windows, tmp_path_factory.mktemp("slim") / "slim.int8.tflite")
+def slim(slim_int8):
+    return slim_int8
 
 
 @pytest.fixture(scope="module")
-def k9(real_windows, tmp_path_factory):
-    return _int8_export("student-watch-k9", real_windows, tmp_path_factory.mktemp("k9") / "k9.int8.tflite")
+def k9(ieee_windows, int8_export, tmp_path_factory):
+    return int8_export("student-watch-k9", ieee_windows, tmp_path_factory.mktemp("k9") / "k9.int8.tflite")
 
 
 def test_tflm_is_bit_identical_to_litert_reference_kernels(slim, real_windows):

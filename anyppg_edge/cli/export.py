@@ -160,8 +160,12 @@ def _cmd_mcu(args: argparse.Namespace) -> int:
         name = read_tflite_contract_zip(Path(art)).model_name
         measured[name] = Path(art).stat().st_size
         arenas[name] = measure_arena(art).min_arena_bytes
+    instructions: dict[str, dict[str, float]] = {}
+    for rep_path in args.c_report:  # `export c --golden` reports: instructions per window on emulated cores
+        rep = json.loads(Path(rep_path).read_text())
+        instructions[rep["model_name"]] = {b["board"]: float(b["instructions/window"]) for b in rep["boards"]}
     text = mcu_markdown(args.models or None, args.mcu or None, include_optional=args.npu, measured_file_bytes=measured,
-                        measured_arena_bytes=arenas)
+                        measured_arena_bytes=arenas, measured_instructions=instructions)
     print(text)
     if args.out:
         from anyppg_edge.io import atomic_write_text
@@ -197,13 +201,26 @@ def _cmd_tflm(args: argparse.Namespace) -> int:
 def _cmd_c(args: argparse.Namespace) -> int:
     from anyppg_edge.deploy.export.c_encoder import generate_c_encoder
 
-    report = generate_c_encoder(args.model, args.out)
-    for f in report["files"]:
-        print(f"written: {f}")
-    ops = ", ".join(f"{k} x{v}" for k, v in report["ops"].items())
-    print(f"int8 network: {sum(report['ops'].values())} ops ({ops}), {report['macs']:,} MACs")
-    print(f"static arena {report['arena_bytes']:,} B; weights + biases {report['weight_and_bias_bytes']:,} B; "
-          f"{report['logistic_tables']} LOGISTIC tables")
+    if args.golden is None:
+        report = generate_c_encoder(args.model, args.out)
+        for f in report["files"]:
+            print(f"written: {f}")
+        ops = ", ".join(f"{k} x{v}" for k, v in report["ops"].items())
+        print(f"int8 network: {sum(report['ops'].values())} ops ({ops}), {report['macs']:,} MACs")
+        print(f"static arena {report['arena_bytes']:,} B; weights + biases {report['weight_and_bias_bytes']:,} B; "
+              f"{report['logistic_tables']} LOGISTIC tables")
+        return 0
+    from anyppg_edge.deploy.export.c_report import c_encoder_report, c_report_markdown
+    from anyppg_edge.deploy.parity.golden import load_golden_set
+
+    g = load_golden_set(args.golden)
+    boards = [] if args.no_boards else args.boards
+    report = c_encoder_report(args.model, args.out, g.windows, g.embeddings, boards, windows_source=g.describe())
+    print(c_report_markdown(report))
+    print(f"written: {Path(args.out) / 'c_report.md'}, {Path(args.out) / 'c_report.json'}; sources in {Path(args.out) / 'src'}")
+    if not report["passed"]:
+        print("FAIL: " + "; ".join(r["comparison"] + ": " + r["failures"] for r in report["comparisons"] if not r["pass"]), file=sys.stderr)
+        return 1
     return 0
 
 
@@ -370,6 +387,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     mc.add_argument("--tflite", nargs="*", default=[],
                     help="int8 .tflite files: their sizes next to the flash estimate, their TFLM-measured arena in place of the arena estimate")
     mc.add_argument("--out", default=None, help="also write the markdown here")
+    mc.add_argument("--c-report", nargs="*", default=[], type=Path,
+                    help="c_report.json of `export c --golden`: instructions per window on the emulated Cortex-M4/M33 replace the MACs/cycle assumption for those cores")
     mc.set_defaults(func=_cmd_mcu)
     ar = subparser(sub, "arena", help="TFLite Micro's measured arena of models' int8 exports, one memory lever at a time")
     ar.add_argument("models", nargs="+", help="registry model names (seeded weights: the arena depends on shapes only)")
@@ -381,7 +400,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     tm.set_defaults(func=_cmd_tflm)
     cg = subparser(sub, "c", help="a C99 int8 encoder generated from an int8 .tflite, bit-exact to TFLite Micro (no interpreter, no heap)")
     cg.add_argument("model", help="int8 .tflite with float I/O (QUANTIZE / DEQUANTIZE at the ends)")
-    cg.add_argument("--out", required=True, help="output folder (anyppg_encoder.h, anyppg_model.c, anyppg_io.c)")
+    cg.add_argument("--out", required=True, help="output folder (anyppg_encoder.h, anyppg_model.c, anyppg_io.c; src/ and the report with --golden)")
+    cg.add_argument("--golden", default=None,
+                    help="golden set (.npz, `export golden`): build on the host and the emulated boards, check against TFLM and the float model, report memory and instructions")
+    cg.add_argument("--boards", nargs="+", default=["cortex-m4", "cortex-m33"], choices=("cortex-m4", "cortex-m33"),
+                    help="emulated Cortex-M boards (qemu) with --golden")
+    cg.add_argument("--no-boards", action="store_true", help="with --golden: the host only")
     cg.set_defaults(func=_cmd_c)
     _add_parity_commands(sub)
 

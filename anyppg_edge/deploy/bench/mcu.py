@@ -59,6 +59,16 @@ _CMSIS_NN_M_BASIS = (
 )
 
 
+# Cycles per instruction assumed to turn qemu's instruction counts (the generated C encoder on an
+# emulated Cortex-M4 / M33, ``python -m export c --golden``) into time: these cores retire most ALU
+# and MAC instructions in 1 cycle, loads in 2 (1 when pipelined), taken branches in 2-4 (ARM
+# Cortex-M4 / M33 Technical Reference Manuals, instruction timing); flash wait states add more. An
+# assumption, not a measurement; estimates use its midpoint.
+CPI_RANGE = (1.0, 1.5)
+# emulated board -> the MCU class whose clock and run current turn its instruction counts into time
+BOARD_MCU = {"cortex-m4": "nrf52840", "cortex-m33": "nrf5340"}
+
+
 @dataclass(frozen=True)
 class McuClass:
     """A microcontroller class: clock, memory, int8 throughput and run current, with their basis."""
@@ -243,6 +253,7 @@ class McuEstimate:
     fits_ram: bool
     watch_tier: list[str] = field(default_factory=list)  # budget violations of the 'watch' tier
     label: str = "estimate"
+    latency_basis: str = ""  # measured instruction counts (emulated core) or the MACs/cycle assumption
 
     @property
     def fits_watch_tier(self) -> bool:
@@ -283,18 +294,27 @@ def _watch_violations(c: ModelCost, measured_arena_bytes: int | None = None) -> 
 
 def mcu_estimate(
     model: Any, mcu: McuClass | str, assumptions: CostAssumptions = DEFAULT_ASSUMPTIONS,
-    measured_arena_bytes: int | None = None,
+    measured_arena_bytes: int | None = None, measured_instructions: dict[str, float] | None = None,
 ) -> McuEstimate:
     """Estimated flash, RAM, latency and energy of ``model`` (registered name, ``nn.Module`` or
     :class:`ModelCost`) on ``mcu`` (key of :data:`MCU_CLASSES` or a :class:`McuClass`).
     ``measured_arena_bytes`` (TFLM's measured arena of the model's int8 file,
     :func:`anyppg_edge.deploy.tflm.measure_arena`: activations and persistent data together) replaces
-    the arena and persistent-data estimates; RAM then adds only the scratch assumption."""
+    the arena and persistent-data estimates; RAM then adds only the scratch assumption.
+    ``measured_instructions`` (emulated board → instructions per window of the generated C encoder):
+    for an MCU class whose core was emulated (:data:`BOARD_MCU`), latency = instructions × the
+    midpoint of :data:`CPI_RANGE` / clock instead of the MACs-per-cycle assumption."""
     c, m, a = _cost(model), _mcu(mcu), assumptions
     if m.int8_macs_per_cycle <= 0 or m.clock_mhz <= 0:
         raise ValueError(f"{m.key}: MACs/cycle and clock must be positive")
     ops = math.ceil(a.ops_per_layer * c.layers)
-    cycles = c.macs / m.int8_macs_per_cycle * (1.0 + a.non_mac_overhead)
+    board = next((b for b, key in BOARD_MCU.items() if key == m.key), None)
+    if measured_instructions and board in measured_instructions:
+        cycles = float(measured_instructions[board]) * sum(CPI_RANGE) / 2
+        basis = f"qemu {board}: {measured_instructions[board]:,.0f} instructions x CPI {sum(CPI_RANGE) / 2:g}"
+    else:
+        cycles = c.macs / m.int8_macs_per_cycle * (1.0 + a.non_mac_overhead)
+        basis = f"assumption: {m.int8_macs_per_cycle:g} MAC/cycle + {a.non_mac_overhead:.0%} overhead"
     latency_ms = cycles / (m.clock_mhz * 1e6) * 1e3
     energy_uj = m.run_current_ma * m.supply_v * latency_ms  # mA x V x ms = µJ
     model_flash = (
@@ -322,6 +342,7 @@ def mcu_estimate(
         fits_flash=flash <= m.flash_kb * 1024,
         fits_ram=ram <= m.ram_kb * 1024,
         watch_tier=_watch_violations(c, measured_arena_bytes),
+        latency_basis=basis,
     )
 
 
@@ -338,11 +359,14 @@ def mcu_table(
     assumptions: CostAssumptions = DEFAULT_ASSUMPTIONS,
     measured_file_bytes: dict[str, int] | None = None,
     measured_arena_bytes: dict[str, int] | None = None,
+    measured_instructions: dict[str, dict[str, float]] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per model x MCU class (default: every registered model, the non-optional MCUs), all
     figures labelled estimates; ``measured_file_bytes`` (model name → size of its int8 ``.tflite``)
     adds the real file size next to the flash estimate, ``measured_arena_bytes`` (model name → TFLM
-    measured arena) replaces the arena estimate (column ``arena kB (TFLM measured)``)."""
+    measured arena) replaces the arena estimate (column ``arena kB (TFLM measured)``),
+    ``measured_instructions`` (model name → {emulated board → instructions per window}) the latency
+    model of the MCU classes whose core was emulated (column ``latency basis``)."""
     if models is None:
         from anyppg_edge.models.registry import list_models
 
@@ -352,7 +376,7 @@ def mcu_table(
         c = _cost(model)
         arena_m = (measured_arena_bytes or {}).get(c.model)
         for m in _mcus(mcus, include_optional):
-            e = mcu_estimate(c, m, assumptions, arena_m)
+            e = mcu_estimate(c, m, assumptions, arena_m, (measured_instructions or {}).get(c.model))
             row = {
                 "model": c.model,
                 "MCU": m.name,
@@ -372,6 +396,7 @@ def mcu_table(
                 "fits flash": "yes" if e.fits_flash else f"no ({m.flash_kb} kB)",
                 "fits RAM": "yes" if e.fits_ram else f"no ({m.ram_kb} kB)",
                 "watch tier": "ok" if e.fits_watch_tier else "over: " + "; ".join(e.watch_tier),
+                "latency basis": e.latency_basis,
             }
             if measured_file_bytes and c.model in measured_file_bytes:
                 row["int8 .tflite kB (measured)"] = round(measured_file_bytes[c.model] / 1e3, 1)
@@ -386,12 +411,14 @@ def mcu_markdown(
     assumptions: CostAssumptions = DEFAULT_ASSUMPTIONS,
     measured_file_bytes: dict[str, int] | None = None,
     measured_arena_bytes: dict[str, int] | None = None,
+    measured_instructions: dict[str, dict[str, float]] | None = None,
 ) -> str:
     """The estimate table plus the assumptions (MCU classes with the basis of each figure, model
     constants), as markdown."""
     from anyppg_edge.report import markdown_table
 
-    rows = mcu_table(models, mcus, include_optional, assumptions, measured_file_bytes, measured_arena_bytes)
+    rows = mcu_table(models, mcus, include_optional, assumptions, measured_file_bytes, measured_arena_bytes,
+                     measured_instructions)
     columns = list(dict.fromkeys(k for r in rows for k in r))  # union: the measured column is sparse
     mcu_rows = [
         {

@@ -56,8 +56,12 @@ import numpy as np
 #   kernels) and in LiteRT with its reference kernels (BUILTIN_REF): both are integer arithmetic with
 #   the same rounding rules, so parity means bit-identical embeddings (max abs 0). LiteRT's optimised
 #   builtin kernels and XNNPACK round differently and are reported beside it, not bounded by it.
+# * int8-c-vs-tflm: the C encoder generated from an int8 TFLite (``python -m export c``) vs TFLM on the
+#   same windows, and the same C on an emulated Cortex-M vs on the host: integer arithmetic with
+#   TFLM's rules, so bit-identical (max abs 0).
 TOLERANCES: dict[str, dict[str, float]] = {
     "int8-tflm-vs-litert-ref": {"max_abs_max": 0.0},
+    "int8-c-vs-tflm": {"max_abs_max": 0.0},
     "float-vs-float": {"max_abs_max": 1e-4},
     "int8-vs-float": {"cos_mean_min": 0.99, "cos_p1_min": 0.97},
     "gpu-vs-cpu-float": {"rel_max_abs_max": 1e-4, "cos_min_min": 0.99999},
