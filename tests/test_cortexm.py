@@ -87,11 +87,14 @@ def test_generated_encoder_on_cortex_m4_and_m33(toolchain, slim_int8, ieee_windo
     x = ieee_windows[:6]
     rep = c_encoder_report(path, tmp_path, x, float_embeddings(model, x[:, None]))
     assert rep["passed"] and [r["comparison"] for r in rep["comparisons"]] == [
-        "C (host) vs TFLM", "C (host) vs float model", "C (cortex-m4, qemu) vs C (host)", "C (cortex-m33, qemu) vs C (host)"
+        "C (host) vs TFLM", "C (host) vs float model",
+        *(f"C ({b}, {p}, qemu) vs C (host)" for b in ("cortex-m4", "cortex-m33") for p in ("plain C", "DSP (SMLAD)")),
     ]
     assert all(r["bit_identical"] for r in rep["comparisons"] if r["tolerance"] == "int8-c-vs-tflm")
     for b in rep["boards"]:
         assert b["flash B (model)"] <= WATCH_FLASH_BYTES and b["RAM B (data+bss+stack)"] <= WATCH_RAM_BYTES
         assert b["arena B"] == rep["generator"]["arena_bytes"] and b["instructions/window"] > rep["generator"]["macs"]
+    plain, dsp = ([b["instructions/window"] for b in rep["boards"] if b["path"] == p] for p in ("plain C", "DSP (SMLAD)"))
+    assert all(d < p for d, p in zip(dsp, plain, strict=True))  # SMLAD pays on both cores
     assert "derived from instruction counts" in (tmp_path / "c_report.md").read_text()
     assert np.isfinite([b["instructions/MAC"] for b in rep["boards"]]).all()

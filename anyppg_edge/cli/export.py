@@ -163,7 +163,8 @@ def _cmd_mcu(args: argparse.Namespace) -> int:
     instructions: dict[str, dict[str, float]] = {}
     for rep_path in args.c_report:  # `export c --golden` reports: instructions per window on emulated cores
         rep = json.loads(Path(rep_path).read_text())
-        instructions[rep["model_name"]] = {b["board"]: float(b["instructions/window"]) for b in rep["boards"]}
+        rows = sorted(rep["boards"], key=lambda b: b.get("path") == "DSP (SMLAD)")  # the DSP path when measured
+        instructions[rep["model_name"]] = {b["board"]: float(b["instructions/window"]) for b in rows}
     text = mcu_markdown(args.models or None, args.mcu or None, include_optional=args.npu, measured_file_bytes=measured,
                         measured_arena_bytes=arenas, measured_instructions=instructions)
     print(text)

@@ -115,13 +115,17 @@ def run_encoder_on_board(
     }
 
 
-def model_memory(src_dir: str | Path, board: str, workdir: str | Path, stack_bytes: int | None = None) -> dict[str, int]:
-    """Flash and RAM of ``anyppg_model.c`` alone, cross-compiled for ``board`` (``-O2``)."""
+def model_memory(
+    src_dir: str | Path, board: str, workdir: str | Path, stack_bytes: int | None = None, dsp: bool = False
+) -> dict[str, int]:
+    """Flash and RAM of ``anyppg_model.c`` alone, cross-compiled for ``board`` (``-O2``; ``dsp``: the
+    SMLAD path, ``-DANYPPG_USE_DSP``)."""
     src, wd = Path(src_dir), Path(workdir)
     wd.mkdir(parents=True, exist_ok=True)
-    obj = wd / f"anyppg_model_{board}.o"
+    obj = wd / f"anyppg_model_{board}{'_dsp' if dsp else ''}.o"
     cmd = ["arm-none-eabi-gcc", *BOARDS[board].cflags, CORTEXM_OPT, "-std=c99", "-Wall", "-Wextra", "-Werror",
-           "-pedantic", "-ffunction-sections", "-fdata-sections", "-c", str(src / "anyppg_model.c"), "-o", str(obj)]
+           "-pedantic", "-ffunction-sections", "-fdata-sections", *(["-DANYPPG_USE_DSP"] if dsp else []),
+           "-c", str(src / "anyppg_model.c"), "-o", str(obj)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise DataFormatError(f"arm-none-eabi-gcc failed on the model:\n{r.stderr[-3000:]}")

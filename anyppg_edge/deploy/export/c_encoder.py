@@ -29,6 +29,19 @@ A LOGISTIC's int8 output is a function of its int8 input alone, so that fixed-po
 done here for all 256 inputs and the C holds a 256-entry ``const`` table per distinct op
 (:func:`logistic_table`); the C does one lookup per element.
 
+Two exact speed-ups hold on both paths: a LOGISTIC whose output only feeds a MUL by that LOGISTIC's
+own input (x * sigmoid(x)) becomes one 256-entry table of TFLM's MUL on TFLM's LOGISTIC
+(:func:`_swish_pairs`; trace builds still write the LOGISTIC tensor), and the high multiply is
+``floor((a * m + 2^30) / 2^31)``, which equals TFLite's nudged truncation for every int32 ``a``.
+
+``-DANYPPG_USE_DSP`` compiles CONV_2D with dual 16-bit multiply-accumulates (Cortex-M4/M33 DSP
+extension: ACLE ``__smlad`` / ``__sxtb16`` / ``__sxtab16`` where ``__ARM_FEATURE_DSP``, the same
+operations in portable C elsewhere): the input is widened once per op to int16 with the zero-point
+offset added and padding as 0 (a static ``anyppg_scratch``, group-major so each window is
+contiguous), the filter is emitted in a block order that SXTB16 pairs with it
+(:func:`_dsp_weight_order`), and two output channels share each load of the input. Integer sums
+are exact in any order, so both paths are bit-identical to TFLM. The plain path stays the default.
+
 RESHAPE is an alias (no code); the leading QUANTIZE and trailing DEQUANTIZE become the float ends.
 An op the generator has no kernel for is refused by name (:class:`UnknownNameError`); so is a layout
 it does not handle (batch or height other than 1, a MEAN over channels; :class:`DataFormatError`).
@@ -342,34 +355,26 @@ def _same_or_valid_pad(padding: int, in_w: int, k: int, stride: int, dil: int, o
 # ----------------------------------------------------------------------------------------------
 
 _C_ARITH = r"""
-/* SaturatingRoundingDoublingHighMul: (a * b * 2) >> 32, rounded to nearest, saturating -1 * -1 */
+/* SaturatingRoundingDoublingHighMul: (a * b * 2) >> 32, rounded to nearest. TFLite writes it as
+ * (ab + nudge) / 2^31 truncated, nudge = 2^30 or 1 - 2^30 by the sign of ab; both cases equal
+ * floor((ab + 2^30) / 2^31), one multiply-accumulate and a shift. Its one saturating input,
+ * a = b = INT32_MIN, never occurs: b is always a quantized multiplier, in [0, 2^31). */
 static int32_t q_srdhm(int32_t a, int32_t b)
 {
-    int64_t ab;
-    int32_t nudge;
-    if (a == b && a == INT32_MIN) {
-        return INT32_MAX;
-    }
-    ab = (int64_t)a * (int64_t)b;
-    nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
 }
 
-/* RoundingDivideByPOT: arithmetic right shift by e, rounding to nearest (ties away from zero) */
-static int32_t q_rdbpot(int32_t x, int e)
-{
-    const int32_t mask = (int32_t)(((int64_t)1 << e) - 1);
-    const int32_t remainder = x & mask;
-    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-    return (x >> e) + (remainder > threshold ? 1 : 0);
-}
-
-/* MultiplyByQuantizedMultiplier: x * m * 2^(shift - 31), TFLite's double rounding */
+/* MultiplyByQuantizedMultiplier: x * m * 2^(shift - 31), TFLite's double rounding: the high multiply,
+ * then RoundingDivideByPOT (an arithmetic right shift by 0..31 rounding to nearest, ties away from
+ * zero), without branches */
 static int32_t q_mul(int32_t x, int32_t m, int shift)
 {
-    const int left = shift > 0 ? shift : 0;
-    const int right = shift > 0 ? 0 : -shift;
-    return q_rdbpot(q_srdhm((int32_t)((uint32_t)x << left), m), right);
+    const int left = shift & ~(shift >> 31); /* max(shift, 0), without a branch */
+    const int right = left - shift;
+    const int32_t v = q_srdhm((int32_t)((uint32_t)x << left), m);
+    const int32_t mask = (int32_t)((1u << right) - 1u);
+    const int32_t threshold = (mask >> 1) + (int32_t)((uint32_t)v >> 31);
+    return (v >> right) + ((v & mask) > threshold ? 1 : 0);
 }
 
 static int8_t q_clamp(int32_t v, int32_t lo, int32_t hi)
@@ -413,6 +418,216 @@ static void k_conv(const int8_t *in, int in_w, int in_c, int8_t *out, int out_w,
             }
             o[oc] = q_clamp(q_mul(acc, mult[oc], shift[oc]) + out_off, lo, hi);
         }
+    }
+}
+""",
+    "conv_dsp": r"""
+#if defined(__ARM_FEATURE_DSP)
+#include <arm_acle.h>
+#define q_smlad(a, b, acc) ((int32_t)__smlad((a), (b), (acc)))
+#define q_sxtb16(x) __sxtb16(x)
+#define q_sxtab16(acc, x) __sxtab16((acc), (x))
+/* SXTB16 of x rotated by 8 (bytes 1 and 3), one instruction (ACLE of GCC 12 has no __ror) */
+static inline uint32_t q_sxtb16_hi(uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+#else
+/* the same operations in portable C (a host or a core without the DSP extension): bit-identical */
+static uint32_t q_sxtb16(uint32_t x)
+{
+    const uint32_t lo = (uint32_t)(((int32_t)(x & 0xFFu) ^ 0x80) - 0x80) & 0xFFFFu;
+    const uint32_t hi = (uint32_t)(((int32_t)((x >> 16) & 0xFFu) ^ 0x80) - 0x80) & 0xFFFFu;
+    return lo | (hi << 16);
+}
+static uint32_t q_sxtb16_hi(uint32_t x)
+{
+    return q_sxtb16(x >> 8);
+}
+static uint32_t q_sxtab16(uint32_t acc, uint32_t x)
+{
+    const uint32_t e = q_sxtb16(x);
+    return ((acc + e) & 0xFFFFu) | (((acc >> 16) + (e >> 16)) << 16);
+}
+static int32_t q_smlad(uint32_t a, uint32_t b, int32_t acc)
+{
+    const int32_t a0 = (int32_t)(a & 0xFFFFu) - (int32_t)((a & 0x8000u) << 1);
+    const int32_t a1 = (int32_t)(a >> 16) - (int32_t)((a >> 15) & 0x10000u);
+    const int32_t b0 = (int32_t)(b & 0xFFFFu) - (int32_t)((b & 0x8000u) << 1);
+    const int32_t b1 = (int32_t)(b >> 16) - (int32_t)((b >> 15) & 0x10000u);
+    return (int32_t)((uint32_t)acc + (uint32_t)(a0 * b0) + (uint32_t)(a1 * b1));
+}
+#endif
+
+/* 4 bytes at p as a little-endian word (an unaligned LDR on the Cortex-M) */
+static uint32_t q_rd32(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* the conv input widened to int16 with the zero-point offset added and padded with 0 (a skipped
+ * tap) to wp positions, group-major: scr[g][j][i] = in[j - pad][g * cin_g + i] + in_off, so that
+ * one output's window of a group is contiguous */
+static void q_widen_run(const int8_t *in, long n, int32_t in_off, int16_t *d)
+{
+    const uint32_t off2 = ((uint32_t)in_off & 0xFFFFu) * 0x10001u;
+    long i;
+    for (i = 0; i + 4 <= n; i += 4) {
+        const uint32_t v = q_rd32(in + i);
+        const uint32_t e02 = q_sxtab16(off2, v);
+        const uint32_t e13 = q_sxtab16(off2, v >> 8);
+        const uint32_t w01 = (e02 & 0xFFFFu) | (e13 << 16);
+        const uint32_t w23 = (e02 >> 16) | (e13 & 0xFFFF0000u);
+        memcpy(d + i, &w01, 4);
+        memcpy(d + i + 2, &w23, 4);
+    }
+    for (; i < n; ++i) {
+        d[i] = (int16_t)((int32_t)in[i] + in_off);
+    }
+}
+
+static void k_widen(const int8_t *in, int in_w, int in_c, int cin_g, int pad, int wp, int32_t in_off, int16_t *scr)
+{
+    const int groups = in_c / cin_g;
+    int j, g;
+    long i;
+    if (groups == 1) {
+        const int j0 = pad < wp ? pad : wp;
+        const int j1 = pad + in_w < wp ? pad + in_w : wp;
+        for (i = 0; i < (long)j0 * in_c; ++i) {
+            scr[i] = 0;
+        }
+        if (j1 > j0) {
+            q_widen_run(in + (long)(j0 - pad) * in_c, (long)(j1 - j0) * in_c, in_off, scr + (long)j0 * in_c);
+        }
+        for (i = (long)(j1 > j0 ? j1 : j0) * in_c; i < (long)wp * in_c; ++i) {
+            scr[i] = 0;
+        }
+        return;
+    }
+    for (j = 0; j < wp; ++j) {
+        const int ix = j - pad;
+        for (g = 0; g < groups; ++g) {
+            int16_t *d = scr + ((long)g * wp + j) * cin_g;
+            if (ix < 0 || ix >= in_w) {
+                for (i = 0; i < cin_g; ++i) {
+                    d[i] = 0;
+                }
+            } else {
+                q_widen_run(in + (long)ix * in_c + (long)g * cin_g, cin_g, in_off, d);
+            }
+        }
+    }
+}
+
+/* dot products of n int16 values at c with two int8 weight rows (blocks of 4 stored w0 w2 w1 w3,
+ * so that SXTB16 gives the pairs (w0, w1) and (w2, w3) that match two int16 words of c) */
+static void q_dot2(const int16_t *c, const int8_t *w0, const int8_t *w1, int n, int32_t *acc0, int32_t *acc1)
+{
+    int32_t a0 = *acc0, a1 = *acc1;
+    int i;
+    for (i = 0; i + 8 <= n; i += 8) {
+        const uint32_t c01 = q_rd32(c + i), c23 = q_rd32(c + i + 2);
+        const uint32_t c45 = q_rd32(c + i + 4), c67 = q_rd32(c + i + 6);
+        const uint32_t u = q_rd32(w0 + i), v = q_rd32(w1 + i);
+        const uint32_t u2 = q_rd32(w0 + i + 4), v2 = q_rd32(w1 + i + 4);
+        a0 = q_smlad(q_sxtb16(u), c01, a0);
+        a1 = q_smlad(q_sxtb16(v), c01, a1);
+        a0 = q_smlad(q_sxtb16_hi(u), c23, a0);
+        a1 = q_smlad(q_sxtb16_hi(v), c23, a1);
+        a0 = q_smlad(q_sxtb16(u2), c45, a0);
+        a1 = q_smlad(q_sxtb16(v2), c45, a1);
+        a0 = q_smlad(q_sxtb16_hi(u2), c67, a0);
+        a1 = q_smlad(q_sxtb16_hi(v2), c67, a1);
+    }
+    if (i + 4 <= n) {
+        const uint32_t c01 = q_rd32(c + i), c23 = q_rd32(c + i + 2);
+        const uint32_t u = q_rd32(w0 + i), v = q_rd32(w1 + i);
+        a0 = q_smlad(q_sxtb16(u), c01, a0);
+        a1 = q_smlad(q_sxtb16(v), c01, a1);
+        a0 = q_smlad(q_sxtb16_hi(u), c23, a0);
+        a1 = q_smlad(q_sxtb16_hi(v), c23, a1);
+        i += 4;
+    }
+    for (; i < n; ++i) {
+        a0 += (int32_t)w0[i] * c[i];
+        a1 += (int32_t)w1[i] * c[i];
+    }
+    *acc0 = a0;
+    *acc1 = a1;
+}
+
+static int32_t q_dot1(const int16_t *c, const int8_t *w0, int n, int32_t a0)
+{
+    int i;
+    for (i = 0; i + 4 <= n; i += 4) {
+        const uint32_t u = q_rd32(w0 + i);
+        a0 = q_smlad(q_sxtb16(u), q_rd32(c + i), a0);
+        a0 = q_smlad(q_sxtb16_hi(u), q_rd32(c + i + 2), a0);
+    }
+    for (; i < n; ++i) {
+        a0 += (int32_t)w0[i] * c[i];
+    }
+    return a0;
+}
+
+/* requantize n int32 accumulators to int8 (per-channel multiplier and shift) */
+static void q_requant(const int32_t *acc, int n, int8_t *o, const int32_t *mult, const int8_t *shift,
+                      int32_t out_off, int32_t lo, int32_t hi)
+{
+    int i;
+    for (i = 0; i < n; ++i) {
+        o[i] = q_clamp(q_mul(acc[i], mult[i], shift[i]) + out_off, lo, hi);
+    }
+}
+
+/* CONV_2D, dual 16-bit MACs: the input widened once into scr (padded width wp, group-major), then
+ * per output position and group, two output channels at a time over n_seg segments of seg_len
+ * values (one segment of k * cin_g without dilation, else one per tap, tap_step apart); the
+ * accumulators of one position are requantized together */
+static void k_conv_dsp(const int8_t *in, int in_w, int in_c, int8_t *out, int out_w, int out_c,
+                       const int8_t *w, const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                       int stride, int pad, int wp, int cin_g, int seg_len, int n_seg, int tap_step,
+                       int32_t in_off, int32_t out_off, int32_t lo, int32_t hi)
+{
+    const int groups = in_c / cin_g;
+    const int cout_g = out_c / groups;
+    const long w_row = (long)seg_len * n_seg;
+    const int16_t *scr = anyppg_scratch;
+    int32_t acc[ANYPPG_CONV_MAX_OUT_C];
+    int x, g, oc, s;
+    k_widen(in, in_w, in_c, cin_g, pad, wp, in_off, anyppg_scratch);
+    for (x = 0; x < out_w; ++x) {
+        for (g = 0; g < groups; ++g) {
+            const int16_t *cb = scr + ((long)g * wp + (long)x * stride) * cin_g;
+            const int oc_end = (g + 1) * cout_g;
+            const int8_t *w0 = w + (long)g * cout_g * w_row;
+            for (oc = g * cout_g; oc + 2 <= oc_end; oc += 2, w0 += 2 * w_row) {
+                int32_t a0 = bias[oc], a1 = bias[oc + 1];
+                if (n_seg == 1) {
+                    q_dot2(cb, w0, w0 + w_row, seg_len, &a0, &a1);
+                } else {
+                    for (s = 0; s < n_seg; ++s) {
+                        q_dot2(cb + (long)s * tap_step, w0 + (long)s * seg_len, w0 + w_row + (long)s * seg_len,
+                               seg_len, &a0, &a1);
+                    }
+                }
+                acc[oc] = a0;
+                acc[oc + 1] = a1;
+            }
+            if (oc < oc_end) {
+                int32_t a0 = bias[oc];
+                for (s = 0; s < n_seg; ++s) {
+                    a0 = q_dot1(cb + (long)s * tap_step, w0 + (long)s * seg_len, seg_len, a0);
+                }
+                acc[oc] = a0;
+            }
+        }
+        q_requant(acc, out_c, out + (long)x * out_c, mult, shift, out_off, lo, hi);
     }
 }
 """,
@@ -646,12 +861,16 @@ def _gen_ops(plan: _Plan, tensors: list[_Tensor]) -> tuple[list[str], list[str],
     used: set[str] = set()
     luts: dict[bytes, str] = {}
     macs = 0
+    scratch = 0  # int16 values of the DSP path's widened conv input
+    max_out_c = 1
     counts: dict[str, int] = {}
 
     def T(i: int) -> str:
         i = _root(plan, i)
         return f"(A + {plan.offsets[i]})"
 
+    swish = _swish_pairs(plan, tensors)
+    plan_ops = {k: op for k, _, op in plan.core}  # MUL k -> its LOGISTIC k, fused into one table
     for k, name, op in plan.core:
         what = f"op {k} {name}"
         ins = [int(i) for i in op.inputs]
@@ -682,7 +901,16 @@ def _gen_ops(plan: _Plan, tensors: list[_Tensor]) -> tuple[list[str], list[str],
                 *(quantize_multiplier(float(np.float32(x.s)) * float(f) / float(np.float32(o.s))) for f in fs),
                 strict=True,
             )
-            decls.append(_c_array("int8_t", f"{tag}_w", w))
+            if name == "CONV_2D":
+                cin_g = int(w_t.shape[3])
+                seg_len, n_seg = (kw * cin_g, 1) if dil == 1 else (cin_g, kw)  # the DSP path's windows
+                wp = (out_w - 1) * stride + (kw - 1) * dil + 1
+                scratch = max(scratch, wp * in_c)
+                max_out_c = max(max_out_c, out_c)
+                decls.append("#ifdef ANYPPG_USE_DSP\n" + _c_array("int8_t", f"{tag}_w", _dsp_weight_order(w, seg_len))
+                             + "#else\n" + _c_array("int8_t", f"{tag}_w", w) + "#endif\n")
+            else:
+                decls.append(_c_array("int8_t", f"{tag}_w", w))
             if b_t is not None:
                 if b_t.type != _INT32 or b_t.data is None:
                     raise DataFormatError(f"{what}: the bias must be a constant int32 tensor")
@@ -690,14 +918,19 @@ def _gen_ops(plan: _Plan, tensors: list[_Tensor]) -> tuple[list[str], list[str],
             decls.append(_c_array("int32_t", f"{tag}_m", np.array(mults)))
             decls.append(_c_array("int8_t", f"{tag}_s", np.array(shifts)))
             bias = f"{tag}_b" if b_t is not None else "0"
+            if b_t is None and name == "CONV_2D":
+                decls.append("#ifdef ANYPPG_USE_DSP\n" + _c_array("int32_t", f"{tag}_b", np.zeros(out_c, np.int32))
+                             + "#endif\n")
             if name == "CONV_2D":
-                cin_g = int(w_t.shape[3])
                 if in_c % cin_g or out_c % (in_c // cin_g) or int(w_t.shape[0]) != out_c:
                     raise DataFormatError(f"{what}: filter {list(w_t.shape)} does not group {in_c} -> {out_c} channels")
                 used.add("conv")
                 body.append(
+                    f"#ifdef ANYPPG_USE_DSP\n    k_conv_dsp({T(x.idx)}, {in_w}, {in_c}, {T(o.idx)}, {out_w}, {out_c}, "
+                    f"{tag}_w, {tag}_b, {tag}_m, {tag}_s, {stride}, {pad}, {wp}, {cin_g}, {seg_len}, {n_seg}, "
+                    f"{dil * cin_g}, {-x.z}, {o.z}, {lo}, {hi});\n#else\n    "
                     f"k_conv({T(x.idx)}, {in_w}, {in_c}, {T(o.idx)}, {out_w}, {out_c}, {tag}_w, {bias}, {tag}_m, {tag}_s, "
-                    f"{kw}, {stride}, {dil}, {pad}, {cin_g}, {-x.z}, {o.z}, {lo}, {hi});"
+                    f"{kw}, {stride}, {dil}, {pad}, {cin_g}, {-x.z}, {o.z}, {lo}, {hi});\n#endif"
                 )
                 macs += out_w * out_c * kw * cin_g
             else:
@@ -710,6 +943,25 @@ def _gen_ops(plan: _Plan, tensors: list[_Tensor]) -> tuple[list[str], list[str],
                     f"{tag}_s, {kw}, {stride}, {dil}, {pad}, {dm}, {-x.z}, {o.z}, {lo}, {hi});"
                 )
                 macs += out_w * out_c * kw
+        elif name == "MUL" and k in swish:
+            # x * sigmoid(x): an int8 function of x alone, TFLM's MUL on TFLM's LOGISTIC, tabulated
+            sk = swish[k]
+            y = tensors[ins[1]]
+            lo, hi = _act_range(int(opt.fusedActivationFunction), o.s, o.z, what)
+            xt = tensors[int(plan_ops[sk].inputs[0])]
+            sig = logistic_table(xt.s, xt.z).astype(np.int64)
+            v = np.arange(-128, 128)
+            vals = {"x": v, "s": sig}
+            first, second = ("x", "s") if _root(plan, ins[0]) == _root(plan, xt.idx) else ("s", "x")
+            m, e = quantize_multiplier(float(np.float32(x.s)) * float(np.float32(y.s)) / float(np.float32(o.s)))
+            table = np.array([
+                min(max(_mbqm(int(vals[first][i] - x.z) * int(vals[second][i] - y.z), m, e) + o.z, lo), hi)
+                for i in range(256)
+            ], np.int8)
+            tname = f"swish_{k}"
+            decls.append(_c_array("int8_t", tname, table, per_line=16))
+            used.add("lut")
+            body.append(f"k_lut({T(xt.idx)}, {T(o.idx)}, {o.size}L, {tname});")
         elif name in ("ADD", "MUL"):
             y = tensors[ins[1]]
             w, c = _wc(o, what)
@@ -739,12 +991,18 @@ def _gen_ops(plan: _Plan, tensors: list[_Tensor]) -> tuple[list[str], list[str],
             if o.z != -128 or abs(o.s - 1.0 / 256) > 1e-12:
                 raise DataFormatError(f"{what}: an int8 LOGISTIC needs output scale 1/256 and zero point -128 (TFLM)")
             table = logistic_table(x.s, x.z)
-            key = table.tobytes()
+            fused = k in swish.values()  # computed by its MUL's table; written only for traces
+            key = table.tobytes() + bytes([fused])
             if key not in luts:
                 luts[key] = f"sigmoid_{len(luts)}"
-                decls.append(_c_array("int8_t", luts[key], table, per_line=16))
+                arr = _c_array("int8_t", luts[key], table, per_line=16)
+                decls.append(f"#ifdef ANYPPG_TRACE\n{arr}#endif\n" if fused else arr)
             used.add("lut")
-            body.append(f"k_lut({T(x.idx)}, {T(o.idx)}, {x.size}L, {luts[key]});")
+            call = f"k_lut({T(x.idx)}, {T(o.idx)}, {x.size}L, {luts[key]});"
+            if fused:
+                body.append(f"#ifdef ANYPPG_TRACE\n    {call}\n    TRACE({k}, {o.idx}, {T(o.idx)}, {o.size}L);\n#endif")
+                continue
+            body.append(call)
         elif name == "MAX_POOL_2D":
             in_w, c = _wc(x, what)
             out_w, oc = _wc(o, what)
@@ -793,7 +1051,44 @@ def _gen_ops(plan: _Plan, tensors: list[_Tensor]) -> tuple[list[str], list[str],
         else:  # pragma: no cover - GENERATED_OPS and this dispatch agree
             raise UnknownNameError(f"{what}: no kernel")
         body.append(f"TRACE({k}, {o.idx}, {T(o.idx)}, {o.size}L);")
-    return decls, body, used, {"macs": macs, "op_counts": dict(sorted(counts.items())), "logistic_tables": len(luts)}
+    return decls, body, used, {"macs": macs, "dsp_scratch": scratch, "max_out_c": max_out_c, "op_counts": dict(sorted(counts.items())), "logistic_tables": len(luts)}
+
+
+def _swish_pairs(plan: _Plan, tensors: list[_Tensor]) -> dict[int, int]:
+    """MUL ops that multiply a LOGISTIC's output by that LOGISTIC's own input, elementwise (no
+    broadcast), the LOGISTIC output used by nothing else: {MUL op index: LOGISTIC op index}."""
+    consumers: dict[int, list[int]] = {}
+    for k, _, op in plan.core:
+        for i in op.inputs:
+            if int(i) >= 0:
+                consumers.setdefault(_root(plan, int(i)), []).append(k)
+    byk = {k: (name, op) for k, name, op in plan.core}
+    out: dict[int, int] = {}
+    for k, name, op in plan.core:
+        if name != "LOGISTIC":
+            continue
+        xi, si = _root(plan, int(op.inputs[0])), _root(plan, int(op.outputs[0]))
+        users = consumers.get(si, [])
+        if len(users) != 1 or si == plan.out_tensor.idx:
+            continue
+        mname, mop = byk[users[0]]
+        mins = sorted(_root(plan, int(i)) for i in mop.inputs)
+        mo = tensors[int(mop.outputs[0])]
+        if mname == "MUL" and mins == sorted([xi, si]) and xi != si and tensors[xi].size == tensors[si].size == mo.size:
+            out[users[0]] = k
+    return out
+
+
+def _dsp_weight_order(w: np.ndarray, seg_len: int) -> np.ndarray:
+    """The DSP path's filter order: in each segment of ``seg_len`` weights of an output channel,
+    every full block of 4 stored as w0 w2 w1 w3 (SXTB16 of the word then gives (w0, w1) and, of the
+    word rotated by 8, (w2, w3): the pairs of two int16 words of the widened input); tails as is."""
+    flat = np.asarray(w, np.int8).reshape(-1, seg_len).copy()
+    nb = seg_len // 4
+    if nb:
+        blocks = flat[:, : nb * 4].reshape(len(flat), nb, 4)
+        flat[:, : nb * 4] = blocks[:, :, [0, 2, 1, 3]].reshape(len(flat), nb * 4)
+    return flat.reshape(-1)
 
 
 def _root(plan: _Plan, i: int) -> int:
@@ -997,7 +1292,13 @@ def generate_c_encoder(tflite_path: str | Path, out_dir: str | Path) -> dict[str
     }
     if plan.float_in.size != plan.in_tensor.size or plan.float_out.size != plan.out_tensor.size:
         raise DataFormatError("the float ends and the int8 network disagree on the input or embedding size")
-    kernels = "".join(_C_KERNELS[k] for k in ("conv", "dwconv", "add", "mul", "maxpool", "pad", "mean", "lut") if k in used)
+    kernels = "".join(_C_KERNELS[k] for k in ("dwconv", "add", "mul", "maxpool", "pad", "mean", "lut") if k in used)
+    if "conv" in used:  # plain C by default; -DANYPPG_USE_DSP: the dual 16-bit MAC kernels
+        kernels = (
+            f"\n#ifdef ANYPPG_USE_DSP\n#include <string.h>\nstatic int16_t anyppg_scratch[{max(stats['dsp_scratch'], 4)}];\n"
+            f"#define ANYPPG_CONV_MAX_OUT_C {stats['max_out_c']}\n"
+            + _C_KERNELS["conv_dsp"] + "#else\n" + _C_KERNELS["conv"] + "#endif\n" + kernels
+        )
     model_c = _MODEL_C.format(
         arith=_C_ARITH, kernels=kernels, decls="\n".join(decls), body="\n    ".join(body), **fmt
     )
@@ -1023,6 +1324,7 @@ def generate_c_encoder(tflite_path: str | Path, out_dir: str | Path) -> dict[str
         "arena_bytes": fmt["arena"],
         "weight_and_bias_bytes": int(const_bytes),
         "logistic_tables": stats["logistic_tables"],
+        "dsp_scratch_bytes": 2 * stats["dsp_scratch"],
         "input_len": fmt["in_len"],
         "embed_dim": fmt["out_len"],
         "input_quant": {"scale": fmt["in_scale"], "zero_point": fmt["in_zp"]},

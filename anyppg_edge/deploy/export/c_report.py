@@ -4,8 +4,9 @@ float model, with its memory and instruction counts (``python -m export c MODEL 
 Comparisons (rows of :data:`~anyppg_edge.deploy.parity.tolerances.TOLERANCES`):
 
 * C on the host vs TFLM (``int8-c-vs-tflm``: bit-identical);
-* C on each emulated board vs C on the host (the same row: the integer code gives the same bytes on
-  x86-64, Cortex-M4 and Cortex-M33);
+* C on each emulated board, plain and with the DSP extension's SMLAD in the convolutions
+  (``-DANYPPG_USE_DSP``), vs C on the host (the same row: the integer code gives the same bytes on
+  x86-64, Cortex-M4 and Cortex-M33, either path);
 * C vs the float model's golden embeddings (``int8-vs-float``).
 
 Per board: flash and RAM of the model alone, instructions per window of ``anyppg_encode`` (from
@@ -67,27 +68,31 @@ def c_encoder_report(
         from anyppg_edge.deploy.export.c_cortexm import model_memory, run_encoder_on_board
 
         for b in boards:
-            r = run_encoder_on_board(src, windows, b, out / b)
-            compare(f"C ({b}, qemu) vs C (host)", host, r["embeddings"], "int8-c-vs-tflm")
-            mem = model_memory(src, b, out / b, r["stack_bytes"])
-            instr = r["instructions"]
             mcu = MCU_CLASSES[BOARD_MCU[b]]
-            t_ms = [float(instr.mean()) * cpi / (mcu.clock_mhz * 1e3) for cpi in CPI_RANGE]
-            board_rows.append({
-                "board": b,
-                "qemu machine": r["machine"],
-                "flash B (model)": mem["flash_bytes"],
-                "RAM B (data+bss+stack)": mem["ram_bytes"],
-                "arena B": mem["bss_bytes"],
-                "stack B": mem["stack_bytes"],
-                "instructions/window": round(float(instr.mean())),
-                "instructions min/max": f"{int(instr.min()):,} / {int(instr.max()):,}",
-                "instructions/MAC": round(float(instr.mean()) / gen["macs"], 2),
-                "MCU for time/energy": mcu.name,
-                "ms/window (derived, CPI 1.0-1.5)": f"{t_ms[0]:.0f}-{t_ms[1]:.0f}",
-                "µJ/window (derived)": f"{t_ms[0] * mcu.run_current_ma * mcu.supply_v:.0f}-{t_ms[1] * mcu.run_current_ma * mcu.supply_v:.0f}",
-                "current basis": mcu.current_basis,
-            })
+            for dsp in (False, True):
+                path = "DSP (SMLAD)" if dsp else "plain C"
+                r = run_encoder_on_board(src, windows, b, out / b, dsp=dsp)
+                compare(f"C ({b}, {path}, qemu) vs C (host)", host, r["embeddings"], "int8-c-vs-tflm")
+                mem = model_memory(src, b, out / b, r["stack_bytes"], dsp=dsp)
+                instr = r["instructions"]
+                t_ms = [float(instr.mean()) * cpi / (mcu.clock_mhz * 1e3) for cpi in CPI_RANGE]
+                uj = [t * mcu.run_current_ma * mcu.supply_v for t in t_ms]
+                board_rows.append({
+                    "board": b,
+                    "path": path,
+                    "qemu machine": r["machine"],
+                    "flash B (model)": mem["flash_bytes"],
+                    "RAM B (data+bss+stack)": mem["ram_bytes"],
+                    "arena B": gen["arena_bytes"],
+                    "stack B": mem["stack_bytes"],
+                    "instructions/window": round(float(instr.mean())),
+                    "instructions min/max": f"{int(instr.min()):,} / {int(instr.max()):,}",
+                    "instructions/MAC": round(float(instr.mean()) / gen["macs"], 2),
+                    "MCU for time/energy": mcu.name,
+                    "ms/window (derived, CPI 1.0-1.5)": f"{t_ms[0]:.0f}-{t_ms[1]:.0f}",
+                    "µJ/window (derived)": f"{uj[0]:.0f}-{uj[1]:.0f}",
+                    "current basis": mcu.current_basis,
+                })
     compile_only = None
     if not boards:
         from anyppg_edge.deploy.cortexm import toolchain_available
@@ -123,7 +128,7 @@ def c_report_markdown(report: dict[str, Any]) -> str:
     from anyppg_edge.report import markdown_table
 
     g = report["generator"]
-    cols = ["board", "qemu machine", "flash B (model)", "RAM B (data+bss+stack)", "arena B", "stack B",
+    cols = ["board", "path", "qemu machine", "flash B (model)", "RAM B (data+bss+stack)", "arena B", "stack B",
             "instructions/window", "instructions/MAC", "MCU for time/energy", "ms/window (derived, CPI 1.0-1.5)",
             "µJ/window (derived)"]
     lines = [
