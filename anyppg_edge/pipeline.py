@@ -142,6 +142,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     #    and int8, contracts, graph and parity reports; 6. latency table; 7. parity vs golden sets
     export_reports: dict[str, Any] = {}
     harness: dict[str, Any] | None = None
+    c_report: dict[str, Any] | None = None
     bench_md = parity_md = None
     bench_rows: list[dict[str, Any]] = []
     parity_rows: list[dict[str, Any]] = []
@@ -162,6 +163,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         t = time.perf_counter()
         parity_rows, parity_md = _parity_stage(out, export_reports, windows, pcfg)
         timings["parity s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        c_report = _c_encoder_stage(out, export_reports["student"], windows)
+        timings["C encoder s"] = time.perf_counter() - t
 
     stats_rows = budget_table()
     retrieval = pre.get("retrieval", {})
@@ -200,6 +204,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         "bench_md": bench_md,
         "parity": parity_rows,
         "parity_md": parity_md,
+        "c_encoder": None if c_report is None else {k: c_report[k] for k in ("comparisons", "boards", "generator", "passed")},
+        "c_encoder_md": None if c_report is None else c_report["_md"],
         "model_stats": stats_rows,
         "timings_s": timings,
     }
@@ -243,6 +249,26 @@ def _export_model(cfg: DemoConfig, out: Path, name: str, checkpoint, qat_steps: 
                         plot=cfg.plot, preprocess=pcfg, export_ptq_tflite=qat_steps > 0)
     rep = export_all(model, name, sha, w["calibration"], w["qat"], w["eval"], ecfg, eval_source=w["description"])
     rep["_model"], rep["_sha"] = model, sha
+    return rep
+
+
+def _c_encoder_stage(out: Path, student: dict[str, Any], w: dict[str, Any]) -> dict[str, Any]:
+    """The watch student's generated C encoder on the held-out windows: host build and, when the
+    cross toolchain is installed (``make cortexm-tools``), emulated Cortex-M4 and M33; vs TFLM and the
+    float model; memory and instruction counts."""
+    from anyppg_edge.deploy.cortexm import toolchain_available
+    from anyppg_edge.deploy.export.c_report import c_encoder_report, c_report_markdown
+    from anyppg_edge.deploy.quantize import float_embeddings
+
+    x = w["eval"][:32]
+    boards = ("cortex-m4", "cortex-m33") if toolchain_available() else ()
+    rep = c_encoder_report(student["artifacts"]["tflite-int8"], out / "c_encoder", x,
+                           float_embeddings(student["_model"], x[:, None]), boards,
+                           windows_source=f"{len(x)} of the {w['description']}")
+    md = c_report_markdown(rep).split("\n", 1)[1]  # its title dropped
+    if not boards:
+        md += "\nNo Cortex-M toolchain here (`make cortexm-tools` installs it): host build only.\n"
+    rep["_md"] = md
     return rep
 
 
@@ -373,6 +399,9 @@ def _export_section(ex: dict[str, Any] | None) -> list[str]:
 
 def _tail_sections(summary: dict[str, Any]) -> list[str]:
     lines = []
+    if summary.get("c_encoder_md"):
+        md = summary["c_encoder_md"].replace("\n## ", "\n### ")
+        lines += ["## Generated C encoder of the watch student (details in `c_encoder/`)", md, ""]
     if summary.get("harness_md"):
         md = summary["harness_md"].split("\n", 1)[-1].replace("\n## ", "\n### ")  # its title dropped, one level down
         lines += ["## Firmware harness (emulated watch sensor → streaming → int8 student; details in `harness/`)",

@@ -157,7 +157,7 @@ def c_report_markdown(report: dict[str, Any]) -> str:
             markdown_table(report["boards"], cols),
             f"Time and energy are **derived from instruction counts**: instructions × CPI {report['cpi_range'][0]}–"
             f"{report['cpi_range'][1]} (assumption) / the MCU's clock, × its run current and supply. Current basis: "
-            + " | ".join(f"{b['board']}: {b['current basis']}" for b in report["boards"]),
+            + " | ".join(dict.fromkeys(f"{b['board']}: {b['current basis']}" for b in report["boards"])),
             "",
         ]
     return "\n".join(lines) + "\n"
