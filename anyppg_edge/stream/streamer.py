@@ -213,8 +213,10 @@ class StreamWindow:
         return flag_names(self.flags)
 
 
-def _ringing_padlen(cfg: pp.PreprocessConfig, odr_hz: float, n: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """The reference band-pass (ba form, as MNE designs it), its SOS form, and the edge padding."""
+def bandpass_design(cfg: pp.PreprocessConfig, odr_hz: float, n: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The reference band-pass at ``odr_hz`` as second-order sections, their ``sosfilt_zi``, and the
+    edge padding of an ``n``-sample window (the ringing estimate of the ba form, as MNE designs it);
+    the Python streamer and the generated C preprocessor (:mod:`anyppg_edge.stream.c_stream`) use it."""
     nyq = odr_hz / 2.0
     b, a = signal.iirfilter(cfg.ppg_filter_order, np.array(cfg.ppg_band_hz) / nyq, btype="bandpass",
                             ftype="butter", output="ba")
@@ -273,7 +275,7 @@ class Streamer:
         self.pushed_samples = 0
         if stream_cfg.mode == "reference":  # an unstable reference band-pass fails here, not at window 1
             pp.ppg_bandpass(np.zeros(self.n_win), odr, cfg)
-        sos, zi, padlen = _ringing_padlen(cfg, odr, self.n_win)
+        sos, zi, padlen = bandpass_design(cfg, odr, self.n_win)
         self._padlen = padlen
         ratio = Fraction(cfg.window_samples, self.n_win)
         self._up, self._down = ratio.numerator, ratio.denominator
