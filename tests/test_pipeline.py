@@ -79,7 +79,7 @@ def test_demo_end_to_end_on_embedded_default(tmp_path, monkeypatch):
     assert report.startswith("# anyppg-edge main job report") and "spectral_baseline" in report
     # the watch-tier student distilled from that teacher, with its budget and retention tables
     kd = summary["distill"]
-    assert kd["student"] == "student-watch-k9" and kd["steps"] == 3
+    assert kd["student"] == "student-watch-slim" and kd["steps"] == 3
     assert kd["retention"]["budget"][0]["watch"] == "ok" and "retrieval" in kd["retention"]
     assert "## Distillation" in report and "cosine(student, teacher)" in report and "spectral peak" in report
     assert (out / "demo.png").stat().st_size > 10_000
@@ -90,10 +90,20 @@ def test_demo_end_to_end_on_embedded_default(tmp_path, monkeypatch):
         assert set(ex["artifacts"]) >= {"onnx-float", "onnx-int8", "tflite-float", "tflite-int8"}
         assert all(Path(p).is_file() for p in ex["artifacts"].values())
         assert ex["parity_pass"], ex["parity"]
-    assert (out / "export" / "student-watch-k9" / "export_report.md").is_file()
+    assert (out / "export" / "student-watch-slim" / "export_report.md").is_file()
+    # TFLM: the student's int8 TFLite in the watch tier's arena, bit-identical to LiteRT's reference kernels
+    tflm = summary["export"]["student"]["tflm"]
+    assert tflm["arena"]["min_arena_bytes"] <= 65_536 and tflm["integer_reference"]["bit_identical"]
+    assert "### TensorFlow Lite Micro" in report
     assert "## QAT + export" in report and "## Latency per 10 s window" in report
     assert all(r["p50_ms"] > 0 and not r["error"] for r in summary["bench"]), summary["bench"]
-    assert len(summary["parity"]) == 8 and all(r["pass"] for r in summary["parity"]), summary["parity"]
+    # 4 artifacts x 2 models, and each int8 TFLite in TFLM: a [TFLM] row and TFLM vs LiteRT's reference kernels
+    assert len(summary["parity"]) == 12 and all(r["pass"] for r in summary["parity"]), summary["parity"]
+    assert sum(r["artifact"].endswith("[TFLM vs LiteRT ref]") for r in summary["parity"]) == 2
+    # the watch student's generated C encoder: bit-identical to TFLM on the host (and the boards when installed)
+    c = summary["c_encoder"]
+    assert c["passed"] and all(r["bit_identical"] for r in c["comparisons"] if r["tolerance"] == "int8-c-vs-tflm")
+    assert "## Generated C encoder" in report
     assert report.rstrip().splitlines()[-1].startswith("|")  # ends with the parity table
     # the firmware harness replayed the recordings through emulated sensors into the int8 student
     bars = summary["harness"]["bars"]

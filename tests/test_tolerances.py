@@ -32,7 +32,7 @@ COSINE_LIKE = (0.9, 1.0)
 NOT_A_TOLERANCE_CALLS = {"uniform", "normal", "integers", "beta"}
 NOT_A_TOLERANCE_TARGETS = re.compile(r"betas?$")
 # Rules 2 and 3: a number compared with, or bound to a name of, a parity metric.
-METRICS = re.compile(r"cosine|cos|max_abs|sqnr|rel_err")
+METRICS = re.compile(r"cosine|cos|max_abs|sqnr|rel_err|int8_same_frac|int8_max_step")
 BOUNDS = re.compile(r"min|max|tol|bar|threshold|floor|bound|limit|parity")
 
 

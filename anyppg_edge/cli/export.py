@@ -225,6 +225,22 @@ def _cmd_c(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_firmware(args: argparse.Namespace) -> int:
+    from anyppg_edge.deploy.cortexm import toolchain_available
+    from anyppg_edge.stream.firmware import render_memory_rows, write_firmware_bundle
+
+    measure = args.measure and toolchain_available()
+    if args.measure and not measure:
+        print("note: Cortex-M toolchain missing; the README's memory/instruction table is left empty", file=sys.stderr)
+    m = write_firmware_bundle(args.artifact, args.out, args.odr_hz, args.hop_s, None if args.adc_bits == 0 else args.adc_bits,
+                              measure=measure)
+    print(f"firmware bundle for {m['model_name']} at {m['odr_hz']:g} Hz (hop {m['hop_s']:g} s): {args.out}")
+    print(f"  files: {', '.join(m['files'])}; build: make -C {args.out} [host|cortex-m4|cortex-m33]")
+    if measure:
+        print("\n".join(render_memory_rows(m["cortex_m4"] | {"memory": m["cortex_m4"]["memory"]})[:5]))
+    return 0
+
+
 def _cmd_golden(args: argparse.Namespace) -> int:
     from anyppg_edge.deploy.parity.golden import golden_windows_from_shared, make_golden_set, provenance_path
     from anyppg_edge.models.loading import load_encoder
@@ -408,6 +424,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     help="emulated Cortex-M boards (qemu) with --golden")
     cg.add_argument("--no-boards", action="store_true", help="with --golden: the host only")
     cg.set_defaults(func=_cmd_c)
+    fw = subparser(sub, "firmware", help="a drop-in firmware folder: C preprocessor + C int8 encoder + glue, Makefile, example, README")
+    fw.add_argument("--artifact", required=True, help="int8 .tflite carrying its input contract")
+    fw.add_argument("--out", required=True, help="bundle folder")
+    fw.add_argument("--odr-hz", type=float, default=25.0, help="sensor output data rate (one bundle per rate)")
+    fw.add_argument("--hop-s", type=float, default=5.0, help="a window every hop")
+    fw.add_argument("--adc-bits", type=int, default=18, help="sensor ADC bits (rail hits flag saturation); 0: no rail check")
+    fw.add_argument("--no-measure", dest="measure", action="store_false",
+                    help="skip the emulated Cortex-M4 run that fills the README's memory and instruction table")
+    fw.set_defaults(func=_cmd_firmware)
     _add_parity_commands(sub)
 
 

@@ -44,6 +44,11 @@ def _float_model(args: argparse.Namespace):
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    if args.firmware is not None:
+        return _firmware_replay(args)
+    if args.artifact is None:
+        print("error: --artifact is required (or --firmware DIR)", file=sys.stderr)
+        return 2
     from anyppg_edge.config import load_preprocess_config
     from anyppg_edge.deploy.runtime import open_encoder
     from anyppg_edge.eval.heart_rate import fit_hr_head, hr_training_recordings
@@ -96,6 +101,35 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _firmware_replay(args: argparse.Namespace) -> int:
+    """``replay --firmware DIR``: the bundle's C code (host build, ctypes) vs the Python streamer, TFLM
+    and the float model on one recording at the bundle's rate."""
+    from anyppg_edge.deploy.runtime import open_encoder
+    from anyppg_edge.report import write_json
+    from anyppg_edge.stream import SensorConfig, emulate, fault_config
+    from anyppg_edge.stream.firmware import FirmwareLib, compare_firmware
+    from anyppg_edge.stream.replay import load_recording
+
+    fw = FirmwareLib(args.firmware)
+    m = fw.manifest
+    rec = load_recording(args.recording, sim_duration_s=args.duration_s or 300.0)
+    dur = args.duration_s or rec.channel("ppg").duration_s - 1.0
+    kw = {"seed": args.seed, "watermark": args.watermark, "fifo_depth": args.fifo_depth, "adc_bits": m["adc_bits"] or 18}
+    scfg = (fault_config(m["odr_hz"], dur, stall_s=args.stall_s, **kw) if args.faults
+            else SensorConfig(odr_hz=m["odr_hz"], duration_s=dur, **kw))
+    tflm = open_encoder(args.artifact or m["model_path"], runtime="tflm")
+    fenc = _float_model(args)
+    r = compare_firmware(fw, emulate(rec, scfg), tflm=tflm, float_encoder=None if fenc is None else open_encoder(fenc))
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    write_json(Path(args.out) / "firmware_replay.json", r)
+    print(f"firmware {args.firmware} ({m['odr_hz']:g} Hz) on {rec.subject_id}: {r['n_windows']} windows, "
+          f"flags identical {r['flags_identical']}; max abs vs device {r.get('max_abs_vs_device', float('nan')):.3g}; "
+          f"int8 same {r.get('int8_same_frac', float('nan')):.5f}; vs TFLM {r.get('vs_tflm')}; vs float {r.get('vs_float')}")
+    for f in r["failures"]:
+        print(f"FAIL: {f}", file=sys.stderr)
+    return 0 if r["pass"] else 1
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from anyppg_edge.stream.harness import render_bench, run_bench
 
@@ -108,6 +142,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _cmd_summary(args: argparse.Namespace) -> int:
     from anyppg_edge.data import load_shared_recordings
+
+    if args.firmware is not None:
+        from anyppg_edge.stream.firmware import firmware_summary
+        from anyppg_edge.stream.replay import load_recording
+
+        recs = load_shared_recordings() if args.recordings == ["shared"] else [load_recording(r) for r in args.recordings]
+        s = firmware_summary(args.firmware, recs[: args.max_recordings], args.out, artifact=args.artifact,
+                             float_encoder=_float_model(args), board=None if args.no_board else "cortex-m4")
+        print((Path(args.out) / "firmware_report.md").read_text())
+        return 0 if s["pass"] else 1
+    if args.artifact is None:
+        print("error: --artifact is required (or --firmware DIR)", file=sys.stderr)
+        return 2
     from anyppg_edge.stream.harness import harness_summary
     from anyppg_edge.stream.replay import load_recording
 
@@ -133,7 +180,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--no-plot", action="store_true")
 
     r = subparser(sub, "replay", help="sensor -> stream -> encoder on one recording, with a report")
-    r.add_argument("--artifact", required=True, help=".tflite / .onnx artifact (or a .pt checkpoint of --float-model)")
+    r.add_argument("--artifact", default=None, help=".tflite / .onnx artifact (or a .pt checkpoint of --float-model); "
+                   "with --firmware: the int8 .tflite for TFLM (default: the bundle's model)")
+    r.add_argument("--firmware", default=None, help="a firmware bundle (`python -m export firmware`): drive its C code instead")
     r.add_argument("--recording", default="shared:DATA_01", help="shared:<subject> | sim[:seed] | <path>")
     r.add_argument("--odr-hz", type=positive_float, default=25.0)
     r.add_argument("--hop-s", type=positive_float, default=5.0)
@@ -162,7 +211,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--out", default="runs/firmware_bench")
 
     s = subparser(sub, "summary", help="the main job's harness section: parity, chunking, fault replays")
-    s.add_argument("--artifact", required=True)
+    s.add_argument("--artifact", default=None, help="int8 artifact (required without --firmware)")
+    s.add_argument("--firmware", default=None, help="a firmware bundle: its C code at every rate + one emulated Cortex-M4 run")
+    s.add_argument("--no-board", action="store_true", help="with --firmware: skip the emulated Cortex-M4 run")
     s.add_argument("--recordings", nargs="+", default=["shared"], help="'shared' or recording specs")
     s.add_argument("--odr-hz", type=positive_float, default=25.0)
     s.add_argument("--hop-s", type=positive_float, default=5.0)

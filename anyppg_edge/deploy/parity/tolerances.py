@@ -59,9 +59,14 @@ import numpy as np
 # * int8-c-vs-tflm: the C encoder generated from an int8 TFLite (``python -m export c``) vs TFLM on the
 #   same windows, and the same C on an emulated Cortex-M vs on the host: integer arithmetic with
 #   TFLM's rules, so bit-identical (max abs 0).
+# * stream-c-vs-device: the generated C99 streaming preprocessor (the firmware bundle, issue 19) vs the
+#   Python streamer's float32 ``device`` path on the same bursts: the window (z-scored units) within
+#   1e-4, and its int8 model input identical in >= 99.9 % of samples, never more than 1 step apart
+#   (issue 19's bars; flags and window indices must be identical, not toleranced).
 TOLERANCES: dict[str, dict[str, float]] = {
     "int8-tflm-vs-litert-ref": {"max_abs_max": 0.0},
     "int8-c-vs-tflm": {"max_abs_max": 0.0},
+    "stream-c-vs-device": {"max_abs_max": 1e-4, "int8_same_frac_min": 0.999, "int8_max_step_max": 1.0},
     "float-vs-float": {"max_abs_max": 1e-4},
     "int8-vs-float": {"cos_mean_min": 0.99, "cos_p1_min": 0.97},
     "gpu-vs-cpu-float": {"rel_max_abs_max": 1e-4, "cos_min_min": 0.99999},
