@@ -143,6 +143,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     export_reports: dict[str, Any] = {}
     harness: dict[str, Any] | None = None
     c_report: dict[str, Any] | None = None
+    firmware: dict[str, Any] | None = None
     bench_md = parity_md = None
     bench_rows: list[dict[str, Any]] = []
     parity_rows: list[dict[str, Any]] = []
@@ -166,6 +167,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         t = time.perf_counter()
         c_report = _c_encoder_stage(out, export_reports["student"], windows)
         timings["C encoder s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        firmware = _firmware_stage(out, export_reports["student"], recordings)
+        timings["firmware bundle s"] = time.perf_counter() - t
 
     stats_rows = budget_table()
     retrieval = pre.get("retrieval", {})
@@ -206,6 +210,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         "parity_md": parity_md,
         "c_encoder": None if c_report is None else {k: c_report[k] for k in ("comparisons", "boards", "generator", "passed")},
         "c_encoder_md": None if c_report is None else c_report["_md"],
+        "firmware": None if firmware is None else {k: firmware[k] for k in ("pass", "failures", "rates_hz")},
+        "firmware_md": None if firmware is None else firmware["_md"],
         "model_stats": stats_rows,
         "timings_s": timings,
     }
@@ -272,12 +278,32 @@ def _c_encoder_stage(out: Path, student: dict[str, Any], w: dict[str, Any]) -> d
     return rep
 
 
+def _firmware_stage(out: Path, student: dict[str, Any], recordings: list) -> dict[str, Any]:
+    """The firmware bundle of the watch student (25 Hz sensor) and the harness driving it: one
+    recording (the first real one when ../shared is there) through clean and fault scenarios at every
+    rate, C vs the Python device path, TFLM and the float model; one emulated Cortex-M4 run when the
+    cross toolchain is installed."""
+    from anyppg_edge.data.splits import SIMULATED_DATASETS
+    from anyppg_edge.deploy.cortexm import toolchain_available
+    from anyppg_edge.stream.firmware import firmware_summary, render_firmware_markdown, write_firmware_bundle
+
+    bundle = out / "firmware" / "bundle"
+    write_firmware_bundle(student["artifacts"]["tflite-int8"], bundle, 25.0)
+    real = [r for r in recordings if r.dataset not in SIMULATED_DATASETS]
+    rec = (real or recordings)[:1]
+    s = firmware_summary(bundle, rec, out / "firmware", float_encoder=student["_model"], duration_s=40.0,
+                         board="cortex-m4" if toolchain_available() else None)
+    s["_md"] = render_firmware_markdown(s).split("\n", 1)[1]
+    return s
+
+
 def _harness_stage(cfg: DemoConfig, out: Path, student: dict[str, Any], recordings: list, pcfg) -> dict[str, Any]:
     """Replay recordings through emulated watch sensors (25 Hz, FIFO bursts, faults) and the streaming
     preprocessor into the student's int8 TFLite; parity with the offline chain and the float model."""
+    from anyppg_edge.data.splits import SIMULATED_DATASETS
     from anyppg_edge.stream.harness import harness_summary, render_harness_markdown
 
-    real = [r for r in recordings if r.dataset != "simulator"]
+    real = [r for r in recordings if r.dataset not in SIMULATED_DATASETS]
     h = harness_summary(student["artifacts"]["tflite-int8"], student["_model"], real or recordings, out / "harness",
                         max_fault_recordings=3, cfg=pcfg, seed=cfg.seed, plot=cfg.plot)
     h["_md"] = render_harness_markdown(h)
@@ -402,6 +428,9 @@ def _tail_sections(summary: dict[str, Any]) -> list[str]:
     if summary.get("c_encoder_md"):
         md = summary["c_encoder_md"].replace("\n## ", "\n### ")
         lines += ["## Generated C encoder of the watch student (details in `c_encoder/`)", md, ""]
+    if summary.get("firmware_md"):
+        md = summary["firmware_md"].replace("\n## ", "\n### ")
+        lines += ["## Firmware bundle driven by the harness (details in `firmware/`)", md, ""]
     if summary.get("harness_md"):
         md = summary["harness_md"].split("\n", 1)[-1].replace("\n## ", "\n### ")  # its title dropped, one level down
         lines += ["## Firmware harness (emulated watch sensor → streaming → int8 student; details in `harness/`)",

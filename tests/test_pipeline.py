@@ -104,6 +104,9 @@ def test_demo_end_to_end_on_embedded_default(tmp_path, monkeypatch):
     c = summary["c_encoder"]
     assert c["passed"] and all(r["bit_identical"] for r in c["comparisons"] if r["tolerance"] == "int8-c-vs-tflm")
     assert "## Generated C encoder" in report
+    # the firmware bundle (C preprocessor + C encoder) driven by the harness at every rate
+    assert summary["firmware"]["pass"], summary["firmware"]["failures"]
+    assert summary["firmware"]["rates_hz"] == [25.0, 50.0, 64.0, 100.0, 125.0] and "## Firmware bundle" in report
     assert report.rstrip().splitlines()[-1].startswith("|")  # ends with the parity table
     # the firmware harness replayed the recordings through emulated sensors into the int8 student
     bars = summary["harness"]["bars"]
