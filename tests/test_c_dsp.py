@@ -19,6 +19,8 @@ pytest.importorskip("brevitas")
 pytest.importorskip("tensorflow")
 pytest.importorskip("tflite_micro")
 
+from prerequisites import require as _need
+
 from anyppg_edge.deploy import cortexm
 from anyppg_edge.deploy.export.c_encoder import (
     CFLAGS,
@@ -28,13 +30,6 @@ from anyppg_edge.deploy.export.c_encoder import (
     generate_c_encoder,
 )
 from anyppg_edge.deploy.runtime import open_encoder
-
-
-def _need(ok: bool, msg: str) -> None:
-    if not ok:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg + " -- required in CI")
-        pytest.skip(msg)
 
 
 @pytest.fixture(scope="module")

@@ -45,29 +45,17 @@ WATCH_FLASH = 200 * 1024
 
 @pytest.fixture(scope="module")
 def cc() -> str:
+    from prerequisites import require
+
     exe = shutil.which(os.environ.get("CC", "gcc"))
-    if exe is None:
-        msg = "no C compiler (gcc) on PATH"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg + " -- required in CI")
-        pytest.skip(msg)
+    require(exe, "no C compiler (gcc) on PATH")
     return exe
 
 
 @pytest.fixture(scope="module")
-def real_windows(ieee_windows):
-    return ieee_windows
-
-
-@pytest.fixture(scope="module")
-def slim(slim_int8):
-    return slim_int8
-
-
-@pytest.fixture(scope="module")
-def generated(slim, tmp_path_factory):
+def generated(slim_int8, tmp_path_factory):
     out = tmp_path_factory.mktemp("c_encoder")
-    return generate_c_encoder(slim[1], out), out
+    return generate_c_encoder(slim_int8[1], out), out
 
 
 @pytest.fixture(scope="module")
@@ -95,10 +83,10 @@ def _tflm_submodel(path, keep_ops, outputs, inputs=None, shapes=None):
     return it
 
 
-def test_embeddings_bit_identical_to_tflm_and_within_int8_tolerance(slim, generated, c_encoder, real_windows):
-    model, path = slim
+def test_embeddings_bit_identical_to_tflm_and_within_int8_tolerance(slim_int8, generated, c_encoder, ieee_windows):
+    model, path = slim_int8
     report, _ = generated
-    x = real_windows
+    x = ieee_windows
     z_tflm = TflmEncoder(path, arena_bytes=1 << 20).embed(x)
     z_c = c_encoder.embed(x)
     assert np.array_equal(z_c, z_tflm)  # float embeddings, bit for bit
@@ -134,10 +122,10 @@ def _op_names(path) -> tuple[list[str], object]:
     return [codes[op.opcodeIndex] for op in m.subgraphs[0].operators], m
 
 
-def test_every_op_output_bit_identical_to_tflm(slim, generated, cc, real_windows):
+def test_every_op_output_bit_identical_to_tflm(slim_int8, generated, cc, ieee_windows):
     """Each op's int8 output tensor, C (trace build) vs TFLM (every activation made a graph output),
     on the same int8 model input: max |diff| per op type, in int8 steps, is 0."""
-    _, path = slim
+    _, path = slim_int8
     _, out = generated
     enc = CEncoder(build_host_library(out, cc=cc, trace=True))
     names, m = _op_names(path)
@@ -146,7 +134,7 @@ def test_every_op_output_bit_identical_to_tflm(slim, generated, cc, real_windows
     it = _tflm_submodel(path, range(len(g.operators)), [t for t, _ in int8_out])
     worst: dict[str, int] = defaultdict(int)
     checked: dict[str, int] = defaultdict(int)
-    for w in real_windows[:6]:
+    for w in ieee_windows[:6]:
         it.set_input(w.reshape(1, 1, -1), 0)
         it.invoke()
         ref = {t: np.asarray(it.get_output(i)).reshape(-1).astype(int) for i, (t, _) in enumerate(int8_out)}
@@ -160,10 +148,10 @@ def test_every_op_output_bit_identical_to_tflm(slim, generated, cc, real_windows
     assert dict(worst) == dict.fromkeys(checked, 0), dict(worst)
 
 
-def test_logistic_tables_match_tflm_on_all_256_inputs(slim):
+def test_logistic_tables_match_tflm_on_all_256_inputs(slim_int8):
     """The generation-time fixed-point sigmoid (gemmlowp arithmetic, TFLM's input rescaling) equals
     TFLM's LOGISTIC on every int8 input, for every LOGISTIC op of the model (one TFLM run)."""
-    _, path = slim
+    _, path = slim_int8
     names, m = _op_names(path)
     g = m.subgraphs[0]
     ks = [k for k, n in enumerate(names) if n == "LOGISTIC"]
@@ -180,7 +168,7 @@ def test_logistic_tables_match_tflm_on_all_256_inputs(slim):
         assert np.array_equal(np.asarray(it.get_output(i)).reshape(-1), table), f"LOGISTIC {i}"
 
 
-def test_builds_clean_integer_only_no_heap_and_reports_memory(generated, c_encoder, cc, real_windows, tmp_path):
+def test_builds_clean_integer_only_no_heap_and_reports_memory(generated, c_encoder, cc, ieee_windows, tmp_path):
     report, out = generated
     obj = compile_object(out, "anyppg_model.c", tmp_path / "model.o", cc=cc)
     io_obj = compile_object(out, "anyppg_io.c", tmp_path / "io.o", cc=cc)
@@ -199,7 +187,7 @@ def test_builds_clean_integer_only_no_heap_and_reports_memory(generated, c_encod
     print(f"\nmodel object: flash {sizes['flash']:,} B (text+rodata), static arena {report['arena_bytes']:,} B")
     # ASan + UBSan through the host driver: same embeddings and int8 inputs as the shared library
     exe = build_host_driver(out, tmp_path / "drv_asan", cc=cc, sanitize=True)
-    x = real_windows[:12]
+    x = ieee_windows[:12]
     emb, q = run_host_driver(exe, x, report["embed_dim"], tmp_path)
     assert np.array_equal(emb, c_encoder.embed(x)) and np.array_equal(q, c_encoder.quantize(x))
 
@@ -218,11 +206,11 @@ def test_arena_is_the_lifetime_plan_of_the_int8_network(generated):
     assert report["ops"]["CONV_2D"] > 0 and report["macs"] > 1_000_000 and report["embed_dim"] == 112
 
 
-def test_an_op_without_kernel_is_refused_by_name(slim, tmp_path):
+def test_an_op_without_kernel_is_refused_by_name(slim_int8, tmp_path):
     from ai_edge_litert import schema_py_generated as s
     from ai_edge_litert.tools import flatbuffer_utils as fu
 
-    _, path = slim
+    _, path = slim_int8
     m = fu.read_model_from_bytearray(bytearray(path.read_bytes()))
     oc = s.OperatorCodeT()
     oc.builtinCode = oc.deprecatedBuiltinCode = s.BuiltinOperator.HARD_SWISH
@@ -247,8 +235,8 @@ def test_quantize_multiplier_follows_tflite():
     assert (m, e) == (1 << 30, 1)
 
 
-def test_cli_writes_the_sources(slim, tmp_path):
+def test_cli_writes_the_sources(slim_int8, tmp_path):
     from anyppg_edge.cli.export import main
 
-    assert main(["c", str(slim[1]), "--out", str(tmp_path / "c")]) == 0
+    assert main(["c", str(slim_int8[1]), "--out", str(tmp_path / "c")]) == 0
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["anyppg_encoder.h", "anyppg_io.c", "anyppg_model.c"]

@@ -34,11 +34,9 @@ MAX_ABS_DEVICE, MAX_ABS_REFERENCE = 1e-4, 1e-3
 
 
 def _need_gcc() -> None:
-    if shutil.which(os.environ.get("CC") or "gcc"):
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail("gcc is required in CI (CI=true)")
-    pytest.skip("no C compiler on PATH")
+    from prerequisites import require
+
+    require(shutil.which(os.environ.get("CC") or "gcc"), "no C compiler (gcc) on PATH")
 
 
 @functools.cache

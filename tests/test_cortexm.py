@@ -5,8 +5,6 @@ without them on a user's machine, a failure under CI=true."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -18,11 +16,9 @@ WATCH_RAM_BYTES = 64 * 1024
 
 @pytest.fixture(scope="module")
 def toolchain():
-    if not cortexm.toolchain_available():
-        msg = f"Cortex-M toolchain missing: apt-get install {' '.join(cortexm.APT_PACKAGES)}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg + " -- required in CI")
-        pytest.skip(msg)
+    from prerequisites import require
+
+    require(cortexm.toolchain_available(), f"Cortex-M toolchain missing: apt-get install {' '.join(cortexm.APT_PACKAGES)}")
 
 
 PROGRAM = r"""

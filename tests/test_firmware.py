@@ -23,12 +23,9 @@ RATES = (25.0, 50.0, 64.0, 100.0, 125.0)
 
 
 def _need(tools, what):
-    if all(shutil.which(t) for t in tools):
-        return
-    msg = f"{what} missing ({', '.join(tools)})"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(msg + " -- required in CI")
-    pytest.skip(msg)
+    from prerequisites import require
+
+    require(all(shutil.which(t) for t in tools), f"{what} missing ({', '.join(tools)})")
 
 
 @pytest.fixture(scope="module")

@@ -28,23 +28,13 @@ WATCH_ARENA = TIERS["watch"].max_arena_bytes
 
 
 @pytest.fixture(scope="module")
-def real_windows(ieee_windows):
-    return ieee_windows
-
-
-@pytest.fixture(scope="module")
-def slim(slim_int8):
-    return slim_int8
-
-
-@pytest.fixture(scope="module")
 def k9(ieee_windows, int8_export, tmp_path_factory):
     return int8_export("student-watch-k9", ieee_windows, tmp_path_factory.mktemp("k9") / "k9.int8.tflite")
 
 
-def test_tflm_is_bit_identical_to_litert_reference_kernels(slim, real_windows):
-    model, path = slim
-    x = real_windows[:12]
+def test_tflm_is_bit_identical_to_litert_reference_kernels(slim_int8, ieee_windows):
+    model, path = slim_int8
+    x = ieee_windows[:12]
     ir = integer_reference_parity(path, x)
     assert ir["bit_identical"] and ir["tflm_vs_litert_ref_max_abs"] == 0.0 and not ir["failures"]
     assert TOLERANCES[ir["tolerance"]] == {"max_abs_max": 0.0}
@@ -53,10 +43,10 @@ def test_tflm_is_bit_identical_to_litert_reference_kernels(slim, real_windows):
     assert not tolerance_failures("tflite-int8", embedding_parity(float_embeddings(model, x[:, None]), z))
 
 
-def test_measured_arena_is_the_smallest_that_allocates(slim):
+def test_measured_arena_is_the_smallest_that_allocates(slim_int8):
     from anyppg_edge.deploy.tflm import _allocates  # probes in a child: a too-small arena can crash TFLM
 
-    _, path = slim
+    _, path = slim_int8
     a = measure_arena(path)
     assert a.head_bytes + a.tail_bytes == a.total_bytes <= a.min_arena_bytes
     assert a.items["NodeAndRegistration struct"]["count"] == sum(op_requirements(path).counts.values())
@@ -68,30 +58,30 @@ def test_measured_arena_is_the_smallest_that_allocates(slim):
         TflmEncoder(path, arena_bytes=a.min_arena_bytes // 2)
 
 
-def test_watch_tier_holds_on_the_measured_arena(slim, k9):
+def test_watch_tier_holds_on_the_measured_arena(slim_int8, k9):
     """The main job's watch student fits 64 KiB as TFLM measures it; the k9 student it replaced
     does not. The budget's estimate (layer-by-layer activations + TFLM's persistent data) is an
     upper bound within 7 % of both (it holds each block input whole; the exported order pools it first)."""
-    a_slim, a_k9 = measure_arena(slim[1]), measure_arena(k9[1])
+    a_slim, a_k9 = measure_arena(slim_int8[1]), measure_arena(k9[1])
     assert a_slim.min_arena_bytes <= WATCH_ARENA < a_k9.min_arena_bytes
     for name, a in (("student-watch-slim", a_slim), ("student-watch-k9", a_k9)):
         est = budget(name).tflm_arena_estimate_bytes
         assert 0 <= est - a.min_arena_bytes <= 0.07 * a.min_arena_bytes, (name, est, a.min_arena_bytes)
 
 
-def test_preactivation_bn_is_depthwise_and_grouped_convs_are_named(slim):
-    ops = op_requirements(slim[1])
-    blocks = sum(len(s.block_list) for s in slim[0].stage_list)
+def test_preactivation_bn_is_depthwise_and_grouped_convs_are_named(slim_int8):
+    ops = op_requirements(slim_int8[1])
+    blocks = sum(len(s.block_list) for s in slim_int8[0].stage_list)
     assert ops.counts["DEPTHWISE_CONV_2D"] == blocks - 1  # every block but the first has a bn1
     assert ops.grouped_conv2d > 0 and "grouped CONV_2D" in ops.note and ops.min_runtime_version
 
 
-def test_memory_aware_order_keeps_results_and_lowers_the_peak(slim, real_windows, tmp_path):
+def test_memory_aware_order_keeps_results_and_lowers_the_peak(slim_int8, ieee_windows, tmp_path):
     """Undo the schedule (a converter-like order that runs every identity path last, no offline
     plan), then schedule again: same embeddings, lower peak, and the offline plan is TFLM's head."""
     from ai_edge_litert.tools import flatbuffer_utils as fu
 
-    _, path = slim
+    _, path = slim_int8
     buf = path.read_bytes()
     sched_peak = activation_peak_bytes(buf)
     model = fu.read_model_from_bytearray(bytearray(buf))
@@ -120,7 +110,7 @@ def test_memory_aware_order_keeps_results_and_lowers_the_peak(slim, real_windows
     a, b = tmp_path / "late.tflite", tmp_path / "again.tflite"
     a.write_bytes(late)
     b.write_bytes(again)
-    x = real_windows[:4]
+    x = ieee_windows[:4]
     za = open_encoder(a, runtime="tflm", allow_missing_contract=True).embed(x)
     zb = open_encoder(b, runtime="tflm", allow_missing_contract=True).embed(x)
     assert np.array_equal(za, zb)
@@ -135,13 +125,13 @@ def test_runtime_choice_is_checked(tmp_path):
         open_encoder(p, runtime="tflm")
 
 
-def test_harness_replay_runs_the_artifact_in_tflm(slim, tmp_path):
+def test_harness_replay_runs_the_artifact_in_tflm(slim_int8, tmp_path):
     import json
 
     from anyppg_edge.cli.harness import main
 
     out = tmp_path / "replay"
-    rc = main(["replay", "--artifact", str(slim[1]), "--runtime", "tflm", "--recording", "sim:2", "--duration-s", "40",
+    rc = main(["replay", "--artifact", str(slim_int8[1]), "--runtime", "tflm", "--recording", "sim:2", "--duration-s", "40",
                "--odr-hz", "25", "--faults", "--no-float", "--no-hr", "--no-plot", "--out", str(out)])
     assert rc == 0
     s = json.loads((out / "replay.json").read_text())["summary"]

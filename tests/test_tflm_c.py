@@ -7,7 +7,6 @@ stub TFLM headers (tests/fixtures/tflm_stub) that mirror the real API, so that i
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -71,12 +70,10 @@ def projects(artifacts, tmp_path_factory) -> dict[str, tuple[dict, Path]]:
 
 @pytest.fixture(scope="session")
 def gxx() -> str:
+    from prerequisites import require
+
     exe = shutil.which("g++")
-    if exe is None:
-        msg = "g++ not found: the generated C++ cannot be compiled"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg + " -- required in CI")
-        pytest.skip(msg)
+    require(exe, "g++ not found: the generated C++ cannot be compiled")
     return exe
 
 

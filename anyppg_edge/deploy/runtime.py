@@ -528,7 +528,36 @@ def check_tflite_contract(
     return contract
 
 
-class TFLiteEncoder(Encoder):
+class _TFLiteFileEncoder(Encoder):
+    """What the TFLite runtimes share: the contract read from the file's metadata zip (tflite-support
+    would import TensorFlow, ~5 s, on every load) and one window per invoke, quantized and dequantized
+    with the model's own I/O tensors; a runtime supplies ``_invoke``."""
+
+    _in_shape: tuple[int, ...]
+    input_quant: QuantParams | None
+    output_quant: QuantParams | None
+
+    def _read_contract(self) -> InputContract:
+        return read_tflite_contract_zip(self.path)
+
+    @abstractmethod
+    def _invoke(self, xin: np.ndarray) -> np.ndarray:
+        """One window in the input tensor's shape and dtype → the output tensor."""
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        outs = []
+        for w in x:
+            xin = w.reshape(self._in_shape)
+            if self.input_quant is not None:
+                xin = self.input_quant.quantize(xin)
+            y = self._invoke(np.ascontiguousarray(xin))
+            if self.output_quant is not None:
+                y = self.output_quant.dequantize(y)
+            outs.append(np.asarray(y, np.float32).reshape(-1))
+        return np.stack(outs)
+
+
+class TFLiteEncoder(_TFLiteFileEncoder):
     """A ``.tflite`` file in the LiteRT ``Interpreter`` (``ai_edge_litert``), one window per invoke.
 
     Float inputs are quantized with the input tensor's own scale/zero point when the model input is
@@ -602,27 +631,14 @@ class TFLiteEncoder(Encoder):
             return "tflite-float"
         return "tflite-int8" if any(np.dtype(t["dtype"]) == np.int8 for t in details) else "tflite-float"
 
-    def _read_contract(self) -> InputContract:
-        # the metadata zip directly: tflite-support would import TensorFlow (~5 s) on every load
-        return read_tflite_contract_zip(self.path)
-
-    def _run(self, x: np.ndarray) -> np.ndarray:
+    def _invoke(self, xin: np.ndarray) -> np.ndarray:
         it = self.interpreter
-        outs = []
-        for w in x:
-            xin = w.reshape(self._in_shape)
-            if self.input_quant is not None:
-                xin = self.input_quant.quantize(xin)
-            it.set_tensor(self._in_index, np.ascontiguousarray(xin))
-            it.invoke()
-            y = it.get_tensor(self._out_index)
-            if self.output_quant is not None:
-                y = self.output_quant.dequantize(y)
-            outs.append(np.asarray(y, np.float32).reshape(-1))
-        return np.stack(outs)
+        it.set_tensor(self._in_index, xin)
+        it.invoke()
+        return it.get_tensor(self._out_index)
 
 
-class TflmEncoder(Encoder):
+class TflmEncoder(_TFLiteFileEncoder):
     """A ``.tflite`` file in TensorFlow Lite Micro (the ``tflite-micro`` wheel: TFLM's interpreter and
     reference kernels built for the host), one window per invoke: the reference for what a
     microcontroller computes. It runs in an arena of ``arena_bytes``, by default the smallest that
@@ -654,23 +670,11 @@ class TflmEncoder(Encoder):
         )
         self.interpreter, self.arena, self.arena_bytes = tflm_interpreter(buf, arena_bytes)
 
-    def _read_contract(self) -> InputContract:
-        return read_tflite_contract_zip(self.path)
-
-    def _run(self, x: np.ndarray) -> np.ndarray:
+    def _invoke(self, xin: np.ndarray) -> np.ndarray:
         it = self.interpreter
-        outs = []
-        for w in x:
-            xin = w.reshape(self._in_shape)
-            if self.input_quant is not None:
-                xin = self.input_quant.quantize(xin)
-            it.set_input(np.ascontiguousarray(xin), 0)
-            it.invoke()
-            y = it.get_output(0)
-            if self.output_quant is not None:
-                y = self.output_quant.dequantize(y)
-            outs.append(np.asarray(y, np.float32).reshape(-1))
-        return np.stack(outs)
+        it.set_input(xin, 0)
+        it.invoke()
+        return it.get_output(0)
 
 
 def _has_int8_tensor(buf: bytes) -> bool:
