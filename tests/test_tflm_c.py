@@ -157,6 +157,11 @@ def test_io_constants_and_contract_header_come_from_the_model(artifacts, project
             assert np.float32(_constant(cfg, f"constexpr float kAnyppg{what}Scale").rstrip("f")) == np.float32(q.scale)
             assert int(_constant(cfg, f"constexpr int32_t kAnyppg{what}ZeroPoint")) == q.zero_point
     assert ("QUANTIZEs its input" in cfg) == (kind == "float-io")
+    if kind == "float-io":  # the int8 quantization inside: the same model exported with int8 I/O has it at its I/O
+        io8 = read_contract(artifacts["int8-io"])
+        for what, q in (("Input", io8.input_quant), ("Output", io8.output_quant)):
+            assert np.float32(_constant(cfg, f"constexpr float kAnyppgModel{what}Scale").rstrip("f")) == np.float32(q.scale)
+            assert int(_constant(cfg, f"constexpr int32_t kAnyppgModel{what}ZeroPoint")) == q.zero_point
     flat = " ".join(line.removeprefix("//").strip() for line in cfg.splitlines() if line.startswith("//"))
     for text in (c.model_name, f"{c.sample_rate_hz} Hz", f"{c.window_s:g} s = {c.window_samples} samples", c.filter,
                  c.normalization, c.source_checkpoint_sha256, c.preprocess_config_hash, "tflite-micro checked",

@@ -224,6 +224,10 @@ class TflmProject:
     op_note: str
     arena: Any  # anyppg_edge.deploy.tflm.ArenaReport
     tflm_version: str
+    # int8 quantization at the model's boundary ops when its I/O is float: the QUANTIZE output and the
+    # DEQUANTIZE input ((scale, zero point), None for int8 I/O or a float model)
+    inner_input_quant: tuple[float, int] | None = None
+    inner_output_quant: tuple[float, int] | None = None
 
     @property
     def guard(self) -> str:
@@ -277,6 +281,33 @@ def _io_text(t: TensorIO, boundary_op: str) -> str:
     if t.is_int8:
         return f"{t.dtype} {list(t.shape)}, scale {_c_float(t.scale)[:-1]}, zero point {t.zero_point}"
     return f"{t.dtype} {list(t.shape)} (float I/O: the model runs {boundary_op} itself)"
+
+
+def _boundary_quant(buf: bytes) -> tuple[tuple[float, int] | None, tuple[float, int] | None]:
+    """(scale, zero point) of the int8 tensor after the graph input's QUANTIZE and before the graph
+    output's DEQUANTIZE: what a float-I/O int8 model computes on at its ends."""
+    from ai_edge_litert import schema_py_generated as s
+
+    m = s.Model.GetRootAs(buf, 0)
+    g = m.Subgraphs(0)
+    gin, gout = g.Inputs(0), g.Outputs(0)
+
+    def quant(idx: int) -> tuple[float, int] | None:
+        q = g.Tensors(idx).Quantization()
+        if g.Tensors(idx).Type() != s.TensorType.INT8 or q is None or q.ScaleLength() == 0:
+            return None
+        return float(q.Scale(0)), int(q.ZeroPoint(0)) if q.ZeroPointLength() else 0
+
+    qin = qout = None
+    for k in range(g.OperatorsLength()):
+        op = g.Operators(k)
+        code = m.OperatorCodes(op.OpcodeIndex())
+        name = max(int(code.BuiltinCode()), int(code.DeprecatedBuiltinCode()))
+        if name == s.BuiltinOperator.QUANTIZE and op.Inputs(0) == gin:
+            qin = quant(op.Outputs(0))
+        if name == s.BuiltinOperator.DEQUANTIZE and op.Outputs(0) == gout:
+            qout = quant(op.Inputs(0))
+    return qin, qout
 
 
 def _io_tensors(buf: bytes) -> tuple[TensorIO, TensorIO, int]:
@@ -361,6 +392,7 @@ def collect_tflm_project(tflite_path: str | Path) -> TflmProject:
         )
     ops = tuple(OpUse(n, resolver_method(n), tuple(v), req.counts[n]) for n, v in req.ops.items())
     arena = measure_arena(buf)
+    inner_in, inner_out = _boundary_quant(buf)
     return TflmProject(
         source=path.name,
         model_bytes=buf,
@@ -377,6 +409,8 @@ def collect_tflm_project(tflite_path: str | Path) -> TflmProject:
         op_note=req.note,
         arena=arena,
         tflm_version=tflm_version(),
+        inner_input_quant=None if inp.is_int8 else inner_in,
+        inner_output_quant=None if out.is_int8 else inner_out,
     )
 
 
@@ -507,7 +541,18 @@ def _model_config_h(d: TflmProject) -> str:
     float_io_note = (
         [
             "// Float I/O: the int8 model QUANTIZEs its input and DEQUANTIZEs its output inside (ops QUANTIZE /",
-            "// DEQUANTIZE); feed float32 and read float32.",
+            "// DEQUANTIZE); feed float32 and read float32. The int8 quantization at those two ops (what the",
+            "// network computes on; e.g. to quantize a window on the way in from a fixed-point front end):",
+            *(
+                [f"constexpr float kAnyppgModelInputScale = {_c_float(d.inner_input_quant[0])};",
+                 f"constexpr int32_t kAnyppgModelInputZeroPoint = {d.inner_input_quant[1]};"]
+                if d.inner_input_quant else []
+            ),
+            *(
+                [f"constexpr float kAnyppgModelOutputScale = {_c_float(d.inner_output_quant[0])};",
+                 f"constexpr int32_t kAnyppgModelOutputZeroPoint = {d.inner_output_quant[1]};"]
+                if d.inner_output_quant else []
+            ),
         ]
         if d.model_is_int8 and not (d.input.is_int8 or d.output.is_int8)
         else []
