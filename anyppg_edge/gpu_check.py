@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from anyppg_edge import __version__
+from anyppg_edge.deploy.parity.golden import cpu_name
 from anyppg_edge.errors import ConfigError, DataFormatError, UsageError
 from anyppg_edge.io import atomic_write_text, write_json
 from anyppg_edge.paths import REPO_ROOT, shared_dir
@@ -431,14 +432,6 @@ def _torch_flags() -> dict[str, Any]:
     }
 
 
-def _cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def _free(device: Any) -> None:
     import torch
 
@@ -549,7 +542,7 @@ def _sec_environment(run: _Run) -> dict[str, Any]:
         "device": str(run.device),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "torch_cuda": torch.version.cuda,
@@ -924,7 +917,7 @@ def run_gpu_check(cfg: GpuCheckConfig, log: Callable[[str], None] = print, comma
         "command": command or " ".join(sys.argv),
         "config": asdict(cfg),
         "device": str(run.device),
-        "device_name": torch.cuda.get_device_name(run.device) if run.cuda else f"cpu ({_cpu_name()})",
+        "device_name": torch.cuda.get_device_name(run.device) if run.cuda else f"cpu ({cpu_name()})",
         "carry": run.carry.manifest if run.carry else None,
         "section_order": sections,  # (the JSON's keys are sorted)
         "sections": {s: {"status": "pending"} for s in sections},

@@ -189,7 +189,8 @@ def deterministic_torch(device: str) -> Iterator[dict[str, Any]]:
             os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The host CPU's model name (``/proc/cpuinfo``; else what ``platform`` knows)."""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.lower().startswith("model name"):
@@ -204,7 +205,7 @@ def _device_info(device: str, flags: dict[str, Any]) -> dict[str, Any]:
     info: dict[str, Any] = {
         "type": "cuda" if cuda else "cpu",
         "device": device,
-        "name": torch.cuda.get_device_name(torch.device(device)) if cuda else _cpu_name(),
+        "name": torch.cuda.get_device_name(torch.device(device)) if cuda else cpu_name(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda if cuda else None,
         "cudnn": torch.backends.cudnn.version() if cuda else None,
