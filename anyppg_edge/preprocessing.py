@@ -240,6 +240,20 @@ class PreprocessConfig:
         return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()
 
 
+def native_config(cfg: PreprocessConfig, sample_rate_hz: float) -> PreprocessConfig:
+    """``cfg`` with the model input at ``sample_rate_hz`` (everything else, the band-pass included,
+    unchanged). Refuses a rate whose Nyquist is not above the PPG band."""
+    rate = float(sample_rate_hz)
+    if not (math.isfinite(rate) and rate > 0 and rate == int(rate)):
+        raise ConfigError(f"a native input rate must be a whole number of Hz, got {sample_rate_hz!r}")
+    if rate / 2 <= cfg.ppg_band_hz[1]:
+        raise ConfigError(
+            f"a {rate:g} Hz input cannot carry the {cfg.ppg_band_hz[0]:g}-{cfg.ppg_band_hz[1]:g} Hz PPG band "
+            f"(Nyquist {rate / 2:g} Hz): use a sensor rate above {2 * cfg.ppg_band_hz[1]:g} Hz"
+        )
+    return dataclasses.replace(cfg, target_sample_rate_hz=int(rate))
+
+
 def _as_float(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ConfigError(f"invalid PreprocessConfig: {name} must be a real number, got {value!r}")

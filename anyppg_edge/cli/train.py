@@ -73,6 +73,7 @@ def _cmd_prepare_data(args: argparse.Namespace) -> int:
         sources, args.out, hop_s=args.hop_s, workers=args.workers, ecg_quality=not args.no_ecg_quality,
         dtype=args.dtype, seed=args.seed, force=args.force, second_ppg=args.second_ppg,
         val_subjects=args.val_subjects or (), test_subjects=args.test_subjects or (),
+        native_rates_hz=args.native_rates or (),
     )
     run = summary["run"]
     print((Path(args.out) / "summary.md").read_text())
@@ -324,6 +325,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     pd.add_argument("--second-ppg", action="store_true",
                     help="also pair the ECG with a recording's second wrist PPG ('ppg2', IEEE SPC 2015): "
                          "view 'ppg2' in the index, same subject and split")
+    pd.add_argument("--native-rates", type=positive_int, nargs="+", default=None, metavar="HZ",
+                    help="also store every window's PPG as a watch sensor at these rates samples it (e.g. 25 50), "
+                         "preprocessed at that rate: the inputs of native-rate students (distill --recipe "
+                         "distill-watch-25hz)")
     pd.add_argument("--val-subjects", type=_subject_list, default=None, metavar="A,B",
                     help="pin these subjects to val (subject ids as in the index, e.g. ieee_spc2015/DATA_07, or "
                          "DATA_07 when unambiguous); every other new subject goes to train")

@@ -9,7 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
-from anyppg_edge.data.shards import INDEX_FILE, PRIMARY_VIEW, SECOND_PPG_VIEW, SHARDS_DIR, _open_shard
+from anyppg_edge.data.shards import (
+    INDEX_FILE,
+    PRIMARY_VIEW,
+    SECOND_PPG_VIEW,
+    SHARDS_DIR,
+    _open_shard,
+    folder_native_rates,
+    native_shard_name,
+    open_native_shard,
+)
 from anyppg_edge.data.splits import (
     SPLITS,
 )
@@ -38,7 +47,8 @@ class ShardDataset(_DatasetBase):
     the folder must have been prepared with that preprocessing config (else ContractMismatchError).
 
     ``views``: which PPG views to serve (``"ppg"``, and ``"ppg2"`` where the folder was prepared with
-    ``second_ppg``). Default: every view for ``"train"`` and ``"all"``, the primary PPG only for
+    ``second_ppg``). :meth:`get_ppg` serves the PPG at a native rate the folder was prepared with
+    (``--native-rates``; :attr:`native_rates`), row for row with the 125 Hz windows. Default: every view for ``"train"`` and ``"all"``, the primary PPG only for
     ``"val"``/``"test"``, where each ECG window must appear once (retrieval pools). ``groups`` (for
     ``group_batches``) are per subject and view, so a batch never holds one ECG window twice.
     """
@@ -92,7 +102,8 @@ class ShardDataset(_DatasetBase):
         self.datasets = idx["dataset"][sel]
         self.start_s = idx["start_s"][sel]
         self.max_open = max(1, int(max_open))
-        self._open: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._open: OrderedDict[int | tuple[int, int], np.ndarray] = OrderedDict()
+        self.sample_rate_hz, self.native_rates = folder_native_rates(self.root)
         self._pid = os.getpid()
         self._window_samples: int | None = None
 
@@ -113,18 +124,21 @@ class ShardDataset(_DatasetBase):
             self._window_samples = int(self._mm(int(self._shard[0])).shape[2])
         return self._window_samples
 
-    def _mm(self, k: int) -> np.ndarray:
+    def _mm(self, k: int, rate_hz: int | None = None) -> np.ndarray:
         if os.getpid() != self._pid:  # forked worker: do not share the parent's maps
             self._open = OrderedDict()
             self._pid = os.getpid()
-        arr = self._open.get(k)
+        key = k if rate_hz is None else (k, rate_hz)
+        arr = self._open.get(key)
         if arr is None:
-            arr = _open_shard(self.root / SHARDS_DIR / str(self.shard_files[k]))
-            self._open[k] = arr
+            name = str(self.shard_files[k])
+            arr = (_open_shard(self.root / SHARDS_DIR / name) if rate_hz is None
+                   else open_native_shard(self.root / SHARDS_DIR / native_shard_name(name, rate_hz)))
+            self._open[key] = arr
             if len(self._open) > self.max_open:
                 self._open.popitem(last=False)
         else:
-            self._open.move_to_end(k)
+            self._open.move_to_end(key)
         return arr
 
     def _check_index(self, i: int) -> int:
@@ -185,3 +199,35 @@ class ShardDataset(_DatasetBase):
                 raise DataFormatError(f"shard {self.shard_files[k]} is shorter than the index says")
             out[grp] = arr[r]
         return out[:, 0:1], out[:, 1:2]
+
+    def get_ppg(self, indices: Sequence[int] | np.ndarray, sample_rate_hz: int | None = None) -> np.ndarray:
+        """The PPG of windows ``indices`` as float32 ``[B, 1, L]``: the folder's own windows
+        (``sample_rate_hz`` None or the folder's rate), or the companion windows at a native rate
+        the folder was prepared with (``L = rate * window_s``, the same rows)."""
+        if sample_rate_hz is None or int(sample_rate_hz) == self.sample_rate_hz:
+            return self.get_batch(indices)[0]
+        rate = int(sample_rate_hz)
+        if rate not in self.native_rates:
+            have = ", ".join(f"{r} Hz" for r in self.native_rates) or "none"
+            raise ConfigError(
+                f"{self.root} holds no {rate} Hz windows (native rates prepared: {have}); prepare it with "
+                f"`prepare-data ... --native-rates {rate}` (a new folder, or --force to rebuild this one)"
+            )
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        n = len(self)
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise IndexError(f"indices out of range for {n} windows ({self.split})")
+        idx = idx % n if n else idx
+        shards, rows = self._shard[idx], self._row[idx]
+        parts: dict[int, np.ndarray] = {}
+        for k in np.unique(shards):
+            arr = self._mm(int(k), rate)
+            r = rows[shards == k]
+            if r.size and r.max() >= arr.shape[0]:
+                raise DataFormatError(f"native-rate shard of {self.shard_files[k]} is shorter than the index says")
+            parts[int(k)] = np.asarray(arr[r], np.float32)
+        length = next(iter(parts.values())).shape[1] if parts else 0
+        out = np.empty((idx.size, 1, length), np.float32)
+        for k, x in parts.items():
+            out[shards == k, 0] = x
+        return out

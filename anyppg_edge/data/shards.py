@@ -8,6 +8,11 @@ Layout of a prepared folder ``out_dir``::
                              marker of that recording
     shards/<safe_id>.ppg2.*  with ``second_ppg``: the same ECG windows paired with the recording's second
                              PPG sensor (``ppg2``, IEEE SPC 2015), view ``"ppg2"``, same subject and split
+    shards/<safe_id>.native<R>hz.npy
+                             with ``native_rates_hz``: ``[N, R * window_s]`` the same N windows' PPG as a
+                             watch sensor at R Hz samples it, preprocessed at R Hz
+                             (:func:`~anyppg_edge.data.native_rate.native_rate_windows`), row for row;
+                             the inputs of native-rate students (one per view)
     index.npz                one row per window: shard, row, subject_id, dataset, view, start_s, split;
                              plus every subject's split (``subject_keys``/``subject_splits``)
     summary.json/.md         per-dataset subjects / segments / hours and the train/val/test counts
@@ -97,10 +102,10 @@ PRIMARY_VIEW = "ppg"
 SECOND_PPG_VIEW = "ppg2"
 # Settings a folder's shards share (besides the preprocessing config): mixing any of them is refused.
 FOLDER_SETTINGS = ("hop_s", "dtype", "ecg_quality", "second_ppg", "ecg_polarity_agreement", "split_seed",
-                   "split_fractions")
+                   "split_fractions", "native_rates_hz")
 _SETTING_FLAGS = {"hop_s": "--hop-s", "dtype": "--dtype", "ecg_quality": "--no-ecg-quality",
                   "second_ppg": "--second-ppg", "split_seed": "--seed", "split_fractions": "split_fractions",
-                  "ecg_polarity_agreement": "the ECG polarity rule"}
+                  "ecg_polarity_agreement": "the ECG polarity rule", "native_rates_hz": "--native-rates"}
 LEGACY_POLARITY = "majority (> 1/2, before issue 22)"
 
 
@@ -199,6 +204,7 @@ def _process_one(
     ecg_quality: bool,
     dtype: str,
     second_ppg: bool = False,
+    native_rates_hz: tuple[int, ...] = (),
 ) -> dict:
     """Worker: read -> extract_windows -> shard + sidecar (and, with ``second_ppg`` and a ``ppg2``
     channel, the second-PPG view's shard + sidecar, written before the primary sidecar, the "done"
@@ -212,13 +218,18 @@ def _process_one(
     else:
         rec, source = read_recording(job.source), str(job.source)
     sdir = Path(shards_dir)
-    settings = _shard_settings(cfg.config_hash(), hop_s, dtype, ecg_quality)
+    settings = _shard_settings(cfg.config_hash(), hop_s, dtype, ecg_quality, native_rates_hz)
 
     def write(view: str, safe_id: str, r: Recording) -> dict:
         ws = extract_windows(r, cfg, hop_s=hop_s, ecg_quality=ecg_quality)
+        native = _native_windows(r, ws, cfg, native_rates_hz)  # drops the windows a native rate refuses
         n = len(ws)
         shard_name = None
-        if n:
+        native_shards: dict[str, str] = {}
+        if n:  # companions first: the primary shard and the sidecar mark the recording done
+            for rate, x in native.items():
+                native_shards[str(rate)] = name = native_shard_name(f"{safe_id}.npy", rate)
+                atomic_write(sdir / name, lambda f, x=x: np.save(f, x.astype(dtype), allow_pickle=False))
             arr = np.stack([ws.ppg, ws.ecg], axis=1).astype(dtype)  # [N, 2, L]
             shard_name = f"{safe_id}.npy"
             atomic_write(sdir / shard_name, lambda f: np.save(f, arr, allow_pickle=False))
@@ -239,6 +250,7 @@ def _process_one(
             "ecg_polarity": ws.polarity,
             "settings": settings,
             "start_s": [float(s) for s in ws.start_s],
+            "native_shards": native_shards,
             "rejected": dict(sorted(ws.rejected.items())),
             "config_hash": cfg.config_hash(),
             "config": cfg.to_dict(),
@@ -260,6 +272,31 @@ def _process_one(
     return side
 
 
+def native_shard_name(shard_file: str, rate_hz: int) -> str:
+    """The companion file of a shard holding its windows at a native rate (``x.npy`` ->
+    ``x.native25hz.npy``)."""
+    return f"{shard_file[:-4] if shard_file.endswith('.npy') else shard_file}.native{int(rate_hz)}hz.npy"
+
+
+def _native_windows(rec: Recording, ws, cfg: PreprocessConfig, rates: Sequence[int]) -> dict[int, np.ndarray]:
+    """Every rate's native windows of ``ws``'s start times; a window that any rate refuses is dropped
+    from ``ws`` (counted in ``ws.rejected`` as ``native-<R>hz``), so every array stays row for row."""
+    from anyppg_edge.data.native_rate import native_rate_windows
+
+    if not rates or not len(ws):
+        return {}
+    out = {int(r): native_rate_windows(rec, ws.start_s, r, cfg) for r in rates}
+    keep = np.logical_and.reduce([nw.ok for nw in out.values()])
+    if not keep.all():
+        for r, nw in out.items():
+            bad = int((~nw.ok).sum())
+            if bad:
+                ws.rejected[f"native-{r}hz"] += bad
+        for name in ("ppg", "ecg", "subject_id", "dataset", "start_s"):
+            setattr(ws, name, getattr(ws, name)[keep])
+    return {r: nw.x[keep] for r, nw in out.items()}
+
+
 # -- folder settings --------------------------------------------------------------------------------
 
 
@@ -269,25 +306,28 @@ def _polarity_agreement() -> float:
     return round(float(POLARITY_AGREEMENT), 4)
 
 
-def _shard_settings(config_hash: str, hop_s: float, dtype: str, ecg_quality: bool) -> dict:
+def _shard_settings(config_hash: str, hop_s: float, dtype: str, ecg_quality: bool,
+                    native_rates_hz: Sequence[int] = ()) -> dict:
     """The settings one shard records (those that change its windows)."""
     return {"config_hash": config_hash, "hop_s": float(hop_s), "dtype": str(dtype),
-            "ecg_quality": bool(ecg_quality), "ecg_polarity_agreement": _polarity_agreement()}
+            "ecg_quality": bool(ecg_quality), "ecg_polarity_agreement": _polarity_agreement(),
+            "native_rates_hz": sorted(int(r) for r in native_rates_hz)}
 
 
 def _side_settings(side: dict) -> dict:
     """A sidecar's settings; a sidecar written before settings were recorded has its fields (and the
     majority polarity rule of that time)."""
     if "settings" in side:
-        return dict(side["settings"])
+        return {"native_rates_hz": [], **side["settings"]}  # made before native rates existed: none
     return {"config_hash": side.get("config_hash"), "hop_s": float(side.get("hop_s", 10.0)),
             "dtype": str(side.get("dtype", "float16")), "ecg_quality": bool(side.get("ecg_quality", True)),
-            "ecg_polarity_agreement": LEGACY_POLARITY}
+            "ecg_polarity_agreement": LEGACY_POLARITY, "native_rates_hz": []}
 
 
 def _folder_settings(cfg: PreprocessConfig, hop_s: float, dtype: str, ecg_quality: bool, second_ppg: bool,
-                     seed: int, fractions: Sequence[float]) -> dict:
-    return {**_shard_settings(cfg.config_hash(), hop_s, dtype, ecg_quality), "second_ppg": bool(second_ppg),
+                     seed: int, fractions: Sequence[float], native_rates_hz: Sequence[int] = ()) -> dict:
+    return {**_shard_settings(cfg.config_hash(), hop_s, dtype, ecg_quality, native_rates_hz),
+            "second_ppg": bool(second_ppg),
             "split_seed": int(seed), "split_fractions": [round(float(f), 6) for f in _fractions(fractions)]}
 
 
@@ -443,6 +483,36 @@ def _open_shard(path: Path, expect_rows: int | None = None, expect_len: int | No
     return arr
 
 
+def open_native_shard(path: Path, expect_rows: int | None = None, expect_len: int | None = None) -> np.ndarray:
+    """Memory-map one native-rate companion shard ``[N, L]`` (errors as :func:`_open_shard`)."""
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise DataFormatError(
+            f"native-rate shard missing: {path}; delete its recording's .json sidecar and re-run prepare-data"
+        ) from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataFormatError(f"corrupt or truncated native-rate shard {path} ({exc}); delete it and its recording's "
+                              ".json sidecar and re-run prepare-data") from exc
+    if arr.ndim != 2 or (expect_rows is not None and arr.shape[0] != expect_rows) or (
+            expect_len is not None and arr.shape[1] != expect_len):
+        raise DataFormatError(f"native-rate shard {path} has shape {arr.shape}, expected "
+                              f"[{expect_rows if expect_rows is not None else 'N'}, {expect_len or 'L'}]")
+    return arr
+
+
+def folder_native_rates(out_dir: str | os.PathLike) -> tuple[int, list[int]]:
+    """A prepared folder's own window rate and the native rates it also holds (its
+    ``preprocess_config.json``; 125 Hz and none when it has no such file)."""
+    path = Path(out_dir) / CONFIG_FILE
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return PreprocessConfig().target_sample_rate_hz, []
+    rate = int((stored.get("config") or {}).get("target_sample_rate_hz", PreprocessConfig().target_sample_rate_hz))
+    return rate, [int(r) for r in (stored.get("settings") or {}).get("native_rates_hz", [])]
+
+
 def _assign_splits(
     keys: Iterable[str], kept: dict[str, str], pins: dict[str, str] | None, fractions: Sequence[float], seed: int
 ) -> dict[str, str]:
@@ -506,6 +576,8 @@ def write_index(
             continue
         if verify_shards:
             _open_shard(sdir / s["shard"], s["n_windows"], s["window_samples"])
+            for rate, name in (s.get("native_shards") or {}).items():
+                open_native_shard(sdir / name, s["n_windows"], round(int(rate) * s["window_samples"] / s["sample_rate_hz"]))
         k = len(shard_files)
         shard_files.append(s["shard"])
         n = s["n_windows"]
@@ -668,6 +740,7 @@ def prepare_shards(
     second_ppg: bool = False,
     val_subjects: Sequence[str] = (),
     test_subjects: Sequence[str] = (),
+    native_rates_hz: Sequence[int] = (),
 ) -> dict:
     """Preprocess recordings into per-recording shards, then build the index and summary.
 
@@ -678,6 +751,9 @@ def prepare_shards(
     ``workers > 1`` recordings are processed in a ``ProcessPoolExecutor`` (results are identical to
     ``workers=1``). With ``second_ppg``, a recording with a ``ppg2`` channel (IEEE SPC 2015's second
     wrist sensor) also gets a shard of view ``"ppg2"``: the same ECG windows paired with that sensor.
+    With ``native_rates_hz`` (e.g. ``(25, 50)``) every shard gets, per rate, a companion array of the
+    same windows' PPG as a watch sensor at that rate samples it (:func:`native_shard_name`): the
+    inputs of native-rate students, whose teacher reads the 125 Hz window of the same row.
 
     The folder's settings (hop, dtype, ECG quality, second PPG, polarity rule, split seed and fractions)
     must be this run's (else :class:`~anyppg_edge.errors.ConfigError` naming the differences) unless
@@ -701,7 +777,8 @@ def prepare_shards(
     if not hop_ok:
         raise ConfigError(f"hop_s must be a positive number of seconds, got {hop_s!r}")
     out = Path(out_dir)
-    asked = _folder_settings(cfg, hop_s, dtype, ecg_quality, second_ppg, seed, split_fractions)
+    native_rates_hz = _check_native_rates(native_rates_hz, cfg)
+    asked = _folder_settings(cfg, hop_s, dtype, ecg_quality, second_ppg, seed, split_fractions, native_rates_hz)
     t0 = time.perf_counter()
     replaced = _clear_folder(out) if force else 0
     sdir = out / SHARDS_DIR
@@ -730,7 +807,7 @@ def prepare_shards(
         known |= {_subject_key(j.source.dataset, j.source.subject_id) for j in jobs if isinstance(j.source, Recording)}
         _pins(val_subjects, test_subjects, known)
 
-    args = (str(sdir), cfg.to_dict(), float(hop_s), bool(ecg_quality), dtype, bool(second_ppg))
+    args = (str(sdir), cfg.to_dict(), float(hop_s), bool(ecg_quality), dtype, bool(second_ppg), native_rates_hz)
     processed: list[str] = []
     bar = _progress(len(jobs), progress)
     try:
@@ -771,6 +848,21 @@ def prepare_shards(
         "seconds": round(time.perf_counter() - t0, 3),
     }
     return summary
+
+
+def _check_native_rates(rates: Sequence[int], cfg: PreprocessConfig) -> tuple[int, ...]:
+    from anyppg_edge.preprocessing import native_config
+
+    out = []
+    for r in rates:
+        native_config(cfg, r)  # a ConfigError naming the rate when it cannot carry the PPG band
+        if int(r) == cfg.target_sample_rate_hz:
+            raise ConfigError(f"native rate {r} Hz is the shards' own rate ({cfg.target_sample_rate_hz} Hz): "
+                              "their windows are those already; drop it from --native-rates")
+        out.append(int(r))
+    if len(set(out)) != len(out):
+        raise ConfigError(f"native rates listed twice: {sorted(out)}")
+    return tuple(sorted(out))
 
 
 class _NoBar:

@@ -38,6 +38,24 @@ class ModelSpec:
     def input_samples(self) -> int:
         return round(self.input_sample_rate_hz * self.input_window_s)
 
+    def preprocess_config(self, base: Any = None) -> Any:
+        """The preprocessing chain this model's input contract carries: ``base`` (a
+        :class:`~anyppg_edge.preprocessing.PreprocessConfig`, default the official chain) at the
+        model's input rate and window. A native-rate model (``input_sample_rate_hz`` 25 or 50) takes
+        the sensor's samples: band-pass and z-score at that rate, nothing resampled."""
+        import dataclasses
+
+        from anyppg_edge.preprocessing import DEFAULT_CONFIG
+
+        base = DEFAULT_CONFIG if base is None else base
+        if (base.target_sample_rate_hz, base.window_s) == (self.input_sample_rate_hz, self.input_window_s):
+            return base
+        if self.input_sample_rate_hz != base.target_sample_rate_hz:
+            from anyppg_edge.preprocessing import native_config
+
+            base = native_config(base, self.input_sample_rate_hz)
+        return dataclasses.replace(base, window_s=self.input_window_s)
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
         d = dict(d)

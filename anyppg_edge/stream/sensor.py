@@ -49,9 +49,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import interpolate, signal
 
-from anyppg_edge.data.recording import Channel, Recording
+from anyppg_edge.data.native_rate import sensor_front_end, source_nan_at
+from anyppg_edge.data.recording import Recording
 from anyppg_edge.errors import InvalidSignalError
 
 __all__ = [
@@ -76,8 +76,6 @@ OVERFLOW = 2  # overwritten in the FIFO during a host stall
 RESET_LOST = 3  # in the FIFO when the sensor was reset
 STATUS_NAMES = {DELIVERED: "delivered", DROPPED: "dropped", OVERFLOW: "overflow", RESET_LOST: "reset-lost"}
 
-_ANTIALIAS_ORDER = 8
-_ANTIALIAS_FRACTION = 0.4  # low-pass cutoff as a fraction of the ODR (below its 0.5 Nyquist)
 _AUTO_RANGE_FRACTION = 0.5  # auto gain: the recording's min..max spans this fraction of full scale
 _MAX_DRIFT_PPM = 100_000.0  # +-10 %: beyond real clocks (crystals +-100 ppm, RC oscillators a few %)
 
@@ -308,24 +306,6 @@ def _source_recording(source: Any, cfg: SensorConfig) -> Recording:
     raise TypeError(f"sensor source must be a Recording, a SimulatorConfig or 'simulator', got {type(source).__name__}")
 
 
-def _front_end(ppg: Channel, odr_hz: float) -> tuple[interpolate.CubicSpline, np.ndarray]:
-    """Spline through the (anti-aliased) PPG, and the source's NaN mask."""
-    x = np.asarray(ppg.data, dtype=np.float64)
-    fs = ppg.sample_rate_hz
-    nan = ~np.isfinite(x)
-    if nan.all():
-        raise InvalidSignalError("the recording's PPG channel has no finite samples")
-    if nan.any():  # fill for filtering / interpolation; those times are never sampled
-        idx = np.arange(x.size)
-        x = np.interp(idx, idx[~nan], x[~nan])
-    cutoff = _ANTIALIAS_FRACTION * odr_hz
-    if odr_hz < fs and x.size > 3 * (2 * _ANTIALIAS_ORDER + 1):  # decimating: band-limit first
-        sos = signal.butter(_ANTIALIAS_ORDER, cutoff, btype="lowpass", fs=fs, output="sos")
-        x = signal.sosfiltfilt(sos, x)
-    t = np.arange(x.size) / fs
-    return interpolate.CubicSpline(t, x, extrapolate=False), nan
-
-
 def _sample_times(cfg: SensorConfig, t_end: float) -> tuple[np.ndarray, np.ndarray, list[tuple[float, float]]]:
     """True sample times and run ids for [start_s, t_end), split at resets."""
     period = 1.0 / cfg.true_rate_hz
@@ -366,14 +346,12 @@ def emulate(source: Recording | Any, cfg: SensorConfig | None = None) -> SensorR
         raise InvalidSignalError(
             f"nothing to replay: start_s={cfg.start_s:g} s is past the recording's end ({ppg.duration_s:g} s)"
         )
-    spline, src_nan = _front_end(ppg, cfg.odr_hz)
+    spline, src_nan = sensor_front_end(ppg, cfg.odr_hz)
     t, run, dead = _sample_times(cfg, t_end)
     x = spline(t)
     produced = np.isfinite(x)
     if src_nan.any():
-        near = np.clip(np.round(t * ppg.sample_rate_hz).astype(np.int64), 0, ppg.n_samples - 1)
-        lo = np.clip(np.floor(t * ppg.sample_rate_hz).astype(np.int64), 0, ppg.n_samples - 1)
-        produced &= ~src_nan[near] & ~src_nan[lo] & ~src_nan[np.minimum(lo + 1, ppg.n_samples - 1)]
+        produced &= ~source_nan_at(t, src_nan, ppg.sample_rate_hz)
     t, run, x = t[produced], run[produced], x[produced]
     if t.size == 0:
         raise InvalidSignalError("the emulated sensor produced no samples (all source samples NaN?)")

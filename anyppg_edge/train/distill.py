@@ -162,9 +162,34 @@ def load_student(path: str | Path) -> StudentModel:
     return loaded.student
 
 
-def _split_arrays(ds, with_ecg: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    ppg, ecg = ds.get_batch(np.arange(len(ds)))
-    return ppg[:, 0].astype(np.float32), (ecg[:, 0].astype(np.float32) if with_ecg else None)
+def _split_arrays(ds, with_ecg: bool, student_rate_hz: int | None = None
+                  ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """The teacher's PPG windows, the ECG (``with_ecg``) and the student's PPG windows: the same rows
+    at the student's input rate (a native-rate student: the shards' companion windows)."""
+    idx = np.arange(len(ds))
+    ppg, ecg = ds.get_batch(idx)
+    teacher_ppg = ppg[:, 0].astype(np.float32)
+    student_ppg = teacher_ppg if student_rate_hz in (None, ds.sample_rate_hz) else ds.get_ppg(idx, student_rate_hz)[:, 0]
+    return teacher_ppg, (ecg[:, 0].astype(np.float32) if with_ecg else None), student_ppg
+
+
+def _student_rate(cfg: DistillConfig, teacher: Teacher, shards_dir: str | Path) -> int:
+    """The student's input rate (its registry config); the teacher must read the shards' own windows."""
+    from anyppg_edge.data.shards import folder_native_rates
+    from anyppg_edge.models.registry import get_model_spec
+
+    rate, native = folder_native_rates(shards_dir)
+    t_name = getattr(teacher.ppg_encoder, "name", None)
+    if t_name and get_model_spec(t_name).input_sample_rate_hz != rate:
+        raise ConfigError(f"teacher {t_name} reads {get_model_spec(t_name).input_sample_rate_hz} Hz windows, the shards "
+                          f"of {shards_dir} are at {rate} Hz: prepare the shards at the teacher's rate")
+    s_rate = get_model_spec(cfg.student).input_sample_rate_hz
+    if s_rate != rate and s_rate not in native:
+        raise ConfigError(
+            f"student {cfg.student} reads {s_rate} Hz windows (as a watch sensor delivers them); {shards_dir} holds "
+            f"{rate} Hz windows" + (f" and native rates {native}" if native else "") + f": prepare the shards with "
+            f"`prepare-data ... --native-rates {s_rate}` (a new folder, or --force to rebuild this one)")
+    return s_rate
 
 
 def _check_batch_has_negatives(cfg: DistillConfig, batch_size: int) -> None:
@@ -201,6 +226,7 @@ def distill_from_shards(
     cfg = cfg.resolved(teacher.has_ecg)
     _check_batch_has_negatives(cfg, train_cfg.batch_size)
     need_ecg = bool(cfg.clip_weight)
+    student_rate = _student_rate(cfg, teacher, shards_dir)
     extra = {"distill": cfg.to_dict(), "teacher": teacher.describe(), "shards": str(shards_dir)}
     n_train = len(ShardDataset(shards_dir, split="train"))
     if n_train == 0:
@@ -213,13 +239,13 @@ def distill_from_shards(
         ds = ShardDataset(shards_dir, split=split)
         if len(ds) == 0:
             return None
-        ppg, ecg = _split_arrays(ds, need_ecg)
+        ppg, ecg, student_ppg = _split_arrays(ds, need_ecg, student_rate)
         targets = teacher_targets(teacher, ppg, ecg, progress=progress)
         bad = sorted(k for k, v in targets.items() if not np.isfinite(v).all())
         if bad:
             raise CheckpointError(f"teacher {teacher_path} outputs NaN/Inf ({', '.join(bad)}) on the {split} windows: "
                                   "its weights overflow on this data; use another teacher checkpoint")
-        return TensorDictDataset({"ppg": ppg, **targets}, groups=ds.subject_ids)
+        return TensorDictDataset({"ppg": student_ppg, **targets}, groups=ds.subject_ids)
 
     train_ds = dataset("train")
     if train_ds is None:
@@ -262,6 +288,8 @@ def retention_report(
     probe_groups: np.ndarray,
     pool_size: int = 64,
     seed: int = 0,
+    student_heldout_ppg: np.ndarray | None = None,
+    student_probe_ppg: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """What the student keeps of the teacher.
 
@@ -271,13 +299,14 @@ def retention_report(
     On the probe windows (frozen encoder features, several subjects): the HR linear probe
     (:func:`~anyppg_edge.eval.probe.linear_probe`, ridge, subject-grouped nested CV) for teacher and
     student, next to the two spectral baselines on the same windows (and, for a CLIP teacher, the
-    spectral retrieval baseline on the same pools)."""
+    spectral retrieval baseline on the same pools). A native-rate student reads
+    ``student_heldout_ppg`` / ``student_probe_ppg``: the same windows at its input rate, row for row."""
     from anyppg_edge.eval.baselines import spectral_features
     from anyppg_edge.eval.probe import linear_probe, spectral_hr_baselines
     from anyppg_edge.train.pretrain import evaluate_retrieval
 
     t = teacher_targets(teacher, heldout_ppg, heldout_ecg if teacher.has_ecg else None)
-    s = student_outputs(student, heldout_ppg)
+    s = student_outputs(student, heldout_ppg if student_heldout_ppg is None else student_heldout_ppg)
     t_emb = t["t_ppg"] if teacher.has_ecg else t["t_feat"]
     s_emb = s["emb"] if teacher.has_ecg else s["pred_feat"]
     cos = _cos_rows(s_emb, t_emb)
@@ -295,7 +324,7 @@ def retention_report(
     keep = np.isfinite(np.asarray(probe_hr_bpm, np.float64))
     ppg_k, hr_k, g_k = probe_ppg[keep], np.asarray(probe_hr_bpm)[keep], np.asarray(probe_groups)[keep]
     t_feat = teacher_targets(teacher, ppg_k)["t_feat"]
-    s_feat = student_outputs(student, ppg_k)["feat"]
+    s_feat = student_outputs(student, ppg_k if student_probe_ppg is None else student_probe_ppg[keep])["feat"]
     hr = {
         "teacher": linear_probe(t_feat, hr_k, g_k).summary(),
         "student": linear_probe(s_feat, hr_k, g_k).summary(),
@@ -367,18 +396,22 @@ def distill_and_evaluate(
         return result
     teacher = load_teacher(teacher_path, teacher_model)
     student = load_student(Path(train_cfg.out_dir) / "last.pt")
+    student_rate = _student_rate(cfg, teacher, shards_dir)
     splits = {}
     for name in ("train", "val", "test"):
         ds = ShardDataset(shards_dir, split=name, views=(PRIMARY_VIEW,))  # one PPG per ECG window
         if len(ds):
-            splits[name] = (*_split_arrays(ds, True), ds.subject_ids.astype(str))
+            t_ppg, ecg, s_ppg = _split_arrays(ds, True, student_rate)
+            splits[name] = (t_ppg, ecg, ds.subject_ids.astype(str), s_ppg)
     held = [splits[s] for s in heldout_splits if s in splits]
     if not held:
         raise ConfigError(f"{shards_dir}: no windows in the held-out splits {heldout_splits}")
-    h_ppg, h_ecg = (np.concatenate([h[k] for h in held]) for k in (0, 1))
-    p_ppg, p_ecg, p_groups = (np.concatenate([v[k] for v in splits.values()]) for k in (0, 1, 2))
+    h_ppg, h_ecg, h_student = (np.concatenate([h[k] for h in held]) for k in (0, 1, 3))
+    p_ppg, p_ecg, p_groups, p_student = (np.concatenate([v[k] for v in splits.values()]) for k in (0, 1, 2, 3))
     hr_ref = ecg_heart_rate_bpm(p_ecg)
-    report = retention_report(teacher, student, h_ppg, h_ecg, p_ppg, hr_ref, p_groups, pool_size)
+    report = retention_report(teacher, student, h_ppg, h_ecg, p_ppg, hr_ref, p_groups, pool_size,
+                              student_heldout_ppg=h_student, student_probe_ppg=p_student)
+    report["student_input_rate_hz"] = student_rate
     report["heldout_splits"] = list(heldout_splits)
     report["heldout_subjects"] = heldout_subjects(shards_dir, heldout_splits)
     report["budget"] = budget_table([cfg.student])
