@@ -5,7 +5,9 @@ Commands:
 
 * ``replay --artifact A --recording shared:<subject>|sim[:seed]|<path> --odr-hz 25 --hop-s 5 [--faults]
   --out DIR``: emulated sensor → streaming preprocessor → encoder, per-window embeddings, flags, HR from
-  a linear head, latency; report ``DIR/replay.md`` + JSON + plots;
+  a linear head, latency; report ``DIR/replay.md`` + JSON + plots. The chain is the artifact's input
+  contract (``--config`` overrides it); a native-rate model (e.g. ``student-watch-25hz``) is replayed
+  at its own rate and refuses any other ``--odr-hz``;
 * ``bench``: the speed benchmark (streaming preprocessing per window on one core; 1 h of 25 Hz PPG
   end to end through the int8 student);
 * ``summary --artifact A --out DIR``: what the main job runs (parity at every rate, chunking, fault
@@ -50,19 +52,24 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         print("error: --artifact is required (or --firmware DIR)", file=sys.stderr)
         return 2
     from anyppg_edge.config import load_preprocess_config
+    from anyppg_edge.data.native_rate import model_input_recording
     from anyppg_edge.deploy.runtime import open_encoder
     from anyppg_edge.eval.heart_rate import fit_hr_head, hr_training_recordings
-    from anyppg_edge.stream import SensorConfig, emulate, fault_config
-    from anyppg_edge.stream.replay import load_recording, replay, write_replay_report
+    from anyppg_edge.stream import SensorConfig, check_sensor_rate, emulate, fault_config
+    from anyppg_edge.stream.harness import contract_odr_hz
+    from anyppg_edge.stream.replay import contract_config, load_recording, replay, write_replay_report
 
-    cfg = load_preprocess_config(args.config)
+    # the chain: --config, else the artifact's own input contract (a native-rate model's is at its rate)
+    cfg = load_preprocess_config(args.config) if args.config else contract_config(args.artifact, args.float_model)
+    odr = contract_odr_hz(cfg) if args.odr_hz is None else args.odr_hz
+    check_sensor_rate(cfg, odr)  # a native-rate model takes its own rate only
     rec = load_recording(args.recording, sim_duration_s=args.duration_s or 300.0)
     dur = args.duration_s or rec.channel("ppg").duration_s - 1.0
     if args.faults:
-        scfg = fault_config(args.odr_hz, dur, stall_s=args.stall_s, seed=args.seed, watermark=args.watermark,
+        scfg = fault_config(odr, dur, stall_s=args.stall_s, seed=args.seed, watermark=args.watermark,
                             fifo_depth=args.fifo_depth)
     else:
-        scfg = SensorConfig(odr_hz=args.odr_hz, duration_s=dur, seed=args.seed, watermark=args.watermark,
+        scfg = SensorConfig(odr_hz=odr, duration_s=dur, seed=args.seed, watermark=args.watermark,
                             fifo_depth=args.fifo_depth)
     run = emulate(rec, scfg)
     if str(args.artifact).endswith(".pt"):
@@ -77,18 +84,24 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         enc = open_encoder(load_encoder(args.artifact, args.float_model).encoder, cfg)
     head = None
     if not args.no_hr:
-        head = fit_hr_head(enc, hr_training_recordings(rec, None, args.seed), cfg, hop_s=args.hop_s)
+        pool = [model_input_recording(r, cfg) for r in hr_training_recordings(rec, None, args.seed)]
+        head = fit_hr_head(enc, pool, cfg, hop_s=args.hop_s)
     res = replay(run, enc, hop_s=args.hop_s, mode=args.mode, cfg=cfg, float_encoder=_float_model(args), hr_head=head)
     paths = write_replay_report(res, args.out, plot=not args.no_plot)
     s = res.summary
     print(f"replayed {s['subject_id']} at {s['odr_hz']:g} Hz ({s['duration_s']:.0f} s, mode {s['mode']}) "
-          f"through {s['encoder_kind']}")
+          f"through {s['encoder_kind']} (model input {s['contract_rate_hz']} Hz"
+          f"{', native rate' if s['native_rate'] else ''})")
     print(f"  windows {s['n_windows']}: {s['n_ok']} to the model; flags {s['flag_counts']}")
     print(f"  sensor {s['sensor_counts']}; drift {s['drift_ppm_config']:g} ppm configured, "
           f"{s['drift_ppm_estimated']:.1f} estimated")
     print(f"  fault-touched windows {s['n_affected']}, unflagged {s['n_affected_unflagged']} "
           f"(all flagged: {s['all_affected_flagged']}); clean windows {s['n_clean_unaffected']}, "
           f"max abs vs offline {s['parity_max_abs_clean']:.3g}")
+    if s["native_rate"]:
+        print(f"  clean windows vs the native-rate windows of the source recording (ideal sensor on the k/odr grid; "
+              f"ADC quantisation + drift/reset sample phase): "
+              f"max abs {s['native_source_max_abs_clean']:.3g}")
     c = s["cos_vs_offline_same_encoder"]
     print(f"  embedding cosine vs offline (same encoder): mean {c.get('mean', float('nan')):.6f} "
           f"min {c.get('min', float('nan')):.6f}")
@@ -105,6 +118,7 @@ def _firmware_replay(args: argparse.Namespace) -> int:
     """``replay --firmware DIR``: the bundle's C code (host build, ctypes) vs the Python streamer, TFLM
     and the float model on one recording at the bundle's rate."""
     from anyppg_edge.deploy.runtime import open_encoder
+    from anyppg_edge.preprocessing import PreprocessConfig
     from anyppg_edge.report import write_json
     from anyppg_edge.stream import SensorConfig, emulate, fault_config
     from anyppg_edge.stream.firmware import FirmwareLib, compare_firmware
@@ -112,14 +126,20 @@ def _firmware_replay(args: argparse.Namespace) -> int:
 
     fw = FirmwareLib(args.firmware)
     m = fw.manifest
+    if args.odr_hz is not None and float(args.odr_hz) != float(m["odr_hz"]):
+        print(f"error: the bundle {args.firmware} is for a {m['odr_hz']:g} Hz sensor, not --odr-hz {args.odr_hz:g} "
+              "(write a bundle per rate: python -m export firmware --odr-hz ...)", file=sys.stderr)
+        return 2
     rec = load_recording(args.recording, sim_duration_s=args.duration_s or 300.0)
     dur = args.duration_s or rec.channel("ppg").duration_s - 1.0
     kw = {"seed": args.seed, "watermark": args.watermark, "fifo_depth": args.fifo_depth, "adc_bits": m["adc_bits"] or 18}
     scfg = (fault_config(m["odr_hz"], dur, stall_s=args.stall_s, **kw) if args.faults
             else SensorConfig(odr_hz=m["odr_hz"], duration_s=dur, **kw))
-    tflm = open_encoder(args.artifact or m["model_path"], runtime="tflm")
+    cfg = PreprocessConfig.from_dict(m["contract"]["preprocess"])  # the bundle's contract (a native-rate one too)
+    tflm = open_encoder(args.artifact or m["model_path"], cfg, runtime="tflm")
     fenc = _float_model(args)
-    r = compare_firmware(fw, emulate(rec, scfg), tflm=tflm, float_encoder=None if fenc is None else open_encoder(fenc))
+    r = compare_firmware(fw, emulate(rec, scfg), tflm=tflm, float_encoder=None if fenc is None else open_encoder(fenc, cfg),
+                         cfg=cfg)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     write_json(Path(args.out) / "firmware_replay.json", r)
     print(f"firmware {args.firmware} ({m['odr_hz']:g} Hz) on {rec.subject_id}: {r['n_windows']} windows, "
@@ -184,7 +204,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    "with --firmware: the int8 .tflite for TFLM (default: the bundle's model)")
     r.add_argument("--firmware", default=None, help="a firmware bundle (`python -m export firmware`): drive its C code instead")
     r.add_argument("--recording", default="shared:DATA_01", help="shared:<subject> | sim[:seed] | <path>")
-    r.add_argument("--odr-hz", type=positive_float, default=25.0)
+    r.add_argument("--odr-hz", type=positive_float, default=None,
+                   help="sensor rate (default: a native-rate model's own rate, else 25 Hz; with --firmware: the bundle's)")
     r.add_argument("--hop-s", type=positive_float, default=5.0)
     r.add_argument("--mode", choices=("reference", "device", "causal"), default="reference")
     r.add_argument("--runtime", choices=("default", "tflm"), default="default",
@@ -196,7 +217,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--fifo-depth", type=positive_int, default=64)
     r.add_argument("--watermark", type=positive_int, default=16)
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--config", default=None, help="preprocessing config JSON (default: the toolkit's chain)")
+    r.add_argument("--config", default=None, help="preprocessing config JSON (default: the artifact's input contract)")
     r.add_argument("--out", required=True)
     float_args(r)
 
@@ -215,7 +236,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--firmware", default=None, help="a firmware bundle: its C code at every rate + one emulated Cortex-M4 run")
     s.add_argument("--no-board", action="store_true", help="with --firmware: skip the emulated Cortex-M4 run")
     s.add_argument("--recordings", nargs="+", default=["shared"], help="'shared' or recording specs")
-    s.add_argument("--odr-hz", type=positive_float, default=25.0)
+    s.add_argument("--odr-hz", type=positive_float, default=None,
+                   help="sensor rate of the fault replays (default: a native-rate model's own rate, else 25 Hz)")
     s.add_argument("--hop-s", type=positive_float, default=5.0)
     s.add_argument("--max-recordings", type=positive_int, default=None)
     s.add_argument("--out", required=True)

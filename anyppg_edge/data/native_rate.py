@@ -35,6 +35,7 @@ __all__ = [
     "model_input_recording",
     "native_config",
     "native_rate_windows",
+    "reference_config",
     "sample_like_sensor",
     "sensor_front_end",
     "source_nan_at",
@@ -155,3 +156,10 @@ def model_input_recording(rec: Recording, cfg: pp.PreprocessConfig) -> Recording
     reference rate, :func:`as_sensor_recording` at the contract's rate for a native-rate model. Every
     offline window source (calibration, QAT, golden and parity sets) goes through this one rule."""
     return as_sensor_recording(rec, cfg.target_sample_rate_hz) if is_native_rate(cfg) else rec
+
+
+def reference_config(cfg: pp.PreprocessConfig) -> pp.PreprocessConfig:
+    """``cfg`` at the reference rate: what reference measurements (the ECG heart rate a model is scored
+    against) use whatever the model's input rate, so a 25 Hz model is not scored against R peaks found
+    in an ECG brought down to 25 Hz."""
+    return native_config(cfg, REFERENCE_SAMPLE_RATE_HZ) if is_native_rate(cfg) else cfg

@@ -283,7 +283,12 @@ def recording_reference_hr_bpm(
     time spans of streamed windows): :func:`reference_heart_rates` with ``rec``'s trace and, for the
     windows it does not cover, the ECG cut from ``rec`` at those times (record polarity corrected
     over them, then :func:`~anyppg_edge.preprocessing.preprocess_ecg_window`). Returns
-    ``(hr_bpm, source)``; NaN where no step gives an HR."""
+    ``(hr_bpm, source)``; NaN where no step gives an HR. The windows are cut at the reference rate
+    whatever ``cfg``'s (:func:`~anyppg_edge.data.native_rate.reference_config`): a native-rate model
+    is scored against the same reference HR as a 125 Hz one."""
+    from anyppg_edge.data.native_rate import reference_config
+
+    cfg = reference_config(cfg)
     starts = np.asarray(t_start_s, dtype=np.float64).ravel()
 
     def cut(name: str, rows: np.ndarray) -> tuple[list[int], list[np.ndarray], float]:
@@ -391,17 +396,22 @@ class HrTrainingSet:
     @classmethod
     def build(cls, encoder: Any, recordings: Sequence[Recording], cfg: pp.PreprocessConfig = pp.DEFAULT_CONFIG,
               hop_s: float = 5.0) -> HrTrainingSet:
+        from anyppg_edge.data.native_rate import is_native_rate, model_input_recording
         from anyppg_edge.data.windows import extract_windows
 
         embs, hrs, groups = [], [], []
         for rec in recordings:
             if not (rec.has("ppg") and rec.has("ecg")):
                 continue
-            ws = extract_windows(rec, cfg, hop_s=hop_s, ecg_quality=False)
+            # the windows a model of this contract reads (a native-rate model: as its sensor samples them)
+            ws = extract_windows(model_input_recording(rec, cfg), cfg, hop_s=hop_s, ecg_quality=False)
             if not len(ws):
                 continue
-            hr, _ = window_reference_hr_bpm(ws, [rec], window_s=cfg.window_s,
-                                            sample_rate_hz=cfg.target_sample_rate_hz)
+            if is_native_rate(cfg):  # the reference HR from the recording's ECG at the reference rate
+                hr, _ = recording_reference_hr_bpm(rec, ws.start_s, cfg)
+            else:
+                hr, _ = window_reference_hr_bpm(ws, [rec], window_s=cfg.window_s,
+                                                sample_rate_hz=cfg.target_sample_rate_hz)
             keep = np.isfinite(hr)
             if not keep.any():
                 continue

@@ -43,7 +43,14 @@ import numpy as np
 from anyppg_edge import preprocessing as pp
 from anyppg_edge.deploy.export.c_encoder import CFLAGS, SANITIZE_FLAGS, _cc, _run_cc
 from anyppg_edge.errors import DataFormatError, InvalidSignalError
-from anyppg_edge.stream.streamer import _EPS, _RATE_CHECK_MIN_SLOTS, FLAG_NAMES, HARD_FLAGS, bandpass_design
+from anyppg_edge.stream.streamer import (
+    _EPS,
+    _RATE_CHECK_MIN_SLOTS,
+    FLAG_NAMES,
+    HARD_FLAGS,
+    bandpass_design,
+    check_sensor_rate,
+)
 
 __all__ = [
     "FLAGS",
@@ -133,6 +140,7 @@ def stream_tables(cfg: pp.PreprocessConfig, odr_hz: float, hop_s: float, *, adc_
     streamer derives them in ``device`` mode)."""
 
     odr = float(odr_hz)
+    check_sensor_rate(cfg, odr)  # a native-rate contract is fed by a sensor at its own rate only
     n_win = pp.window_length_samples(odr, cfg)
     if odr / 2.0 <= cfg.ppg_band_hz[1]:
         raise InvalidSignalError(f"odr_hz {odr:g} Hz is too low for the {cfg.ppg_band_hz[1]:g} Hz band-pass edge")

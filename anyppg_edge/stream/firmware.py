@@ -39,12 +39,15 @@ import numpy as np
 from anyppg_edge import preprocessing as pp
 from anyppg_edge.deploy.parity.tolerances import TOLERANCES
 from anyppg_edge.errors import DataFormatError, InvalidSignalError, MissingExtraError
+from anyppg_edge.stream.streamer import check_sensor_rate
 
 __all__ = [
     "DEFAULT_ADC_BITS",
     "FirmwareLib",
     "build_firmware",
     "compare_firmware",
+    "contract_rates_hz",
+    "default_odr_hz",
     "firmware_memory",
     "firmware_summary",
     "read_bundle",
@@ -55,6 +58,8 @@ __all__ = [
 ]
 
 DEFAULT_ADC_BITS = 18  # the sensor emulator's default ADC (anyppg_edge.stream.sensor.SensorConfig)
+DEFAULT_ODR_HZ = 25.0  # a typical watch PPG sensor; a native-rate model's bundle is at its own rate
+FIRMWARE_RATES_HZ = (25.0, 50.0, 64.0, 100.0, 125.0)
 LIB_SOURCES = ("anyppg_stream.c", "anyppg_model.c", "anyppg_io.c", "anyppg_firmware.c")
 MANIFEST = "bundle.json"
 
@@ -461,14 +466,32 @@ def read_bundle(bundle: str | Path) -> dict[str, Any]:
     return json.loads(p.read_text())
 
 
-def write_firmware_bundle(artifact_int8_tflite: str | Path, out_dir: str | Path, odr_hz: float = 25.0,
+def default_odr_hz(cfg: pp.PreprocessConfig) -> float:
+    """The sensor rate a bundle of contract ``cfg`` is written for by default: the contract's own rate
+    for a native-rate model (the only rate it accepts), else the typical watch sensor's 25 Hz."""
+    from anyppg_edge.data.native_rate import is_native_rate
+
+    return float(cfg.target_sample_rate_hz) if is_native_rate(cfg) else DEFAULT_ODR_HZ
+
+
+def contract_rates_hz(cfg: pp.PreprocessConfig, rates_hz: Sequence[float] = FIRMWARE_RATES_HZ) -> tuple[float, ...]:
+    """The sensor rates a model of contract ``cfg`` can be fed at, of ``rates_hz``: all of them for the
+    reference chain (it resamples), the contract's own rate alone for a native-rate model."""
+    from anyppg_edge.data.native_rate import is_native_rate
+
+    return (float(cfg.target_sample_rate_hz),) if is_native_rate(cfg) else tuple(float(r) for r in rates_hz)
+
+
+def write_firmware_bundle(artifact_int8_tflite: str | Path, out_dir: str | Path, odr_hz: float | None = None,
                           hop_s: float = 5.0, adc_bits: int | None = DEFAULT_ADC_BITS, *,
                           measure: bool = False, measure_duration_s: float = 60.0) -> dict[str, Any]:
     """Write the firmware bundle of ``artifact_int8_tflite`` for a sensor at ``odr_hz`` (its ADC of
     ``adc_bits``: rail hits flag saturation; None: off) with a window every ``hop_s`` into
     ``out_dir``. The preprocessing comes from the artifact's input contract; the int8 quantization
     uses the model's own input scale and zero point (checked against the contract's when it has
-    one). ``measure``: build for Cortex-M4 and run a simulated recording in qemu to fill the README's
+    one). ``odr_hz`` None: :func:`default_odr_hz` (a native-rate model's own rate, else 25 Hz); a
+    native-rate model refuses any other rate (:class:`~anyppg_edge.errors.ContractMismatchError`).
+    ``measure``: build for Cortex-M4 and run a simulated recording in qemu to fill the README's
     memory and instruction table (needs the toolchain). Returns the manifest (``bundle.json``)."""
     from anyppg_edge.deploy.contract_io import read_contract
     from anyppg_edge.deploy.cortexm import write_support_files
@@ -478,6 +501,8 @@ def write_firmware_bundle(artifact_int8_tflite: str | Path, out_dir: str | Path,
     path = Path(artifact_int8_tflite)
     contract = read_contract(path)
     cfg = contract.preprocess_config
+    odr_hz = default_odr_hz(cfg) if odr_hz is None else float(odr_hz)
+    check_sensor_rate(cfg, odr_hz)  # before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     enc = generate_c_encoder(path, out)
@@ -914,8 +939,6 @@ def measure_bundle(bundle: str | Path, duration_s: float = 60.0, board: str = "c
 # summary over rates and scenarios
 # ------------------------------------------------------------------------------------------------
 
-FIRMWARE_RATES_HZ = (25.0, 50.0, 64.0, 100.0, 125.0)
-
 
 def _scenarios(rec: Any, odr: float, duration_s: float, bits: int | None, seed: int) -> dict[str, Any]:
     """The Python harness's scenarios: clean, and faults (drift, drops, jitter, a reset, a 3 s host
@@ -930,14 +953,16 @@ def _scenarios(rec: Any, odr: float, duration_s: float, bits: int | None, seed: 
 
 
 def firmware_summary(bundle: str | Path, recordings: Sequence[Any], out_dir: str | Path, *,
-                     artifact: str | Path | None = None, rates_hz: Sequence[float] = FIRMWARE_RATES_HZ,
+                     artifact: str | Path | None = None, rates_hz: Sequence[float] | None = None,
                      float_encoder: Any = None, tflm: bool = True, duration_s: float = 60.0,
                      board: str | None = "cortex-m4") -> dict[str, Any]:
     """The firmware checks of the main job: for every rate, a bundle of the model (``bundle`` itself
     at its rate, siblings generated from ``artifact`` or the bundle's model into ``out_dir/bundles``),
     every recording through the clean and fault scenarios (:func:`compare_firmware`), then one
     ``board`` run of ``bundle`` over the first recording's fault scenario (output vs host, instruction
-    counts, memory). Writes ``firmware_report.md`` and ``firmware_summary.json``."""
+    counts, memory). ``rates_hz`` None: :func:`contract_rates_hz` (every rate of
+    ``FIRMWARE_RATES_HZ`` for the reference chain, the contract's own rate for a native-rate model).
+    Writes ``firmware_report.md`` and ``firmware_summary.json``."""
     from anyppg_edge.deploy.runtime import open_encoder
     from anyppg_edge.report import write_json
     from anyppg_edge.stream.sensor import emulate
@@ -948,6 +973,9 @@ def firmware_summary(bundle: str | Path, recordings: Sequence[Any], out_dir: str
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = pp.PreprocessConfig.from_dict(m0["contract"]["preprocess"])
+    rates_hz = contract_rates_hz(cfg) if rates_hz is None else rates_hz
+    for odr in rates_hz:
+        check_sensor_rate(cfg, odr)
     tf = open_encoder(art, cfg, runtime="tflm") if tflm else None
     fenc = open_encoder(float_encoder, cfg) if float_encoder is not None else None
     rows: list[dict[str, Any]] = []

@@ -38,13 +38,14 @@ from typing import Any
 import numpy as np
 
 from anyppg_edge import preprocessing as pp
+from anyppg_edge.data.native_rate import is_native_rate, native_rate_windows
 from anyppg_edge.data.recording import Recording
 from anyppg_edge.errors import InvalidSignalError
 from anyppg_edge.eval.heart_rate import HrTrainingSet, fit_hr_head, hr_training_recordings
 from anyppg_edge.report import atomic_write_text, markdown_table, write_json
-from anyppg_edge.stream.replay import BARS, cosine, replay, write_replay_report
+from anyppg_edge.stream.replay import BARS, contract_config, cosine, replay, window_truth, write_replay_report
 from anyppg_edge.stream.sensor import Burst, SensorConfig, SensorRun, emulate, fault_config
-from anyppg_edge.stream.streamer import StreamConfig, Streamer, offline_windows
+from anyppg_edge.stream.streamer import StreamConfig, Streamer, check_sensor_rate, offline_windows
 
 __all__ = [
     "DEFAULT_ARTIFACT",
@@ -52,6 +53,8 @@ __all__ = [
     "bench_end_to_end",
     "bench_preprocessing",
     "chunking_check",
+    "contract_odr_hz",
+    "contract_rates_hz",
     "harness_summary",
     "parity_report",
     "pin_one_core",
@@ -64,7 +67,20 @@ __all__ = [
 log = logging.getLogger("anyppg_edge.stream")
 
 PARITY_RATES_HZ = (25.0, 50.0, 64.0, 100.0, 125.0)
+DEFAULT_ODR_HZ = 25.0
 DEFAULT_ARTIFACT = Path("runs/export/student-watch/student-watch.int8.tflite")
+
+
+def contract_odr_hz(cfg: pp.PreprocessConfig) -> float:
+    """The sensor rate a model of contract ``cfg`` is replayed at by default: its own rate for a
+    native-rate model (the only one it accepts), else a 25 Hz watch sensor."""
+    return float(cfg.target_sample_rate_hz) if is_native_rate(cfg) else DEFAULT_ODR_HZ
+
+
+def contract_rates_hz(cfg: pp.PreprocessConfig, rates_hz: Sequence[float] = PARITY_RATES_HZ) -> tuple[float, ...]:
+    """The rates of ``rates_hz`` a model of contract ``cfg`` can be fed at: all of them for the
+    reference chain (it resamples any rate), the contract's own rate alone for a native-rate model."""
+    return (float(cfg.target_sample_rate_hz),) if is_native_rate(cfg) else tuple(float(r) for r in rates_hz)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -130,9 +146,17 @@ def parity_report(
     modes: Sequence[str] = ("reference", "device", "causal"),
 ) -> dict[str, Any]:
     """No-fault parity at ``odr_hz``: the sensor's samples streamed in each mode vs the offline
-    windows of the same samples (``segment`` + ``preprocess_ppg_window``)."""
+    windows of the same samples (``segment`` + ``preprocess_ppg_window``).
+
+    A native-rate contract (``cfg`` at the sensor's rate, nothing resampled; any other ``odr_hz`` is
+    refused) also gets, per mode, ``max_abs_vs_native_source``: the streamed windows vs
+    :func:`~anyppg_edge.data.native_rate.native_rate_windows` of the recording at the windows' true
+    start times, the offline windows the model is trained on (an ideal sensor: the same front-end, no
+    ADC). That measures the ADC quantisation (plus the float32 rounding of ``device`` mode), not the
+    streamer, whose bar is ``max_abs`` against the offline windows of the same codes."""
     from anyppg_edge.deploy.runtime import open_encoder
 
+    check_sensor_rate(cfg, odr_hz)
     run = emulate(recording, SensorConfig(odr_hz=odr_hz, duration_s=duration_s, seed=seed))
     off = offline_windows(run.trace.codes, odr_hz, hop_s, cfg)
     fenc = open_encoder(float_encoder, cfg) if float_encoder is not None else None
@@ -143,8 +167,9 @@ def parity_report(
     out: dict[str, Any] = {"odr_hz": odr_hz, "hop_s": hop_s, "subject_id": recording.subject_id,
                            "n_offline": len(off.x), "n_offline_ok": int(off.ok.sum())}
     for mode in modes:
-        if mode == "causal" and (int(hop_s * odr_hz + 1e-9) * pp.resample_factors(odr_hz, cfg)[0]) % pp.resample_factors(odr_hz, cfg)[1]:
-            out[mode] = {"skipped": "hop does not map to whole 125 Hz samples"}
+        up, down = pp.resample_factors(odr_hz, cfg)
+        if mode == "causal" and (int(hop_s * odr_hz + 1e-9) * up) % down:
+            out[mode] = {"skipped": f"hop does not map to whole {cfg.target_sample_rate_hz} Hz samples"}
             continue
         scfg = StreamConfig(odr_hz=odr_hz, hop_s=hop_s, mode=mode, adc_bits=run.config.adc_bits)
         t = time.perf_counter()
@@ -168,8 +193,26 @@ def parity_report(
             if fenc is not None and e_off is not None:
                 c = cosine(fenc.embed(xs), e_off[both])
                 r["cos_min"], r["cos_mean"] = float(np.min(c)), float(np.mean(c))
+        if is_native_rate(cfg):
+            r.update(vs_native_source(run, ws, cfg))
         out[mode] = r
     return out
+
+
+def vs_native_source(run: SensorRun, windows: Sequence[Any], cfg: pp.PreprocessConfig) -> dict[str, Any]:
+    """Streamed windows of a native-rate contract vs
+    :func:`~anyppg_edge.data.native_rate.native_rate_windows` of ``run``'s source recording at their
+    true start times, over the windows that reach the model, that no fault touched and that the
+    offline chain accepts: ``n_vs_native_source`` and ``max_abs_vs_native_source`` (z-scored units;
+    the ADC quantisation of the codes, since both come from the same analog front-end)."""
+    rows = [(i, window_truth(run, w, cfg.window_samples)) for i, w in enumerate(windows) if w.ok]
+    rows = [(i, tr) for i, tr in rows if tr.seq0 is not None and not tr.affected]
+    if not rows:
+        return {"n_vs_native_source": 0, "max_abs_vs_native_source": math.nan}
+    nw = native_rate_windows(run.source, [float(run.trace.t_true_s[tr.seq0]) for _, tr in rows],
+                             cfg.target_sample_rate_hz, cfg)
+    d = [float(np.abs(windows[i].x.astype(np.float64) - nw.x[k]).max()) for k, (i, _) in enumerate(rows) if nw.ok[k]]
+    return {"n_vs_native_source": len(d), "max_abs_vs_native_source": max(d) if d else math.nan}
 
 
 def _best_lag(xs: np.ndarray, xo: np.ndarray, fs: float, max_lag_s: float = 0.3) -> tuple[float, float]:
@@ -195,12 +238,12 @@ def harness_summary(
     recordings: Recording | Sequence[Recording],
     out_dir: str | Path,
     *,
-    odr_hz: float = 25.0,
+    odr_hz: float | None = None,
     hop_s: float = 5.0,
-    rates_hz: Sequence[float] = PARITY_RATES_HZ,
+    rates_hz: Sequence[float] | None = None,
     parity_duration_s: float = 120.0,
     max_fault_recordings: int | None = None,
-    cfg: pp.PreprocessConfig = pp.DEFAULT_CONFIG,
+    cfg: pp.PreprocessConfig | None = None,
     hr: bool = True,
     hr_recordings: Sequence[Recording] | None = None,
     seed: int = 0,
@@ -221,9 +264,19 @@ def harness_summary(
       the linear head (fitted on the other recordings of ``hr_recordings``, default ``recordings``,
       leaving the replayed subject out; see :func:`fit_hr_head`).
 
+    ``cfg`` None: the artifact's input contract (:func:`~anyppg_edge.stream.replay.contract_config`).
+    ``odr_hz`` / ``rates_hz`` None: :func:`contract_odr_hz` / :func:`contract_rates_hz` (for a
+    native-rate contract its own rate, the only one it accepts: another is refused).
+
     Writes ``harness_report.md``, ``harness_summary.json`` and per-recording replay reports under
     ``out_dir``; returns the summary dict (``bars``: value, threshold and pass of each bar)."""
     from anyppg_edge.deploy.runtime import open_encoder
+
+    cfg = contract_config(artifact_path) if cfg is None else cfg
+    odr_hz = contract_odr_hz(cfg) if odr_hz is None else float(odr_hz)
+    rates_hz = contract_rates_hz(cfg) if rates_hz is None else tuple(float(r) for r in rates_hz)
+    for r in (odr_hz, *rates_hz):
+        check_sensor_rate(cfg, r)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -296,6 +349,7 @@ def harness_summary(
     summary = {
         "artifact": str(artifact_path), "encoder": repr(enc), "float_model": None if fenc is None else repr(fenc),
         "odr_hz": odr_hz, "hop_s": hop_s, "preprocess_config_hash": cfg.config_hash(),
+        "contract_rate_hz": cfg.target_sample_rate_hz, "native_rate": is_native_rate(cfg),
         "bars": bars, "parity": parity, "chunking": chunking, "faults": faults,
         "int8_cos_vs_offline_min": float(min(int8_cos)) if int8_cos else math.nan,
         "int8_cos_vs_float_recording_mean": float(np.nanmean([f["cos_vs_float_offline_recording"].get("mean", np.nan)
@@ -310,7 +364,9 @@ def harness_summary(
 def render_harness_markdown(summary: dict[str, Any]) -> str:
     lines = ["# Firmware harness", "",
              f"Artifact `{summary['artifact']}` ({summary['encoder']}); float model {summary['float_model']}; "
-             f"sensor {summary['odr_hz']:g} Hz, hop {summary['hop_s']:g} s; {summary['wall_s']:.1f} s.", "",
+             f"sensor {summary['odr_hz']:g} Hz, model input {summary.get('contract_rate_hz', 125)} Hz"
+             f"{' (native rate: nothing resampled)' if summary.get('native_rate') else ''}, hop {summary['hop_s']:g} s; "
+             f"{summary['wall_s']:.1f} s.", "",
              "## Bars", ""]
     lines.append(markdown_table([{"bar": k, **v} for k, v in summary["bars"].items()], ["bar", "value", "threshold", "pass"]))
     rows = []
@@ -321,6 +377,8 @@ def render_harness_markdown(summary: dict[str, Any]) -> str:
                          "same flags": r.get("same_flags", "-"), "max_abs": r.get("max_abs", math.nan),
                          "pearson_min": r.get("pearson_min", math.nan), "cos_min": r.get("cos_min", math.nan),
                          "best_lag_ms": r.get("best_lag_ms", "-"), "ms/window": r.get("ms_per_window", math.nan)})
+            if "max_abs_vs_native_source" in r:  # native-rate contract: vs the windows the model is trained on
+                rows[-1]["max_abs vs native source"] = r["max_abs_vs_native_source"]
     lines += ["", "## Parity without faults (streamed vs offline windows of the same sensor samples)", "",
               markdown_table(rows)]
     c = summary["chunking"]
@@ -383,20 +441,24 @@ def bench_preprocessing(rates_hz=PARITY_RATES_HZ, duration_s: float = 600.0, mod
     return rows
 
 
-def bench_end_to_end(artifact: str | Path = DEFAULT_ARTIFACT, duration_s: float = 3600.0, odr_hz: float = 25.0,
+def bench_end_to_end(artifact: str | Path = DEFAULT_ARTIFACT, duration_s: float = 3600.0, odr_hz: float | None = None,
                      hop_s: float = 5.0, seed: int = 0) -> dict[str, Any]:
+    """``duration_s`` of simulated PPG from FIFO bursts to the artifact's embeddings; the chain is the
+    artifact's contract, ``odr_hz`` None :func:`contract_odr_hz` (25 Hz, or a native-rate model's rate)."""
     from anyppg_edge.data.simulator import SimulatorConfig, simulate_pair
     from anyppg_edge.deploy.runtime import open_encoder
 
+    cfg = contract_config(artifact)
+    odr_hz = contract_odr_hz(cfg) if odr_hz is None else float(odr_hz)
     t = time.perf_counter()
-    enc = open_encoder(str(artifact), threads=1)
+    enc = open_encoder(str(artifact), cfg, threads=1)
     enc.embed(np.zeros((1, enc.window_samples), np.float32))  # first call: lazy imports, interpreter warm-up
     load_s = time.perf_counter() - t
     t = time.perf_counter()
     rec = simulate_pair(SimulatorConfig(duration_s=duration_s + 2.0, seed=seed))
     run = emulate(rec, SensorConfig(odr_hz=odr_hz, duration_s=duration_s, seed=seed))
     emulate_s = time.perf_counter() - t
-    streamer = Streamer(StreamConfig(odr_hz=odr_hz, hop_s=hop_s, adc_bits=run.config.adc_bits))
+    streamer = Streamer(StreamConfig(odr_hz=odr_hz, hop_s=hop_s, adc_bits=run.config.adc_bits), cfg)
     n_win = n_ok = 0
     model_s = 0.0
     t = time.perf_counter()
@@ -463,7 +525,7 @@ def render_bench(result: dict[str, Any]) -> str:
              markdown_table(result["preprocessing"], cols)]
     e = result["end_to_end"]
     if e:
-        lines += ["", "## End to end: 1 h of 25 Hz PPG → int8 student", "",
+        lines += ["", f"## End to end: 1 h of {e['odr_hz']:g} Hz PPG → int8 student", "",
                   f"{e['windows']} windows ({e['windows_embedded']} embedded) in **{e['end_to_end_s']:.2f} s** "
                   f"(stream {e['stream_s']:.2f} s + model {e['model_s']:.2f} s; {e['ms_per_window']:.3f} ms per window, "
                   f"{e['realtime_factor']:.0f}x real time); encoder load {e['encoder_load_s']:.2f} s and sensor "
@@ -473,6 +535,6 @@ def render_bench(result: dict[str, Any]) -> str:
               f"- streaming preprocessing: worst {b['preprocess_ms_per_10s_window_max']:.3f} ms per 10 s window "
               f"(>= {b['preprocess_realtime_factor_min']:.0f}x real time) vs {BARS['preprocess_ms_per_window']:g} ms: "
               f"pass {b['preprocess_pass']}",
-              f"- end to end 1 h at 25 Hz: {b['end_to_end_1h_s']} s vs {BARS['end_to_end_1h_25hz_s']:g} s: "
+              f"- end to end 1 h at {e['odr_hz'] if e else 25:g} Hz: {b['end_to_end_1h_s']} s vs {BARS['end_to_end_1h_25hz_s']:g} s: "
               f"pass {b['end_to_end_pass']}", ""]
     return "\n".join(lines)

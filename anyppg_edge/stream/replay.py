@@ -6,7 +6,8 @@
 watch would, and scores every window against the ground truth of the sensor: whether a fault touched
 it (and then whether it was flagged), the offline reference window on the same sensor samples
 (:func:`~anyppg_edge.preprocessing.preprocess_ppg_window`), the offline window of the source
-recording at its own rate, embedding cosines, heart rate from a linear head
+recording (at its own rate for the reference chain; for a native-rate contract the window the model is
+trained on, :func:`~anyppg_edge.data.native_rate.native_rate_windows`), embedding cosines, heart rate from a linear head
 (:func:`~anyppg_edge.eval.heart_rate.fit_hr_head`) against the reference HR of the window's true time
 span (:func:`~anyppg_edge.eval.heart_rate.recording_reference_hr_bpm`: the recording's HR trace,
 else the R peaks of its synchronized ECG), and the compute latency of each window.
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from anyppg_edge import preprocessing as pp
+from anyppg_edge.data.native_rate import is_native_rate, native_rate_windows
 from anyppg_edge.data.recording import Recording
 from anyppg_edge.deploy.parity.tolerances import TOLERANCES
 from anyppg_edge.errors import DataFormatError, InvalidSignalError
@@ -49,6 +51,7 @@ __all__ = [
     "BARS",
     "ReplayResult",
     "WindowTruth",
+    "contract_config",
     "cosine",
     "load_recording",
     "plot_replay",
@@ -127,6 +130,28 @@ def load_recording(spec: str | Path | Recording, *, sim_duration_s: float = 300.
     from anyppg_edge.data.readers import read_recording
 
     return read_recording(text)
+
+
+def contract_config(artifact: Any, model_name: str | None = None) -> pp.PreprocessConfig:
+    """The preprocessing chain of ``artifact``'s input contract: an ``.onnx`` / ``.tflite`` file (its
+    embedded contract), a ``.pt`` checkpoint (its registry model's
+    :meth:`~anyppg_edge.models.registry.ModelSpec.preprocess_config`; ``model_name`` for a bare
+    ``state_dict``) or an Encoder (its contract). Anything else (an ``nn.Module``): the default chain.
+    A native-rate model's chain is at its sensor rate (e.g. 25 Hz, nothing resampled)."""
+    if isinstance(artifact, (str, Path)):
+        path = Path(artifact)
+        if path.suffix.lower() == ".pt":
+            from anyppg_edge.models.loading import load_encoder
+            from anyppg_edge.models.registry import get_model_spec
+
+            return get_model_spec(load_encoder(path, model_name).model_name).preprocess_config()
+        from anyppg_edge.deploy.contract_io import read_contract
+
+        return read_contract(path).preprocess_config
+    contract = getattr(artifact, "contract", None)
+    if contract is not None and hasattr(contract, "preprocess_config"):
+        return contract.preprocess_config
+    return pp.DEFAULT_CONFIG
 
 
 # --------------------------------------------------------------------------------------------------
@@ -268,8 +293,21 @@ def replay(
         except InvalidSignalError:
             return None
 
+    native = is_native_rate(cfg)
+
+    def offline_native(trs: list[WindowTruth]) -> list[np.ndarray | None]:
+        # a native-rate model's offline window of the recording: as an ideal sensor at its rate samples it
+        idx = [k for k, tr in enumerate(trs) if tr.seq0 is not None]
+        out: list[np.ndarray | None] = [None] * len(trs)
+        if idx:
+            nw = native_rate_windows(ppg, [float(run.trace.t_true_s[trs[k].seq0]) for k in idx],
+                                     cfg.target_sample_rate_hz, cfg)
+            for j, k in enumerate(idx):
+                out[k] = nw.x[j] if nw.ok[j] else None
+        return out
+
     off_same = [offline_same(tr) for tr in truths]
-    off_rec = [offline_rec(tr) for tr in truths]
+    off_rec = offline_native(truths) if native else [offline_rec(tr) for tr in truths]
 
     def embed_rows(e: Any, xs: list[np.ndarray | None]) -> np.ndarray:
         out = np.full((len(xs), e.embedding_dim), np.nan, np.float32)
@@ -300,11 +338,14 @@ def replay(
     for i, (w, tr) in enumerate(zip(windows, truths, strict=True)):
         xs = off_same[i]
         max_abs = float(np.abs(w.x - xs).max()) if (w.x is not None and xs is not None) else math.nan
+        xr = off_rec[i] if native else None
+        max_abs_src = float(np.abs(w.x - xr).max()) if (w.x is not None and xr is not None) else math.nan
         rows.append({
             "index": w.index, "t_start_s": round(w.t_start_s, 4), "t_true_start_s": round(float(t_true[i]), 4),
             "flags": ",".join(w.flag_names), "ok": bool(w.ok), "affected": tr.affected,
             "truth": ",".join(tr.reasons), "n_filled": w.n_filled, "n_missing": w.n_missing,
-            "max_abs_vs_offline": max_abs, "cos_vs_offline_same_encoder": float(cos_same[i]),
+            "max_abs_vs_offline": max_abs, "max_abs_vs_native_source": max_abs_src,
+            "cos_vs_offline_same_encoder": float(cos_same[i]),
             "cos_vs_float_offline_recording": float(cos_rec_f[i]), "cos_float_stream_vs_offline": float(cos_float_parity[i]),
             "hr_pred_bpm": float(hr_pred[i]), "hr_ref_bpm": float(hr_ref[i]),
             "preprocess_ms": w.preprocess_s * 1e3, "model_ms": model_s[i] * 1e3, "latency_ms": latency_s[i] * 1e3,
@@ -314,6 +355,7 @@ def replay(
     flagged = np.array([w.flags != 0 for w in windows], bool)
     clean = ~affected & ~flagged
     max_abs_clean = [r["max_abs_vs_offline"] for r, c in zip(rows, clean, strict=True) if c]
+    src_clean = np.array([r["max_abs_vs_native_source"] for r, c in zip(rows, clean, strict=True) if c], np.float64)
     interp = np.array([bool(w.flags & ~HARD_FLAGS) and w.ok for w in windows], bool)
     hr_err = hr_pred - hr_ref
     flag_counts = Counter(name for w in windows for name in w.flag_names)
@@ -329,6 +371,10 @@ def replay(
         "all_affected_flagged": bool(not (affected & ~flagged).any()),
         "n_clean_unaffected": int(clean.sum()),
         "parity_max_abs_clean": float(np.nanmax(max_abs_clean)) if max_abs_clean and np.isfinite(max_abs_clean).any() else math.nan,
+        # native-rate contract: clean streamed windows vs native_rate_windows of the source: the ADC
+        # quantisation (no faults); with drift or a reset also the sensor's sample-phase offset from k / odr
+        "contract_rate_hz": cfg.target_sample_rate_hz, "native_rate": native,
+        "native_source_max_abs_clean": float(np.nanmax(src_clean)) if np.isfinite(src_clean).any() else math.nan,
         "sensor_counts": run.trace.counts(),
         "drift_ppm_config": run.config.drift_ppm,
         "drift_ppm_estimated": streamer.estimated_drift_ppm,
@@ -386,7 +432,9 @@ def render_replay_markdown(result: ReplayResult, paths: dict[str, Path] | None =
     lines = [
         f"# Firmware-harness replay: {s['subject_id']}",
         "",
-        f"Sensor {s['odr_hz']:g} Hz, hop {s['hop_s']:g} s, mode `{s['mode']}`, encoder `{s['encoder']}`; "
+        f"Sensor {s['odr_hz']:g} Hz, model input {s.get('contract_rate_hz', 125)} Hz"
+        f"{' (native rate: nothing resampled)' if s.get('native_rate') else ''}, hop {s['hop_s']:g} s, "
+        f"mode `{s['mode']}`, encoder `{s['encoder']}`; "
         f"{s['duration_s']:.1f} s replayed in {s['wall_s']:.2f} s.",
         "",
         f"- sensor: {fmt(s['sensor_counts'])}; drift configured {s['drift_ppm_config']:g} ppm, estimated "
@@ -395,7 +443,10 @@ def render_replay_markdown(result: ReplayResult, paths: dict[str, Path] | None =
         f"{fmt(s['flag_counts'])}; hard flags: {', '.join(flag_names(HARD_FLAGS))})",
         f"- ground truth: {s['n_affected']} windows touched by a fault, {s['n_affected_unflagged']} of them unflagged "
         f"(all flagged: **{s['all_affected_flagged']}**); {s['n_clean_unaffected']} clean windows, max abs vs "
-        f"offline {s['parity_max_abs_clean']:.3g}",
+        f"offline {s['parity_max_abs_clean']:.3g}"
+        + (f"; vs the native-rate windows of the source recording (an ideal sensor on the k / odr grid: ADC "
+           f"quantisation, plus the sample-phase offsets of clock drift and resets in a fault run) "
+           f"{s['native_source_max_abs_clean']:.3g}" if s.get("native_rate") else ""),
         f"- embedding cosine vs offline, same encoder: {fmt(s['cos_vs_offline_same_encoder'])}",
         f"  - clean windows: {fmt(s['cos_vs_offline_same_encoder_clean'])}",
         f"  - interpolated windows: {fmt(s['cos_vs_offline_same_encoder_interpolated'])}",

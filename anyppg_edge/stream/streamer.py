@@ -4,8 +4,17 @@ A :class:`Streamer` takes FIFO bursts of native-rate samples (integer ADC codes,
 their host timestamps, keeps them in a fixed-size ring buffer (one window of samples, timestamps and
 per-sample states), and every ``hop_s`` emits a :class:`StreamWindow`: 10 s of samples on a grid
 anchored at the first sample, with quality flags and, unless a hard flag is set, the model input
-(``[cfg.window_samples]`` float32 at 125 Hz). All parameters of the chain come from the single
+(``[cfg.window_samples]`` float32 at the contract's rate ``cfg.target_sample_rate_hz``: 125 Hz for the
+reference chain). All parameters of the chain come from the single
 :class:`~anyppg_edge.preprocessing.PreprocessConfig`.
+
+**Native-rate contracts** (``cfg.target_sample_rate_hz`` other than the reference 125 Hz, e.g. a
+``student-watch-25hz`` model, :func:`~anyppg_edge.models.registry.ModelSpec.preprocess_config`): the
+model reads the sensor's own samples, band-passed and z-scored at that rate with nothing resampled
+(``resample_poly`` at 1/1 is skipped in every mode, and in the generated C). The sensor must run at
+the contract's rate: any other ``odr_hz`` is refused (:func:`check_sensor_rate`,
+:class:`~anyppg_edge.errors.ContractMismatchError`), since resampling it would not give the windows the
+model was trained on (:func:`~anyppg_edge.data.native_rate.native_rate_windows`).
 
 **Streaming contract** (also in ``firmware_harness/README.md``):
 
@@ -83,7 +92,8 @@ import numpy as np
 from scipy import signal
 
 from anyppg_edge import preprocessing as pp
-from anyppg_edge.errors import InvalidSignalError
+from anyppg_edge.data.native_rate import is_native_rate
+from anyppg_edge.errors import ContractMismatchError, InvalidSignalError
 
 __all__ = [
     "FLAG_DRIFT",
@@ -100,6 +110,7 @@ __all__ = [
     "StreamConfig",
     "StreamWindow",
     "Streamer",
+    "check_sensor_rate",
     "flag_names",
     "offline_windows",
     "stream_windows",
@@ -136,6 +147,22 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)  # samples beyond it cannot enter
 def flag_names(flags: int) -> list[str]:
     """Names of the bits set in ``flags`` (``[]`` for a clean window)."""
     return [name for bit, name in FLAG_NAMES.items() if flags & bit]
+
+
+def check_sensor_rate(cfg: pp.PreprocessConfig, odr_hz: float) -> None:
+    """Refuse a sensor rate that cannot feed ``cfg``: a native-rate contract
+    (:func:`~anyppg_edge.data.native_rate.is_native_rate`) takes the sensor's samples as they come, so
+    the sensor must run at ``cfg.target_sample_rate_hz``; the reference (125 Hz) chain resamples any
+    rate. Raises :class:`~anyppg_edge.errors.ContractMismatchError`."""
+    rate = cfg.target_sample_rate_hz
+    if is_native_rate(cfg) and float(odr_hz) != float(rate):
+        raise ContractMismatchError(
+            f"the sensor runs at {float(odr_hz):g} Hz but the model's input contract is native-rate {rate} Hz "
+            f"(its {cfg.window_samples}-sample windows are the sensor's own samples, band-passed and z-scored "
+            f"at {rate} Hz, nothing resampled): set the sensor's ODR to {rate} Hz, or use a model exported for "
+            f"{float(odr_hz):g} Hz (or the {pp.DEFAULT_CONFIG.target_sample_rate_hz} Hz reference chain, which "
+            "resamples any rate)"
+        )
 
 
 @dataclass(frozen=True)
@@ -247,6 +274,7 @@ class Streamer:
             raise TypeError(f"stream_cfg must be a StreamConfig, got {type(stream_cfg).__name__}")
         self.scfg, self.cfg = stream_cfg, cfg
         odr = stream_cfg.odr_hz
+        check_sensor_rate(cfg, odr)
         self.n_win = pp.window_length_samples(odr, cfg)  # raises InvalidSignalError for too-low rates
         if odr / 2.0 <= cfg.ppg_band_hz[1]:
             raise InvalidSignalError(
@@ -291,7 +319,7 @@ class Streamer:
         up, down = self._up, self._down
         if (self.n_hop * up) % down:
             raise InvalidSignalError(
-                f"causal mode needs a hop that maps to whole 125 Hz samples: {self.n_hop} samples at "
+                f"causal mode needs a hop that maps to whole {self.cfg.target_sample_rate_hz} Hz samples: {self.n_hop} samples at "
                 f"{self.scfg.odr_hz:g} Hz * {up}/{down} is not an integer; choose another hop_s"
             )
         self._ba = [(sec[:3].copy(), sec[3:].copy()) for sec in sos]
