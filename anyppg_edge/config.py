@@ -101,3 +101,21 @@ def load_preprocess_config(path: str | Path | None):
         return PreprocessConfig.from_dict(data)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from e
+
+
+def model_preprocess_config(spec: Any, config: Any = None):
+    """The preprocessing config of a model's input contract: ``config`` (a
+    :class:`~anyppg_edge.preprocessing.PreprocessConfig`, or the path of a ``--config`` JSON read by
+    :func:`load_preprocess_config`; ``None``: the default chain) at the model's input rate and window,
+    ``spec.preprocess_config(base)`` (``spec``: the model's
+    :class:`~anyppg_edge.models.registry.ModelSpec`, ``get_model_spec(name)``; ``None`` gives the base
+    config unchanged).
+
+    The one rule behind every command that picks a config for a named model: a 125 Hz model gets the
+    base config itself, a native-rate model (``input_sample_rate_hz`` 25 or 50) the chain at its
+    sensor's rate (band-pass and z-score there, nothing resampled). (It takes the spec, not the name:
+    this base module sits below the model registry.)"""
+    from anyppg_edge.preprocessing import PreprocessConfig
+
+    base = config if isinstance(config, PreprocessConfig) else load_preprocess_config(config)
+    return base if spec is None else spec.preprocess_config(base)

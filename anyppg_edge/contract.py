@@ -64,7 +64,8 @@ def filter_spec(cfg: PreprocessConfig) -> str:
     return (
         f"PPG: Butterworth band-pass {lo:g}-{hi:g} Hz, order {cfg.ppg_filter_order}, ba form, zero-phase "
         f"(forward-backward, MNE reflect_limited padding) at the sensor's native rate; cast to float32; "
-        f"polyphase resample (scipy.signal.resample_poly) to {cfg.target_sample_rate_hz} Hz"
+        f"polyphase resample (scipy.signal.resample_poly) to {cfg.target_sample_rate_hz} Hz (none when the sensor "
+        f"samples at {cfg.target_sample_rate_hz} Hz: a native-rate input)"
     )
 
 

@@ -236,8 +236,14 @@ def prepare_carry(
         save_golden_windows,
     )
     from anyppg_edge.models.loading import load_encoder
+    from anyppg_edge.models.registry import get_model_spec
     from anyppg_edge.preprocessing import DEFAULT_CONFIG
 
+    rate = get_model_spec(student_model).input_sample_rate_hz
+    if rate != DEFAULT_CONFIG.target_sample_rate_hz:
+        raise UsageError(f"--student-model {student_model} reads {rate} Hz windows; the GPU check's golden windows are "
+                         f"the teacher's {DEFAULT_CONFIG.target_sample_rate_hz} Hz ones: use a 125 Hz student "
+                         "(student-watch-slim), and check the native-rate student's artifacts against its CPU golden set")
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         if not force:

@@ -44,6 +44,16 @@ EXPORT_FLAGS = ("out_dir", "qat_steps", "qat_batch_size", "qat_lr", "onnx_activa
                 "int8_io", "export_ptq_tflite", "ablation", "seed", "progress", "plot")
 
 
+def _model_config(model: str | None, config=None):
+    """The preprocessing config of registry model ``model``'s input contract: ``config`` (a
+    PreprocessConfig or a ``--config`` JSON path; default chain) at the model's rate and window
+    (:func:`anyppg_edge.config.model_preprocess_config`); the base config when ``model`` is None."""
+    from anyppg_edge.config import model_preprocess_config
+    from anyppg_edge.models.registry import get_model_spec
+
+    return model_preprocess_config(get_model_spec(model) if model else None, config)
+
+
 def _cmd_all(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -53,16 +63,19 @@ def _cmd_all(args: argparse.Namespace) -> int:
     from anyppg_edge.deploy.export.config import ExportConfig
     from anyppg_edge.models.loading import load_encoder
 
-    pcfg = load_preprocess_config(args.config)
+    base = load_preprocess_config(args.config)
     loaded = load_encoder(args.checkpoint, args.model)
     model, sha, name = loaded.encoder, loaded.sha256, loaded.model_name
-    data = shared_export_data(args.n_calibration, args.n_eval, seed=args.seed or 0, cfg=pcfg,
-                              progress=args.progress is not False, shards=args.shards)
-    calib = data.calibration
+    pcfg = _model_config(name, base)  # the model's contract: a native-rate model's own rate and window
+    calib = None  # a given calibration set is checked against the contract before any window is cut
     if args.calibration == "default":
         calib = load_default_calibration_set(pcfg).windows
     elif args.calibration != "shared":
         calib = load_calibration_set(args.calibration, pcfg).windows
+    data = shared_export_data(args.n_calibration, args.n_eval, seed=args.seed or 0, cfg=pcfg,
+                              progress=args.progress is not False, shards=args.shards)
+    if calib is None:
+        calib = data.calibration
     cfg = config_from_args(ExportConfig, args, ExportConfig(out_dir=Path(f"runs/export/{name}")), EXPORT_FLAGS,
                            preprocess=pcfg)
     qat_windows = np.concatenate([calib, data.qat])
@@ -96,11 +109,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from anyppg_edge.config import load_preprocess_config
     from anyppg_edge.deploy.contract_io import read_contract
     from anyppg_edge.errors import ContractMismatchError
 
-    cfg = load_preprocess_config(args.config)
+    cfg = _model_config(args.model, args.config)
     try:
         c = read_contract(args.artifact).check(cfg)
     except ContractMismatchError as e:
@@ -128,26 +140,53 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         items.append(("pytorch", model, args.pytorch if ckpt else f"{args.pytorch} (random init)"))
     if not items:
         raise UsageError("give at least one artifact or --pytorch MODEL")
-    windows, source = bench_windows(args.n_windows)
-    print(f"windows: {source}")
     xnn = (True, False) if args.xnnpack_both else ((False,) if args.no_xnnpack else (True,))
-    results = bench_artifacts(
-        items,
-        windows,
-        threads=args.threads,
-        warmup=args.warmup,
-        runs=args.runs,
-        xnnpack=xnn,
-        isolate=not args.no_isolate,
-        onnx_int8_allowed=args.ort_int8_allowed,
-    )
-    for r in results:
-        r["input"] = source
+    results: list = []
+    for cfg, group in _bench_groups(items, args.pytorch):  # each artifact on windows of its own contract (rate, length)
+        windows, source = bench_windows(args.n_windows, cfg)
+        print(f"windows: {source}")
+        part = bench_artifacts(
+            group,
+            windows,
+            threads=args.threads,
+            warmup=args.warmup,
+            runs=args.runs,
+            xnnpack=xnn,
+            isolate=not args.no_isolate,
+            onnx_int8_allowed=args.ort_int8_allowed,
+            cfg=cfg,
+            **({"peak_flops": results[0]["peak_flops_one_core"]} if results else {}),
+        )
+        for r in part:
+            r["input"] = source
+        results += part
     paths = write_bench_report(results, args.out, baseline=args.baseline, plot=not args.no_plot)
     print(paths["md"].read_text())
     print(bench_summary_text(results, args.baseline))
     print(f"written: {', '.join(str(p) for p in paths.values())}")
     return 1 if any(r.get("error") for r in results) else 0
+
+
+def _bench_groups(items: list, pytorch_model: str | None = None) -> list[tuple]:
+    """``[(config, items)]``: the bench items grouped by the preprocessing config of their input
+    contract (an artifact's own; ``("pytorch", model, name)``: registry model ``pytorch_model``'s), in first-seen
+    order. An artifact whose contract cannot be read goes with the default chain (its bench records
+    the error)."""
+    from anyppg_edge.deploy.contract_io import read_contract
+    from anyppg_edge.errors import AnyPPGError
+    from anyppg_edge.preprocessing import DEFAULT_CONFIG
+
+    groups: dict[str, tuple] = {}
+    for item in items:
+        if isinstance(item, tuple):
+            cfg = _model_config(pytorch_model)
+        else:
+            try:
+                cfg = read_contract(item).preprocess_config
+            except (AnyPPGError, OSError, ValueError):
+                cfg = DEFAULT_CONFIG
+        groups.setdefault(cfg.config_hash(), (cfg, []))[1].append(item)
+    return list(groups.values())
 
 
 def _cmd_mcu(args: argparse.Namespace) -> int:
@@ -176,11 +215,13 @@ def _cmd_mcu(args: argparse.Namespace) -> int:
 
 
 def _cmd_arena(args: argparse.Namespace) -> int:
-    from anyppg_edge.deploy.bench.arena import arena_levers, arena_levers_markdown
+    from anyppg_edge.deploy.bench.arena import arena_levers, arena_levers_markdown, artifact_arena_rows
     from anyppg_edge.io import atomic_write_text
     from anyppg_edge.report import write_json
 
-    rows = arena_levers(args.models, args.out)
+    files = [m for m in args.models if m.endswith(".tflite")]  # exported artifacts: measured as they are
+    names = [m for m in args.models if not m.endswith(".tflite")]
+    rows = (arena_levers(names, args.out) if names else []) + artifact_arena_rows(files)
     md = arena_levers_markdown(rows)
     write_json(Path(args.out) / "arena_levers.json", rows)
     atomic_write_text(Path(args.out) / "arena_levers.md", md)
@@ -246,7 +287,8 @@ def _cmd_golden(args: argparse.Namespace) -> int:
     from anyppg_edge.models.loading import load_encoder
 
     loaded = load_encoder(args.checkpoint, args.model)
-    windows, ids, desc = golden_windows_from_shared(args.n, seed=args.seed, hop_s=args.hop_s)
+    cfg = _model_config(loaded.model_name)  # the model's contract (a native-rate model's own rate)
+    windows, ids, desc = golden_windows_from_shared(args.n, seed=args.seed, hop_s=args.hop_s, cfg=cfg)
     g = make_golden_set(
         loaded.encoder,
         loaded.model_name,
@@ -255,6 +297,7 @@ def _cmd_golden(args: argparse.Namespace) -> int:
         ids,
         args.out,
         device=None if args.device == "auto" else args.device,
+        cfg=cfg,
         window_source=desc,
         created_by=(
             f"python -m export golden --model {loaded.model_name} --checkpoint {args.checkpoint} --out {args.out} "
@@ -305,6 +348,10 @@ def _cmd_parity(args: argparse.Namespace) -> int:
         print("reference made on a GPU: float artifacts (and a CPU golden set of the same windows) are held to the "
               "'gpu-vs-cpu-float' row, int8 artifacts to their usual row, all against the GPU embeddings")
     print(markdown_table(report["rows"], ["artifact", "kind", "tolerance", "max_abs", "cos_mean", "cos_p1", "cos_min", "pass"]))
+    for ir in report.get("integer_reference", []):
+        print(f"{ir['artifact']} in TFLM vs LiteRT reference kernels on {ir['n_windows']} windows (row {ir['tolerance']}): "
+              + ("bit-identical" if ir["bit_identical"] else f"max abs {ir['tflm_vs_litert_ref_max_abs']:.3g}")
+              + f"; TFLM arena {ir['arena']['min_arena_bytes']:,} B")
     if "downstream" in report:
         print(markdown_table(report["downstream"]["rows"]))
     for a in report["artifacts"]:
@@ -380,6 +427,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     c = subparser(sub, "check", help="exit 1 if an artifact's contract does not match a preprocessing config")
     c.add_argument("artifact")
     c.add_argument("--config", default=None, help="PreprocessConfig JSON (default: the toolkit default)")
+    c.add_argument("--model", default=None, help="check against this registry model's contract: --config at the model's input rate and window")
     c.set_defaults(func=_cmd_check)
     bn = subparser(sub, "bench", help="single-window latency of artifacts and the PyTorch model, with speed-ups and fp32 floor")
     bn.add_argument("artifacts", nargs="*", help=".tflite / .onnx files")
@@ -408,7 +456,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     help="c_report.json of `export c --golden`: instructions per window on the emulated Cortex-M4/M33 replace the MACs/cycle assumption for those cores")
     mc.set_defaults(func=_cmd_mcu)
     ar = subparser(sub, "arena", help="TFLite Micro's measured arena of models' int8 exports, one memory lever at a time")
-    ar.add_argument("models", nargs="+", help="registry model names (seeded weights: the arena depends on shapes only)")
+    ar.add_argument("models", nargs="+", help="registry model names (seeded weights: the arena depends on shapes only; "
+                    "one row per memory lever) and/or int8 .tflite files (measured as exported, window from their contract)")
     ar.add_argument("--out", default="runs/arena")
     ar.set_defaults(func=_cmd_arena)
     tm = subparser(sub, "tflm", help="firmware-ready TFLM files: model C array, op resolver, measured arena, contract header, example")

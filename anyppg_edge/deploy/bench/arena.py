@@ -56,7 +56,8 @@ def arena_levers(models: Sequence[str], out_dir: str | Path, seed: int = 0) -> l
         prev = None
         for label, kw in LEVERS:
             path = out / f"{name}.{kw['memory']}{'' if kw.get('affine_depthwise', True) else '.grouped'}.int8.tflite"
-            export_tflite(q, path, InputContract.for_model(name, "tflite-int8", model.out_dim, ""), **kw)
+            contract = InputContract.for_model(name, "tflite-int8", model.out_dim, "", spec.preprocess_config())
+            export_tflite(q, path, contract, **kw)
             a = measure_arena(path)
             ops = op_requirements(path)
             rows.append({
@@ -76,12 +77,40 @@ def arena_levers(models: Sequence[str], out_dir: str | Path, seed: int = 0) -> l
     return rows
 
 
+def artifact_arena_rows(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """One row per int8 ``.tflite`` file as exported: TFLM's measured arena (total, head, tail), its
+    contract's window and the watch tier's verdict."""
+    from anyppg_edge.deploy.contract_io import read_tflite_contract_zip
+    from anyppg_edge.deploy.tflm import measure_arena, op_requirements
+    from anyppg_edge.models.budget import TIERS
+
+    limit = TIERS["watch"].max_arena_bytes
+    rows = []
+    for p in map(Path, paths):
+        c = read_tflite_contract_zip(p)
+        a = measure_arena(p)
+        rows.append({
+            "model": c.model_name,
+            "lever": f"as exported ({p.name})",
+            "input": f"{c.window_samples} samples at {c.sample_rate_hz} Hz",
+            "arena B": a.min_arena_bytes,
+            "head B": a.head_bytes,
+            "tail B": a.tail_bytes,
+            "32-bit MCU B (est.)": a.mcu32_bytes,
+            "ops": sum(op_requirements(p).counts.values()),
+            "watch tier": "fits" if a.min_arena_bytes <= limit else f"over by {a.min_arena_bytes - limit:,}",
+        })
+    return rows
+
+
 def arena_levers_markdown(rows: Sequence[dict[str, Any]]) -> str:
     from anyppg_edge.deploy.tflm import tflm_version
+    from anyppg_edge.models.budget import TIERS
     from anyppg_edge.report import markdown_table
 
     return (
         f"TFLite Micro arena (tflite-micro {tflm_version()}, host build, 64-bit; smallest arena that allocates, "
-        "bisection to 16 B) of each model's int8 export, one lever added per row. Watch tier: arena ≤ 65,536 B.\n\n"
+        "bisection to 16 B) of each model's int8 export, one lever added per row (a given .tflite: as exported). "
+        f"Watch tier: arena ≤ {TIERS['watch'].max_arena_bytes:,} B.\n\n"
         + markdown_table(list(rows))
     )

@@ -361,24 +361,38 @@ def _main(argv: list[str] | None = None) -> int:
     return _worker(*args.worker)
 
 
-def bench_windows(n: int) -> tuple[np.ndarray, str]:
-    """Real preprocessed windows from ../shared when present, else the committed calibration set."""
+def bench_windows(n: int, cfg: PreprocessConfig = DEFAULT_CONFIG) -> tuple[np.ndarray, str]:
+    """Real preprocessed windows of contract ``cfg`` from ../shared when present (a native-rate
+    contract's sampled like its sensor: :func:`~anyppg_edge.data.native_rate.model_input_recording`),
+    else the committed calibration set (125 Hz) or, for a native-rate contract, the calibration
+    simulator's cohort sampled like the sensor."""
+    from anyppg_edge.data.native_rate import is_native_rate
+    from anyppg_edge.deploy.model_windows import model_ppg_windows
     from anyppg_edge.paths import shared_available, shared_dir
 
+    def spread(w: np.ndarray) -> np.ndarray:
+        return w[np.unique(np.linspace(0, len(w) - 1, min(n, len(w))).round().astype(int))].astype(np.float32)
+
+    native = f" ({cfg.target_sample_rate_hz} Hz, sampled like the sensor)" if is_native_rate(cfg) else ""
     if shared_available():
         try:
             from anyppg_edge.data import load_shared_recordings
-            from anyppg_edge.data.windows import extract_windows
 
             recs = load_shared_recordings(shared_dir() / "data")
-            w = np.concatenate([extract_windows(r, hop_s=10.0, ecg_quality=False).ppg for r in recs])
-            idx = np.unique(np.linspace(0, len(w) - 1, min(n, len(w))).round().astype(int))
-            return w[idx].astype(np.float32), f"{len(idx)} real windows from {len(recs)} recordings of ../shared"
+            w = spread(np.concatenate([model_ppg_windows(r, cfg, hop_s=10.0).ppg for r in recs]))
+            return w, f"{len(w)} real windows from {len(recs)} recordings of ../shared{native}"
         except Exception as e:  # unreadable shared data: fall back, say so
             log.warning("shared windows unavailable (%s); using the default calibration set", e)
+    if is_native_rate(cfg):
+        from anyppg_edge.data import simulate_cohort
+        from anyppg_edge.deploy.calibration import SIMULATOR_COHORT
+
+        recs = simulate_cohort(SIMULATOR_COHORT["n_subjects"], SIMULATOR_COHORT["duration_s"], SIMULATOR_COHORT["seed"])
+        w = spread(np.concatenate([model_ppg_windows(r, cfg, hop_s=10.0).ppg for r in recs]))
+        return w, f"{len(w)} windows of the calibration simulator's cohort{native}"
     from anyppg_edge.deploy.calibration import load_default_calibration_set
 
-    cs = load_default_calibration_set()
+    cs = load_default_calibration_set(cfg)
     return cs.windows[:n].astype(np.float32), f"{min(n, len(cs))} windows of the committed default calibration set"
 
 

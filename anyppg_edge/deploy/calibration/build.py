@@ -20,8 +20,9 @@ from scipy import signal
 
 from anyppg_edge import __version__
 from anyppg_edge import preprocessing as pp
+from anyppg_edge.data.native_rate import is_native_rate, model_input_recording, reference_config
 from anyppg_edge.data.recording import Recording
-from anyppg_edge.data.windows import _reason, extract_windows
+from anyppg_edge.data.windows import _reason
 from anyppg_edge.deploy.calibration.store import (
     CALIBRATION_SCHEMA,
     MANIFEST_FILE,
@@ -33,6 +34,7 @@ from anyppg_edge.deploy.calibration.store import (
     load_calibration_set,
     windows_sha256,
 )
+from anyppg_edge.deploy.model_windows import model_windows
 from anyppg_edge.errors import ContractMismatchError, DataFormatError, InvalidSignalError
 from anyppg_edge.eval.heart_rate import HrPolicy, reference_heart_rates
 from anyppg_edge.preprocessing import DEFAULT_CONFIG, PreprocessConfig
@@ -62,6 +64,13 @@ DEFAULT_HOP_S = 5.0
 DEFAULT_MAX_CANDIDATES = 8192
 
 Source = str | os.PathLike | Sequence[Recording]
+
+# In the manifest of a native-rate set (a 125 Hz set's manifest is unchanged).
+NATIVE_RATE_NOTE = (
+    "PPG windows sampled like a sensor at the contract's rate (anyppg_edge.data.native_rate.model_input_recording; "
+    "shard folders: their --native-rates companions), band-pass and z-score at that rate, nothing resampled; "
+    "HR labels from the ECG at the reference 125 Hz chain, cut at the same starts"
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -127,11 +136,11 @@ class _Pool:
     start_s: np.ndarray
 
     @classmethod
-    def concat(cls, parts: list[_Pool], window_samples: int) -> _Pool:
+    def concat(cls, parts: list[_Pool], window_samples: int, ecg_samples: int | None = None) -> _Pool:
         if not parts:
             z = np.zeros((0, window_samples), np.float32)
             e = np.zeros(0, str)
-            return cls(z, z.copy(), np.zeros(0, bool), e, e, e, np.zeros(0))
+            return cls(z, np.zeros((0, ecg_samples or window_samples), np.float32), np.zeros(0, bool), e, e, e, np.zeros(0))
         return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__))
 
     def take(self, idx: np.ndarray) -> _Pool:
@@ -167,20 +176,24 @@ def _pool_from_recordings(
     ecg_quality: bool,
     progress: bool,
 ) -> tuple[_Pool, Counter]:
+    """Candidate windows of recordings: the PPG as the model of contract ``cfg`` reads it
+    (:func:`~anyppg_edge.deploy.model_windows.model_windows`: sampled like the sensor for a native-rate
+    contract), the ECG (for the HR labels) at the reference rate."""
     L = cfg.window_samples
+    L_ecg = reference_config(cfg).window_samples
     parts: list[_Pool] = []
     rejected: Counter = Counter()
     for rec in _bar(recs, progress, f"calibration {name}"):
         if not isinstance(rec, Recording):
             raise TypeError(f"source {name!r}: expected Recording objects, got {type(rec).__name__}")
         if rec.has("ecg"):
-            ws = extract_windows(rec, cfg, hop_s=hop_s, ecg_quality=ecg_quality)
+            ws = model_windows(rec, cfg, hop_s=hop_s, ecg_quality=ecg_quality)
             ppg, ecg, starts, has = ws.ppg, ws.ecg, ws.start_s, np.ones(len(ws), bool)
             rejected.update(ws.rejected)
         else:
-            wins, st, rej = _ppg_only_windows(rec, cfg, hop_s)
+            wins, st, rej = _ppg_only_windows(model_input_recording(rec, cfg), cfg, hop_s)
             ppg = np.stack(wins) if wins else np.zeros((0, L), np.float32)
-            ecg, starts, has = np.zeros_like(ppg), np.asarray(st, np.float64), np.zeros(len(wins), bool)
+            ecg, starts, has = np.zeros((len(ppg), L_ecg), np.float32), np.asarray(st, np.float64), np.zeros(len(wins), bool)
             rejected.update(rej)
         k = len(ppg)
         parts.append(
@@ -194,7 +207,7 @@ def _pool_from_recordings(
                 np.asarray(starts, np.float64),
             )
         )
-    return _Pool.concat(parts, L), rejected
+    return _Pool.concat(parts, L, L_ecg), rejected
 
 
 def _cap_per_subject(keys: np.ndarray, max_candidates: int, rng: np.random.Generator) -> np.ndarray:
@@ -220,13 +233,18 @@ def _pool_from_shards(
         raise DataFormatError(
             f"calibration source {str(path)!r} is not a directory (nor 'shared'/'simulator')"
         )
-    ds = ShardDataset(path, split="all", expected_config_hash=cfg.config_hash())
+    # a native-rate contract reads the folder's companion windows at its rate (prepare-data
+    # --native-rates: sampled like the sensor, row for row with the reference-rate windows and ECG)
+    ref = reference_config(cfg)
+    ds = ShardDataset(path, split="all", expected_config_hash=ref.config_hash())
     keys = np.char.add(np.char.add(ds.datasets.astype(str), "\x1f"), ds.subject_ids.astype(str))
     idx = _cap_per_subject(keys, max_candidates, rng)
-    L = cfg.window_samples
+    L = ref.window_samples
     if idx.size and ds.window_samples != L:
         raise ContractMismatchError(f"{path} holds windows of {ds.window_samples} samples, expected {L}")
     ppg, ecg = ds.get_batch(idx) if idx.size else (np.zeros((0, 1, L), np.float32),) * 2
+    if is_native_rate(cfg):
+        ppg = ds.get_ppg(idx, cfg.target_sample_rate_hz) if idx.size else np.zeros((0, 1, cfg.window_samples), np.float32)
     rejected: Counter = Counter()
     summary = path / "summary.json"
     if summary.is_file():
@@ -418,7 +436,7 @@ def build_calibration_set(
         parts.append(part)
         rejected.update(rej)
         rejected_by_source[name] = dict(sorted(rej.items()))
-    pool = _Pool.concat(parts, cfg.window_samples)
+    pool = _Pool.concat(parts, cfg.window_samples, reference_config(cfg).window_samples)
     n_extracted = len(pool)
     keys = np.char.add(np.char.add(pool.dataset.astype(str), ":"), pool.subject_id.astype(str))
     cap = _cap_per_subject(keys, max_candidates, rng)
@@ -429,8 +447,7 @@ def build_calibration_set(
             f"(rejected: {dict(rejected)})"
         )
 
-    hr, hr_source = reference_heart_rates(pool.start_s, ecg=pool.ecg, ppg=pool.ppg, has_ecg=pool.has_ecg,
-                                          sample_rate_hz=fs, window_s=cfg.window_s, policy=HR_POLICY)
+    hr, hr_source = _label_heart_rates(pool, cfg)
     quality = ppg_quality(pool.ppg, hr, fs=fs)
     q_edges = np.quantile(quality, [1 / 3, 2 / 3])
     q_idx = np.digitize(quality, q_edges, right=True)
@@ -498,6 +515,7 @@ def build_calibration_set(
             "strata": _coverage(stratum, cs.stratum),
         },
         "files": [WINDOWS_FILE, META_FILE, MANIFEST_FILE],
+        **({"native_rate": NATIVE_RATE_NOTE} if is_native_rate(cfg) else {}),
         **extras,
     }
     if progress:
@@ -507,6 +525,28 @@ def build_calibration_set(
             file=sys.stderr,
         )
     return cs
+
+
+def _label_heart_rates(pool: _Pool, cfg: PreprocessConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The HR labels under :data:`HR_POLICY`: ECG R peaks at the reference rate (the pool's ECG), then
+    the PPG spectral peak at the model's rate (a native-rate pool's PPG is at the sensor's rate)."""
+    fs, fs_ecg = float(cfg.target_sample_rate_hz), float(reference_config(cfg).target_sample_rate_hz)
+    if fs == fs_ecg:
+        return reference_heart_rates(pool.start_s, ecg=pool.ecg, ppg=pool.ppg, has_ecg=pool.has_ecg,
+                                     sample_rate_hz=fs, window_s=cfg.window_s, policy=HR_POLICY)
+    import dataclasses
+
+    hr, src = reference_heart_rates(pool.start_s, ecg=pool.ecg, has_ecg=pool.has_ecg, sample_rate_hz=fs_ecg,
+                                    window_s=cfg.window_s, policy=dataclasses.replace(HR_POLICY, ppg_fallback=False))
+    need = ~np.isfinite(hr)
+    if need.any():
+        h2, s2 = reference_heart_rates(pool.start_s[need], ppg=pool.ppg[need], sample_rate_hz=fs,
+                                       window_s=cfg.window_s, policy=HR_POLICY)
+        hr[need] = h2
+        src = src.astype(object)
+        src[need] = s2
+        src = src.astype(str)
+    return hr, src
 
 
 def build_default_calibration_set(
@@ -523,7 +563,16 @@ def build_default_calibration_set(
 def load_default_calibration_set(cfg: PreprocessConfig = DEFAULT_CONFIG) -> CalibrationSet:
     """The committed default set, verified; rebuilt from the simulator (deterministically, not written
     to disk) when the folder is absent. A committed default made for another preprocessing config than
-    ``cfg`` is a ContractMismatchError."""
+    ``cfg`` is a ContractMismatchError, and so is a native-rate ``cfg`` (its windows must be sampled
+    like the sensor, which the committed 125 Hz set is not)."""
+    if is_native_rate(cfg):
+        raise ContractMismatchError(
+            f"the committed default calibration set holds {DEFAULT_CONFIG.target_sample_rate_hz} Hz windows, but this "
+            f"model's contract is a native-rate one ({cfg.target_sample_rate_hz} Hz, {cfg.window_samples} samples): "
+            "its calibration windows must be sampled like its sensor, never resampled from 125 Hz. Use "
+            "`--calibration shared` (built from ../shared through anyppg_edge.data.native_rate.model_input_recording) "
+            "or a calibration folder built for this contract"
+        )
     d = default_calibration_dir()
     if (d / MANIFEST_FILE).is_file():
         return load_calibration_set(d, cfg)

@@ -404,12 +404,17 @@ def shared_export_data(
     ``../shared`` subject, the description says plainly that no real subject is held out (the parity
     windows are then the val+test subjects of the seed-``seed`` :func:`recording_splits`, seen in
     training). Without ``shards`` the seed-``seed`` split of the 10 recordings is used and the
-    description says that the parity subjects are held out of calibration and QAT only."""
+    description says that the parity subjects are held out of calibration and QAT only.
+
+    Every window is cut as the model of contract ``cfg`` reads it
+    (:func:`~anyppg_edge.data.native_rate.model_input_recording`: a native-rate contract's PPG is
+    sampled like its sensor, never resampled from 125 Hz)."""
     from anyppg_edge.data import load_shared_recordings
+    from anyppg_edge.data.native_rate import is_native_rate
     from anyppg_edge.data.shards import index_subject_splits
     from anyppg_edge.data.splits import recording_splits
-    from anyppg_edge.data.windows import extract_windows
     from anyppg_edge.deploy.calibration import build_calibration_set
+    from anyppg_edge.deploy.model_windows import model_ppg_windows
     from anyppg_edge.errors import DataFormatError
     from anyppg_edge.paths import shared_dir
 
@@ -445,11 +450,14 @@ def shared_export_data(
         heldout = []
     train = [r for r in recs if r not in held]
     cs = build_calibration_set([train], n_windows=n_calibration, seed=seed, cfg=cfg, hop_s=hop_s, progress=progress)
-    qat = np.concatenate([extract_windows(r, cfg, hop_s=hop_s, ecg_quality=False).ppg for r in train])
-    ev = np.concatenate([extract_windows(r, cfg, hop_s=hop_s, ecg_quality=False).ppg for r in held])
+    # every window as the model of contract ``cfg`` reads it (a native-rate model: sampled like its sensor)
+    qat = np.concatenate([model_ppg_windows(r, cfg, hop_s=hop_s).ppg for r in train])
+    ev = np.concatenate([model_ppg_windows(r, cfg, hop_s=hop_s).ppg for r in held])
     rng = np.random.default_rng(seed)
     if len(ev) > n_eval:
         ev = ev[np.sort(rng.choice(len(ev), n_eval, replace=False))]
     desc = f"{where}; {len(ev)} windows; calibration/QAT from {len(train)} other subjects"
+    if is_native_rate(cfg):
+        desc += f"; PPG sampled like a {cfg.target_sample_rate_hz} Hz sensor (native-rate contract)"
     return ExportData(cs.windows, qat.astype(np.float32), ev.astype(np.float32), desc, cs.manifest,
                       heldout_subjects=heldout, heldout_checked=shards is not None)

@@ -50,7 +50,10 @@ def c_encoder_report(
     t0 = time.time()
     gen = generate_c_encoder(tflite_path, src)
     host = CEncoder(build_host_library(src), src).embed(windows)
-    tflm = open_encoder(tflite_path, runtime="tflm").embed(windows)
+    from anyppg_edge.deploy.contract_io import read_tflite_contract_zip
+
+    cfg = read_tflite_contract_zip(Path(tflite_path)).preprocess_config  # the model's own rate and window
+    tflm = open_encoder(tflite_path, cfg, runtime="tflm").embed(windows)
     rows: list[dict[str, Any]] = []
 
     def compare(label: str, ref: np.ndarray, emb: np.ndarray, row: str) -> None:

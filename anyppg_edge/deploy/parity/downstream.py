@@ -99,9 +99,14 @@ def downstream_parity(
 ) -> dict[str, Any]:
     """HR linear probe and retrieval R@1 of the float ``model`` and of each artifact, side by side, on
     every ``../shared`` recording (windows every ``hop_s`` s; ``max_windows`` drawn at random when
-    given). See the module docstring for the HR reference and the retrieval protocol."""
+    given). See the module docstring for the HR reference and the retrieval protocol. ``cfg``: the
+    artifacts' contract (default the official chain); the PPG windows are the ones a model of that
+    contract reads (:func:`~anyppg_edge.deploy.model_windows.model_windows`: a native-rate contract's
+    sampled like its sensor), the ECG (HR reference, ECG tower) stays at the reference 125 Hz."""
     from anyppg_edge.data import load_shared_recordings
-    from anyppg_edge.data.windows import WindowSet, extract_windows
+    from anyppg_edge.data.native_rate import reference_config
+    from anyppg_edge.data.windows import WindowSet
+    from anyppg_edge.deploy.model_windows import model_windows
     from anyppg_edge.deploy.runtime import open_encoder
     from anyppg_edge.eval.heart_rate import window_reference_hr_bpm
     from anyppg_edge.eval.probe import linear_probe
@@ -112,11 +117,12 @@ def downstream_parity(
     cfg = cfg or DEFAULT_CONFIG
     t0 = time.time()
     recs = load_shared_recordings(shared_dir() / "data")
-    ws = WindowSet.concat([extract_windows(r, cfg, hop_s=hop_s, ecg_quality=False) for r in recs])
+    ws = WindowSet.concat([model_windows(r, cfg, hop_s=hop_s) for r in recs])
     if max_windows is not None and len(ws) > max_windows:
         idx = np.sort(np.random.default_rng(seed).choice(len(ws), max_windows, replace=False))
         ws = WindowSet(ws.ppg[idx], ws.ecg[idx], ws.subject_id[idx], ws.dataset[idx], ws.start_s[idx])
-    hr, hr_source = window_reference_hr_bpm(ws, recs, window_s=cfg.window_s)
+    hr, hr_source = window_reference_hr_bpm(ws, recs, window_s=cfg.window_s,
+                                            sample_rate_hz=reference_config(cfg).target_sample_rate_hz)
     keep = np.isfinite(hr)
     groups = np.asarray(ws.subject_id).astype(str)
     query_head, ecg_embed, retrieval_desc = _retrieval_side(checkpoint)

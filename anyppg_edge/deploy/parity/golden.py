@@ -402,15 +402,19 @@ def golden_windows_from_recordings(
     source: str = "recordings",
 ) -> tuple[np.ndarray, list[str], str]:
     """:func:`golden_windows_from_shared` over any recordings (``source`` names them in the
-    description): the held-out subjects of their seed-``seed`` split, every ``hop_s`` s, ``n`` drawn."""
+    description): the held-out subjects of their seed-``seed`` split, every ``hop_s`` s, ``n`` drawn.
+    The windows of contract ``cfg``: :func:`~anyppg_edge.data.native_rate.model_input_recording`
+    (a native-rate contract's PPG sampled like its sensor)."""
+    from anyppg_edge.data.native_rate import is_native_rate
     from anyppg_edge.data.splits import recording_splits
-    from anyppg_edge.data.windows import WindowSet, extract_windows
+    from anyppg_edge.data.windows import WindowSet
+    from anyppg_edge.deploy.model_windows import model_ppg_windows
 
     split = recording_splits(recs, seed=seed)
     held = [r for r in recs if split[f"{r.dataset}/{r.subject_id}"] in splits]
     if not held:
         raise ValueError(f"no subjects in splits {list(splits)} of {source}")
-    ws = WindowSet.concat([extract_windows(r, cfg, hop_s=hop_s, ecg_quality=False) for r in held])
+    ws = WindowSet.concat([model_ppg_windows(r, cfg, hop_s=hop_s) for r in held])
     idx = np.arange(len(ws))
     if len(ws) > n:
         idx = np.sort(np.random.default_rng(seed).choice(len(ws), n, replace=False))
@@ -419,6 +423,7 @@ def golden_windows_from_recordings(
         f"{source} held-out subjects ({'+'.join(splits)} of subject_split seed {seed}): "
         f"{', '.join(sorted({_subject_label(r.dataset, r.subject_id) for r in held}))}; hop {hop_s:g} s; "
         f"{len(idx)} of {len(ws)} windows"
+        + (f"; PPG sampled like a {cfg.target_sample_rate_hz} Hz sensor (native-rate contract)" if is_native_rate(cfg) else "")
     )
     return ws.ppg[idx].astype(np.float32), ids, desc
 

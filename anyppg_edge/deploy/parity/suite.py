@@ -365,11 +365,11 @@ def run_parity(
         if source_model is None:
             raise ValueError("downstream parity needs the source model (--checkpoint)")
         report["downstream"] = downstream_parity(
-            {label: p for (label, p), r in zip(items, results, strict=True) if Path(p).suffix.lower() in (".onnx", ".tflite")},
+            {label: p for label, p in items if Path(p).suffix.lower() in (".onnx", ".tflite")},  # results also hold [TFLM] rows
             source_model,
             checkpoint,
             threads=threads,
-            **dict(downstream_kw or {}),
+            **{"cfg": _golden_cfg(golden), **dict(downstream_kw or {})},
         )
     if out_dir is not None:
         report["files"] = write_parity_report(report, results, out_dir, plot=plot)
