@@ -41,6 +41,8 @@ class DemoConfig:
     pretrain_crop_scale_min: float = 0.85
     pretrain_noise_std: float = 0.05
     student: str = "student-watch-slim"  # the watch tier on TFLM's measured arena, whole-window receptive field
+    # a native-rate watch student distilled beside it: reads a 25 Hz sensor's samples directly (issue 20)
+    native_student: str | None = "student-watch-25hz"
     distill_steps: int = 40
     export: bool = True  # QAT + ONNX/TFLite float and int8 artifacts of the student (and PTQ of the teacher)
     export_qat_steps: int = 30
@@ -102,7 +104,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 
     # 1. data preparation: reference preprocessing into shards (resumable), subject-level split
     t = time.perf_counter()
-    data_summary = prepare_shards(recordings, out / "data", cfg=pcfg, hop_s=cfg.hop_s, seed=cfg.seed, force=cfg.force)
+    native_rates = _native_rates(cfg)
+    data_summary = prepare_shards(recordings, out / "data", cfg=pcfg, hop_s=cfg.hop_s, seed=cfg.seed, force=cfg.force,
+                                  native_rates_hz=native_rates)
     timings["prepare shards s"] = time.perf_counter() - t
     ds = ShardDataset(out / "data", split="all")
     ppg, _ = ds.get_batch(np.arange(len(ds)))
@@ -137,6 +141,15 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         _demo_train_config(cfg.distill_steps, min(cfg.pretrain_batch_size, n_train), 2e-3, cfg.seed, out / "distill"),
     )
     timings["distill s"] = time.perf_counter() - t
+    kd_native = None
+    if cfg.native_student:  # the same teacher, the same windows: the student reads them at its sensor's rate
+        t = time.perf_counter()
+        kd_native = distill_and_evaluate(
+            out / "data", pre["last_checkpoint"], DistillConfig(student=cfg.native_student),
+            _demo_train_config(cfg.distill_steps, min(cfg.pretrain_batch_size, n_train), 2e-3, cfg.seed,
+                               out / "distill_native"),
+        )
+        timings["distill native-rate s"] = time.perf_counter() - t
 
     # 5. QAT (brevitas) + export of the distilled student, PTQ export of the teacher: ONNX/TFLite float
     #    and int8, contracts, graph and parity reports; 6. latency table; 7. parity vs golden sets
@@ -147,6 +160,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     bench_md = parity_md = None
     bench_rows: list[dict[str, Any]] = []
     parity_rows: list[dict[str, Any]] = []
+    tradeoff: list[dict[str, Any]] = []
     if cfg.export:
         t = time.perf_counter()
         windows = _export_windows(cfg, out, pcfg)
@@ -154,22 +168,32 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             "student": _export_model(cfg, out, cfg.student, kd["last_checkpoint"], cfg.export_qat_steps, windows, pcfg),
             "teacher": _export_model(cfg, out, cfg.model, ckpt, 0, windows, pcfg),
         }
+        if kd_native is not None:
+            ncfg = _native_config(cfg, pcfg)
+            export_reports["native"] = _export_model(cfg, out, cfg.native_student, kd_native["last_checkpoint"],
+                                                     cfg.export_qat_steps, _export_windows(cfg, out, ncfg), ncfg)
         timings["qat + export s"] = time.perf_counter() - t
         t = time.perf_counter()
-        harness = _harness_stage(cfg, out, export_reports["student"], recordings, pcfg)
+        harness = _harness_stage(cfg, out, export_reports["student"], recordings)
         timings["firmware harness s"] = time.perf_counter() - t
         t = time.perf_counter()
-        bench_rows, bench_md = _bench_stage(cfg, out, export_reports, windows["eval"], pcfg)
+        bench_rows, bench_md = _bench_stage(cfg, out, export_reports)
         timings["bench s"] = time.perf_counter() - t
         t = time.perf_counter()
-        parity_rows, parity_md = _parity_stage(out, export_reports, windows, pcfg)
+        parity_rows, parity_md = _parity_stage(out, export_reports)
         timings["parity s"] = time.perf_counter() - t
         t = time.perf_counter()
-        c_report = _c_encoder_stage(out, export_reports["student"], windows)
+        c_report = _c_encoder_stage(out / "c_encoder", export_reports["student"])
+        if "native" in export_reports:
+            _c_encoder_stage(out / "c_encoder_native", export_reports["native"])
         timings["C encoder s"] = time.perf_counter() - t
         t = time.perf_counter()
         firmware = _firmware_stage(out, export_reports["student"], recordings)
         timings["firmware bundle s"] = time.perf_counter() - t
+        if "native" in export_reports:
+            t = time.perf_counter()
+            tradeoff = _tradeoff_stage(cfg, out)
+            timings["trade-off table s"] = time.perf_counter() - t
 
     stats_rows = budget_table()
     retrieval = pre.get("retrieval", {})
@@ -198,6 +222,14 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             "checkpoint": str(kd.get("last_checkpoint", "")),
             "retention": kd["retention"],
         },
+        "distill_native": None if kd_native is None else {
+            "student": cfg.native_student,
+            "input_sample_rate_hz": kd_native["retention"].get("student_input_rate_hz"),
+            "steps": kd_native.get("step"),
+            "checkpoint": str(kd_native.get("last_checkpoint", "")),
+            "retention": kd_native["retention"],
+        },
+        "tradeoff": tradeoff,
         "export": {
             role: {k: r[k] for k in ("model", "artifacts", "parity", "parity_pass", "qat_vs_ptq", "graphs", "tflm", "timings_s")}
             for role, r in export_reports.items()
@@ -223,25 +255,42 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     return summary
 
 
+def _native_rates(cfg: DemoConfig) -> tuple[int, ...]:
+    from anyppg_edge.models.registry import get_model_spec
+
+    return (get_model_spec(cfg.native_student).input_sample_rate_hz,) if cfg.native_student else ()
+
+
+def _native_config(cfg: DemoConfig, pcfg):
+    from anyppg_edge.models.registry import get_model_spec
+
+    return get_model_spec(cfg.native_student).preprocess_config(pcfg)
+
+
 def _export_windows(cfg: DemoConfig, out: Path, pcfg) -> dict[str, Any]:
-    """Calibration (the committed simulator default + real training windows), QAT (training split)
-    and evaluation windows (val + test subjects) from the demo's shards."""
+    """Calibration, QAT (training split) and evaluation windows (val + test subjects) from the demo's
+    shards at ``pcfg``'s rate: the same rows at every rate (a native-rate contract reads the shards'
+    companion windows). Calibration at the reference rate adds the committed simulator default set;
+    no such set exists at a sensor's rate, so a native-rate model calibrates on training windows only."""
+    from anyppg_edge.data.native_rate import is_native_rate
     from anyppg_edge.data.shard_dataset import ShardDataset
     from anyppg_edge.deploy.calibration import load_default_calibration_set
 
+    rate = pcfg.target_sample_rate_hz
     rng = np.random.default_rng(cfg.seed)
     train = ShardDataset(out / "data", split="train")
-    train_w = train.get_batch(np.arange(len(train)))[0][:, 0].astype(np.float32)
+    train_w = train.get_ppg(np.arange(len(train)), rate)[:, 0].astype(np.float32)
     held = [ShardDataset(out / "data", split=s) for s in ("val", "test")]
-    eval_w = np.concatenate([d.get_batch(np.arange(len(d)))[0][:, 0] for d in held if len(d)]).astype(np.float32)
+    eval_w = np.concatenate([d.get_ppg(np.arange(len(d)), rate)[:, 0] for d in held if len(d)]).astype(np.float32)
     idx = np.arange(len(eval_w))
     if len(eval_w) > 128:
         idx = np.sort(rng.choice(len(eval_w), 128, replace=False))
-    calib = np.concatenate(
-        [load_default_calibration_set(pcfg).windows, train_w[rng.choice(len(train_w), min(128, len(train_w)), replace=False)]]
-    )
-    return {"calibration": calib, "qat": train_w, "eval": eval_w[idx], "eval_ids": [f"demo-heldout-{i}" for i in idx],
-            "description": f"demo held-out split (val+test subjects), {len(idx)} windows"}
+    calib = [train_w[rng.choice(len(train_w), min(128, len(train_w)), replace=False)]]
+    if not is_native_rate(pcfg):
+        calib.insert(0, load_default_calibration_set(pcfg).windows)
+    return {"calibration": np.concatenate(calib), "qat": train_w, "eval": eval_w[idx],
+            "eval_ids": [f"demo-heldout-{i}" for i in idx],
+            "description": f"demo held-out split (val+test subjects), {len(idx)} windows at {rate} Hz"}
 
 
 def _export_model(cfg: DemoConfig, out: Path, name: str, checkpoint, qat_steps: int, w: dict[str, Any], pcfg):
@@ -254,11 +303,11 @@ def _export_model(cfg: DemoConfig, out: Path, name: str, checkpoint, qat_steps: 
     ecfg = ExportConfig(out_dir=out / "export" / name, qat_steps=qat_steps, seed=cfg.seed, progress=False,
                         plot=cfg.plot, preprocess=pcfg, export_ptq_tflite=qat_steps > 0)
     rep = export_all(model, name, sha, w["calibration"], w["qat"], w["eval"], ecfg, eval_source=w["description"])
-    rep["_model"], rep["_sha"] = model, sha
+    rep["_model"], rep["_sha"], rep["_pcfg"], rep["_windows"] = model, sha, pcfg, w
     return rep
 
 
-def _c_encoder_stage(out: Path, student: dict[str, Any], w: dict[str, Any]) -> dict[str, Any]:
+def _c_encoder_stage(out_dir: Path, student: dict[str, Any]) -> dict[str, Any]:
     """The watch student's generated C encoder on the held-out windows: host build and, when the
     cross toolchain is installed (``make cortexm-tools``), emulated Cortex-M4 and M33; vs TFLM and the
     float model; memory and instruction counts."""
@@ -266,9 +315,10 @@ def _c_encoder_stage(out: Path, student: dict[str, Any], w: dict[str, Any]) -> d
     from anyppg_edge.deploy.export.c_report import c_encoder_report, c_report_markdown
     from anyppg_edge.deploy.quantize import float_embeddings
 
+    w = student["_windows"]
     x = w["eval"][:32]
     boards = ("cortex-m4", "cortex-m33") if toolchain_available() else ()
-    rep = c_encoder_report(student["artifacts"]["tflite-int8"], out / "c_encoder", x,
+    rep = c_encoder_report(student["artifacts"]["tflite-int8"], out_dir, x,
                            float_embeddings(student["_model"], x[:, None]), boards,
                            windows_source=f"{len(x)} of the {w['description']}")
     md = c_report_markdown(rep).split("\n", 1)[1]  # its title dropped
@@ -288,7 +338,7 @@ def _firmware_stage(out: Path, student: dict[str, Any], recordings: list) -> dic
     from anyppg_edge.stream.firmware import firmware_summary, render_firmware_markdown, write_firmware_bundle
 
     bundle = out / "firmware" / "bundle"
-    write_firmware_bundle(student["artifacts"]["tflite-int8"], bundle, 25.0)
+    write_firmware_bundle(student["artifacts"]["tflite-int8"], bundle)  # the contract's rate, or 25 Hz for a 125 Hz model
     real = [r for r in recordings if r.dataset not in SIMULATED_DATASETS]
     rec = (real or recordings)[:1]
     s = firmware_summary(bundle, rec, out / "firmware", float_encoder=student["_model"], duration_s=40.0,
@@ -297,7 +347,7 @@ def _firmware_stage(out: Path, student: dict[str, Any], recordings: list) -> dic
     return s
 
 
-def _harness_stage(cfg: DemoConfig, out: Path, student: dict[str, Any], recordings: list, pcfg) -> dict[str, Any]:
+def _harness_stage(cfg: DemoConfig, out: Path, student: dict[str, Any], recordings: list) -> dict[str, Any]:
     """Replay recordings through emulated watch sensors (25 Hz, FIFO bursts, faults) and the streaming
     preprocessor into the student's int8 TFLite; parity with the offline chain and the float model."""
     from anyppg_edge.data.splits import SIMULATED_DATASETS
@@ -305,20 +355,27 @@ def _harness_stage(cfg: DemoConfig, out: Path, student: dict[str, Any], recordin
 
     real = [r for r in recordings if r.dataset not in SIMULATED_DATASETS]
     h = harness_summary(student["artifacts"]["tflite-int8"], student["_model"], real or recordings, out / "harness",
-                        max_fault_recordings=3, cfg=pcfg, seed=cfg.seed, plot=cfg.plot)
+                        max_fault_recordings=3, cfg=student["_pcfg"], seed=cfg.seed, plot=cfg.plot)
     h["_md"] = render_harness_markdown(h)
     return h
 
 
-def _bench_stage(cfg: DemoConfig, out: Path, reports: dict[str, Any], windows: np.ndarray, pcfg):
-    """Latency per 10 s window on this host, 1 thread: every artifact + both PyTorch eager models."""
+def _bench_stage(cfg: DemoConfig, out: Path, reports: dict[str, Any]):
+    """Latency per 10 s window on this host, 1 thread: every artifact + the PyTorch eager models,
+    each on windows of its own contract (one run per input rate, in one process)."""
     from anyppg_edge.deploy.bench.latency import bench_artifacts
     from anyppg_edge.deploy.bench.report import bench_markdown, write_bench_report
 
-    items: list[Any] = [("pytorch", r["_model"], f"{r['model']} pytorch-float") for r in reports.values()]
+    by_rate: dict[int, list[dict[str, Any]]] = {}
     for r in reports.values():
-        items += [Path(p) for k, p in r["artifacts"].items() if "PTQ" not in k]
-    results = bench_artifacts(items, windows[:16], threads=1, warmup=5, runs=cfg.bench_runs, cfg=pcfg)
+        by_rate.setdefault(r["_pcfg"].target_sample_rate_hz, []).append(r)
+    results = []
+    for group in by_rate.values():
+        items: list[Any] = [("pytorch", r["_model"], f"{r['model']} pytorch-float") for r in group]
+        for r in group:
+            items += [Path(p) for k, p in r["artifacts"].items() if "PTQ" not in k]
+        results += bench_artifacts(items, group[0]["_windows"]["eval"][:16], threads=1, warmup=5, runs=cfg.bench_runs,
+                                   cfg=group[0]["_pcfg"], measure_flops=False)
     write_bench_report(results, out / "bench", plot=cfg.plot)
     md = bench_markdown(results, baseline=f"{reports['teacher']['model']} pytorch-float")
     rows = [{"name": r["name"], "kind": r.get("kind"), "error": r.get("error"),
@@ -326,7 +383,7 @@ def _bench_stage(cfg: DemoConfig, out: Path, reports: dict[str, Any], windows: n
     return rows, md
 
 
-def _parity_stage(out: Path, reports: dict[str, Any], w: dict[str, Any], pcfg):
+def _parity_stage(out: Path, reports: dict[str, Any]):
     """Golden sets from the float models (CPU here; GPU when present) and the parity table of every
     artifact the job produced."""
     from anyppg_edge.deploy.parity.golden import make_golden_set
@@ -334,13 +391,28 @@ def _parity_stage(out: Path, reports: dict[str, Any], w: dict[str, Any], pcfg):
 
     rows, parts = [], []
     for r in reports.values():
+        w = r["_windows"]
         golden = make_golden_set(r["_model"], r["model"], r["_sha"], w["eval"], w["eval_ids"],
-                                 out / "parity" / f"{r['model']}.golden.npz", cfg=pcfg, window_source=w["description"])
+                                 out / "parity" / f"{r['model']}.golden.npz", cfg=r["_pcfg"],
+                                 window_source=w["description"])
         arts = {k: p for k, p in r["artifacts"].items() if "PTQ" not in k}
         rws, md = parity_table_for(arts, golden)
         rows += [{"model": r["model"], **x} for x in rws]
         parts.append(f"**{r['model']}**: " + md)
     return rows, "\n\n".join(parts)
+
+
+def _tradeoff_stage(cfg: DemoConfig, out: Path) -> list[dict[str, Any]]:
+    """The 125 Hz and the native-rate watch students side by side (same teacher, same held-out rows)."""
+    from anyppg_edge.deploy.bench.tradeoff import TradeoffRun, tradeoff_table
+
+    def c_dir(name: str) -> Path | None:
+        return out / name if (out / name / "c_report.json").is_file() else None
+
+    return tradeoff_table([
+        TradeoffRun(out / "distill", out / "export" / cfg.student, c_dir("c_encoder")),
+        TradeoffRun(out / "distill_native", out / "export" / cfg.native_student, c_dir("c_encoder_native")),
+    ], out / "tradeoff", latency_runs=cfg.bench_runs)
 
 
 def _retrieval_rows(retrieval: dict[str, Any]) -> list[dict[str, Any]]:
@@ -370,7 +442,7 @@ def render_report(summary: dict[str, Any], plot_path: Path | None, data_summary_
             if not line.startswith("# ")  # the shard summary's own title
         ),
         "",
-        "## Model budgets (per 10 s window at 125 Hz)",
+        "## Model budgets (per 10 s window at each model's input rate)",
         "",
         markdown_table(summary["model_stats"]),
         "## Encoding",
@@ -390,6 +462,7 @@ def render_report(summary: dict[str, Any], plot_path: Path | None, data_summary_
         f"{summary['distill']['steps']} steps)",
         "",
         *[markdown_table(t) + "\n" for t in retention_tables(summary["distill"]["retention"])],
+        *_native_section(summary),
         *_export_section(summary.get("export")),
         "## Timings (this machine)",
         "",
@@ -399,6 +472,21 @@ def render_report(summary: dict[str, Any], plot_path: Path | None, data_summary_
         lines += ["", f"![demo]({plot_path.name})", ""]
     lines += _tail_sections(summary)  # the report ends with the parity table of every artifact
     return "\n".join(lines)
+
+
+def _native_section(summary: dict[str, Any]) -> list[str]:
+    from anyppg_edge.train.distill import retention_tables
+
+    kd = summary.get("distill_native")
+    if not kd:
+        return []
+    lines = [f"## Native-rate student (`{kd['student']}`: reads the {kd['input_sample_rate_hz']} Hz sensor's samples, "
+             f"same teacher and held-out rows, {kd['steps']} steps)", "",
+             *[markdown_table(t) + "\n" for t in retention_tables(kd["retention"])]]
+    if summary.get("tradeoff"):
+        lines += ["### Input rate trade-off (details in `tradeoff/`; latency: this host, 1 thread, int8 TFLite)", "",
+                  markdown_table(summary["tradeoff"]), ""]
+    return lines
 
 
 def _export_section(ex: dict[str, Any] | None) -> list[str]:

@@ -97,9 +97,22 @@ def test_demo_end_to_end_on_embedded_default(tmp_path, monkeypatch):
     assert "### TensorFlow Lite Micro" in report
     assert "## QAT + export" in report and "## Latency per 10 s window" in report
     assert all(r["p50_ms"] > 0 and not r["error"] for r in summary["bench"]), summary["bench"]
-    # 4 artifacts x 2 models, and each int8 TFLite in TFLM: a [TFLM] row and TFLM vs LiteRT's reference kernels
-    assert len(summary["parity"]) == 12 and all(r["pass"] for r in summary["parity"]), summary["parity"]
-    assert sum(r["artifact"].endswith("[TFLM vs LiteRT ref]") for r in summary["parity"]) == 2
+    # 4 artifacts x 3 models, and each int8 TFLite in TFLM: a [TFLM] row and TFLM vs LiteRT's reference kernels
+    assert len(summary["parity"]) == 18 and all(r["pass"] for r in summary["parity"]), summary["parity"]
+    assert sum(r["artifact"].endswith("[TFLM vs LiteRT ref]") for r in summary["parity"]) == 3
+    # the native-rate student beside it: distilled from the same teacher on the same rows at 25 Hz, exported
+    # with a 25 Hz contract, in TFLM within 32 KiB, and side by side with the 125 Hz student
+    nat = summary["distill_native"]
+    assert nat["student"] == "student-watch-25hz" and nat["input_sample_rate_hz"] == 25
+    assert nat["retention"]["n_heldout_windows"] == kd["retention"]["n_heldout_windows"]
+    ex = summary["export"]["native"]
+    assert ex["parity_pass"] and ex["tflm"]["arena"]["min_arena_bytes"] <= 32_768
+    from anyppg_edge.deploy.contract_io import read_contract
+
+    c25 = read_contract(ex["artifacts"]["tflite-int8"])
+    assert (c25.sample_rate_hz, c25.window_samples) == (25, 250)
+    assert [r["input Hz"] for r in summary["tradeoff"]] == [125, 25] and "## Native-rate student" in report
+    assert (out / "tradeoff" / "tradeoff.md").is_file() and (out / "c_encoder_native" / "c_report.json").is_file()
     # the watch student's generated C encoder: bit-identical to TFLM on the host (and the boards when installed)
     c = summary["c_encoder"]
     assert c["passed"] and all(r["bit_identical"] for r in c["comparisons"] if r["tolerance"] == "int8-c-vs-tflm")

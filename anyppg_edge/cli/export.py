@@ -229,6 +229,20 @@ def _cmd_arena(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tradeoff(args: argparse.Namespace) -> int:
+    from anyppg_edge.deploy.bench.tradeoff import TradeoffRun, tradeoff_table
+
+    runs = []
+    for row in args.row:
+        if len(row) not in (2, 3):
+            raise UsageError(f"--row takes DISTILL_DIR EXPORT_DIR [C_DIR], got {len(row)} paths: {' '.join(row)}")
+        runs.append(TradeoffRun(*(Path(p) for p in row)))
+    tradeoff_table(runs, args.out, latency_runs=args.runs)
+    print((Path(args.out) / "tradeoff.md").read_text())
+    print(f"written: {Path(args.out) / 'tradeoff.md'}, {Path(args.out) / 'tradeoff.json'}")
+    return 0
+
+
 def _cmd_tflm(args: argparse.Namespace) -> int:
     from anyppg_edge.deploy.export.tflm_c import write_tflm_project
 
@@ -460,6 +474,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     "one row per memory lever) and/or int8 .tflite files (measured as exported, window from their contract)")
     ar.add_argument("--out", default="runs/arena")
     ar.set_defaults(func=_cmd_arena)
+    to = subparser(sub, "tradeoff", help="students at different input rates side by side: cost, memory, latency, "
+                   "retention, HR probe, int8 parity (from their distill / export / C reports)")
+    to.add_argument("--row", nargs="+", action="append", required=True, metavar="DIR",
+                    help="one student: DISTILL_DIR EXPORT_DIR [C_DIR] (retention.json, export_report.json, c_report.json); "
+                         "repeat per student")
+    to.add_argument("--runs", type=positive_int, default=50, help="timed runs per int8 TFLite (latency, 1 thread, this host)")
+    to.add_argument("--out", default="runs/tradeoff")
+    to.set_defaults(func=_cmd_tradeoff)
     tm = subparser(sub, "tflm", help="firmware-ready TFLM files: model C array, op resolver, measured arena, contract header, example")
     tm.add_argument("model", help=".tflite artifact (int8 or float) carrying its input contract")
     tm.add_argument("--out", required=True, help="output folder (model_data.{h,cc}, model_ops.h, model_config.h, main.cc, README.md)")
