@@ -125,3 +125,14 @@ def test_export_of_a_native_model_carries_its_contract(recs, cfg25, tmp_path):
     assert row["arena B"] == arena and row["input"] == "250 samples at 25 Hz"
     groups = _bench_groups([int8, ("pytorch", m, NATIVE)], NATIVE)
     assert [(g.window_samples, len(items)) for g, items in groups] == [(250, 2)]
+
+
+def test_tradeoff_command_refuses_bad_rows(tmp_path, capsys):
+    from anyppg_edge.cli.export import main as export_main
+
+    assert export_main(["tradeoff", "--row", str(tmp_path), "--out", str(tmp_path / "t")]) == 2
+    assert "DISTILL_DIR EXPORT_DIR [C_DIR]" in capsys.readouterr().err
+    # a run without its report: the command that makes it, not a traceback
+    assert export_main(["tradeoff", "--row", str(tmp_path), str(tmp_path), "--out", str(tmp_path / "t")]) != 0
+    err = capsys.readouterr().err
+    assert "retention.json not found" in err and "distill" in err and "Traceback" not in err
