@@ -161,6 +161,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     bench_rows: list[dict[str, Any]] = []
     parity_rows: list[dict[str, Any]] = []
     tradeoff: list[dict[str, Any]] = []
+    native_checks: dict[str, Any] = {}
     if cfg.export:
         t = time.perf_counter()
         windows = _export_windows(cfg, out, pcfg)
@@ -174,7 +175,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                                                      cfg.export_qat_steps, _export_windows(cfg, out, ncfg), ncfg)
         timings["qat + export s"] = time.perf_counter() - t
         t = time.perf_counter()
-        harness = _harness_stage(cfg, out, export_reports["student"], recordings)
+        harness = _harness_stage(cfg, out / "harness", export_reports["student"], recordings)
+        if "native" in export_reports:  # the 25 Hz student on a 25 Hz sensor: nothing resampled
+            native_checks["harness"] = _harness_stage(cfg, out / "harness_native", export_reports["native"], recordings)
         timings["firmware harness s"] = time.perf_counter() - t
         t = time.perf_counter()
         bench_rows, bench_md = _bench_stage(cfg, out, export_reports)
@@ -188,7 +191,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             _c_encoder_stage(out / "c_encoder_native", export_reports["native"])
         timings["C encoder s"] = time.perf_counter() - t
         t = time.perf_counter()
-        firmware = _firmware_stage(out, export_reports["student"], recordings)
+        firmware = _firmware_stage(out / "firmware", export_reports["student"], recordings)
+        if "native" in export_reports:
+            native_checks["firmware"] = _firmware_stage(out / "firmware_native", export_reports["native"], recordings)
         timings["firmware bundle s"] = time.perf_counter() - t
         if "native" in export_reports:
             t = time.perf_counter()
@@ -230,6 +235,11 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             "retention": kd_native["retention"],
         },
         "tradeoff": tradeoff,
+        "native_checks": {
+            "harness_bars": native_checks["harness"].get("bars") if "harness" in native_checks else None,
+            "firmware": {k: native_checks["firmware"][k] for k in ("pass", "failures", "rates_hz")}
+            if "firmware" in native_checks else None,
+        },
         "export": {
             role: {k: r[k] for k in ("model", "artifacts", "parity", "parity_pass", "qat_vs_ptq", "graphs", "tflm", "timings_s")}
             for role, r in export_reports.items()
@@ -328,7 +338,7 @@ def _c_encoder_stage(out_dir: Path, student: dict[str, Any]) -> dict[str, Any]:
     return rep
 
 
-def _firmware_stage(out: Path, student: dict[str, Any], recordings: list) -> dict[str, Any]:
+def _firmware_stage(out_dir: Path, student: dict[str, Any], recordings: list) -> dict[str, Any]:
     """The firmware bundle of the watch student (25 Hz sensor) and the harness driving it: one
     recording (the first real one when ../shared is there) through clean and fault scenarios at every
     rate, C vs the Python device path, TFLM and the float model; one emulated Cortex-M4 run when the
@@ -337,24 +347,24 @@ def _firmware_stage(out: Path, student: dict[str, Any], recordings: list) -> dic
     from anyppg_edge.deploy.cortexm import toolchain_available
     from anyppg_edge.stream.firmware import firmware_summary, render_firmware_markdown, write_firmware_bundle
 
-    bundle = out / "firmware" / "bundle"
+    bundle = out_dir / "bundle"
     write_firmware_bundle(student["artifacts"]["tflite-int8"], bundle)  # the contract's rate, or 25 Hz for a 125 Hz model
     real = [r for r in recordings if r.dataset not in SIMULATED_DATASETS]
     rec = (real or recordings)[:1]
-    s = firmware_summary(bundle, rec, out / "firmware", float_encoder=student["_model"], duration_s=40.0,
+    s = firmware_summary(bundle, rec, out_dir, float_encoder=student["_model"], duration_s=40.0,
                          board="cortex-m4" if toolchain_available() else None)
     s["_md"] = render_firmware_markdown(s).split("\n", 1)[1]
     return s
 
 
-def _harness_stage(cfg: DemoConfig, out: Path, student: dict[str, Any], recordings: list) -> dict[str, Any]:
+def _harness_stage(cfg: DemoConfig, out_dir: Path, student: dict[str, Any], recordings: list) -> dict[str, Any]:
     """Replay recordings through emulated watch sensors (25 Hz, FIFO bursts, faults) and the streaming
     preprocessor into the student's int8 TFLite; parity with the offline chain and the float model."""
     from anyppg_edge.data.splits import SIMULATED_DATASETS
     from anyppg_edge.stream.harness import harness_summary, render_harness_markdown
 
     real = [r for r in recordings if r.dataset not in SIMULATED_DATASETS]
-    h = harness_summary(student["artifacts"]["tflite-int8"], student["_model"], real or recordings, out / "harness",
+    h = harness_summary(student["artifacts"]["tflite-int8"], student["_model"], real or recordings, out_dir,
                         max_fault_recordings=3, cfg=student["_pcfg"], seed=cfg.seed, plot=cfg.plot)
     h["_md"] = render_harness_markdown(h)
     return h
@@ -483,6 +493,13 @@ def _native_section(summary: dict[str, Any]) -> list[str]:
     lines = [f"## Native-rate student (`{kd['student']}`: reads the {kd['input_sample_rate_hz']} Hz sensor's samples, "
              f"same teacher and held-out rows, {kd['steps']} steps)", "",
              *[markdown_table(t) + "\n" for t in retention_tables(kd["retention"])]]
+    checks = summary.get("native_checks") or {}
+    bars, fw = checks.get("harness_bars"), checks.get("firmware")
+    if bars or fw:
+        ok = "pass" if bars and not any(b["pass"] is False for b in bars.values()) else "FAIL"
+        lines += [f"Harness at {kd['input_sample_rate_hz']} Hz with faults (`harness_native/`): bars {ok}"
+                  + (f"; firmware bundle (`firmware_native/`): {'PASS' if fw['pass'] else 'FAIL'} at "
+                     f"{', '.join(f'{r:g}' for r in fw['rates_hz'])} Hz" if fw else "") + ".", ""]
     if summary.get("tradeoff"):
         lines += ["### Input rate trade-off (details in `tradeoff/`; latency: this host, 1 thread, int8 TFLite)", "",
                   markdown_table(summary["tradeoff"]), ""]

@@ -61,6 +61,7 @@ def _int8_export(name, windows, path):
     from anyppg_edge.deploy.export.tflite import export_tflite
     from anyppg_edge.deploy.quantize import quantize_ptq
     from anyppg_edge.models import create_model
+    from anyppg_edge.models.registry import get_model_spec
 
     torch.manual_seed(0)
     m = create_model(name)
@@ -68,8 +69,9 @@ def _int8_export(name, windows, path):
     with torch.no_grad():  # real BN statistics
         m(torch.as_tensor(windows[:32, None]))
     m.eval()
-    q = quantize_ptq(m, [windows[:32, None]])
-    export_tflite(q, path, InputContract.for_model(name, "tflite-int8", m.out_dim, "0" * 64))
+    spec = get_model_spec(name)  # the model's own contract (a native-rate model: windows at its rate)
+    q = quantize_ptq(m, [windows[:32, None]], spec.input_samples)
+    export_tflite(q, path, InputContract.for_model(name, "tflite-int8", m.out_dim, "0" * 64, spec.preprocess_config()))
     return m, path
 
 

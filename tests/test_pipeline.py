@@ -113,6 +113,10 @@ def test_demo_end_to_end_on_embedded_default(tmp_path, monkeypatch):
     assert (c25.sample_rate_hz, c25.window_samples) == (25, 250)
     assert [r["input Hz"] for r in summary["tradeoff"]] == [125, 25] and "## Native-rate student" in report
     assert (out / "tradeoff" / "tradeoff.md").is_file() and (out / "c_encoder_native" / "c_report.json").is_file()
+    # ... and on a 25 Hz sensor: the harness with faults and the firmware bundle, at its own rate only
+    checks = summary["native_checks"]
+    assert checks["harness_bars"]["faults_all_affected_flagged"]["pass"] and checks["harness_bars"]["parity_max_abs_float64"]["pass"]
+    assert checks["firmware"]["pass"] and checks["firmware"]["rates_hz"] == [25.0], checks["firmware"]
     # the watch student's generated C encoder: bit-identical to TFLM on the host (and the boards when installed)
     c = summary["c_encoder"]
     assert c["passed"] and all(r["bit_identical"] for r in c["comparisons"] if r["tolerance"] == "int8-c-vs-tflm")

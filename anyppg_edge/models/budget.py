@@ -195,6 +195,11 @@ TFLM_EVAL_TENSOR_BYTES = 24
 TFLM_PLANNER_BYTES_PER_TENSOR = 10
 TFLM_PER_CHANNEL_BYTES = 8
 TFLM_OP_DATA_BYTES = 50
+# While it allocates, TFLM holds per-tensor planning records (freed afterwards) beside the persistent
+# tail; for a small graph they, not the activations, set the smallest arena. Fitted on the exported
+# student-watch-25hz and -50hz (measured arena minus tail: 68 B per tensor), rounded up to keep the
+# estimate an upper bound.
+TFLM_ALLOCATION_BYTES_PER_TENSOR = 72
 
 
 def tflm_graph_counts(model: Any, input_samples: int) -> dict[str, int]:
@@ -253,10 +258,11 @@ def tflm_graph_counts(model: Any, input_samples: int) -> dict[str, int]:
 
 
 def tflm_arena_estimate(model: Any, input_samples: int, peak_activation_elements: int | None = None) -> int:
-    """Estimated TFLM arena (bytes, 64-bit host) of a Net1D's int8 export: the layer-by-layer peak
-    activation (int8, :func:`~anyppg_edge.models.net1d.model_stats`) as the head, plus the tail of
-    :func:`tflm_graph_counts` at the constants above. The measured figure is
-    :func:`anyppg_edge.deploy.tflm.measure_arena` of the exported file."""
+    """Estimated TFLM arena (bytes, 64-bit host) of a Net1D's int8 export: the tail of
+    :func:`tflm_graph_counts` at the constants above, plus the larger of the head (the layer-by-layer
+    peak activation, int8, :func:`~anyppg_edge.models.net1d.model_stats`) and the planner's
+    allocation-time records. The measured figure is :func:`anyppg_edge.deploy.tflm.measure_arena` of
+    the exported file."""
     if peak_activation_elements is None:
         from anyppg_edge.models.net1d import model_stats
 
@@ -267,7 +273,7 @@ def tflm_arena_estimate(model: Any, input_samples: int, peak_activation_elements
         + n["tensors"] * (TFLM_EVAL_TENSOR_BYTES + TFLM_PLANNER_BYTES_PER_TENSOR)
         + n["conv_out_channels"] * TFLM_PER_CHANNEL_BYTES
     )
-    return int(peak_activation_elements) + tail
+    return max(int(peak_activation_elements), n["tensors"] * TFLM_ALLOCATION_BYTES_PER_TENSOR) + tail
 
 
 def _tier(tier: str | TierLimits) -> TierLimits:
