@@ -53,22 +53,34 @@ def ieee_windows(shared):
     return ws[np.random.default_rng(0).permutation(len(ws))[:48]].astype(np.float32)
 
 
-def _int8_export(name, windows, path):
-    """Seeded ``name`` with BatchNorm statistics of ``windows``, brevitas PTQ, int8 TFLite at ``path``."""
+def _bn_model(name, windows):
+    """Seeded ``name`` in eval mode with the BatchNorm statistics of ``windows[:32]``."""
     import torch
 
-    from anyppg_edge.contract import InputContract
-    from anyppg_edge.deploy.export.tflite import export_tflite
-    from anyppg_edge.deploy.quantize import quantize_ptq
     from anyppg_edge.models import create_model
-    from anyppg_edge.models.registry import get_model_spec
 
     torch.manual_seed(0)
     m = create_model(name)
     m.train()
     with torch.no_grad():  # real BN statistics
         m(torch.as_tensor(windows[:32, None]))
-    m.eval()
+    return m.eval()
+
+
+@pytest.fixture(scope="session")
+def bn_model():
+    """The factory ``(name, windows) -> model`` of seeded models with real-window BN statistics."""
+    return _bn_model
+
+
+def _int8_export(name, windows, path):
+    """Seeded ``name`` with BatchNorm statistics of ``windows``, brevitas PTQ, int8 TFLite at ``path``."""
+    from anyppg_edge.contract import InputContract
+    from anyppg_edge.deploy.export.tflite import export_tflite
+    from anyppg_edge.deploy.quantize import quantize_ptq
+    from anyppg_edge.models.registry import get_model_spec
+
+    m = _bn_model(name, windows)
     spec = get_model_spec(name)  # the model's own contract (a native-rate model: windows at its rate)
     q = quantize_ptq(m, [windows[:32, None]], spec.input_samples)
     export_tflite(q, path, InputContract.for_model(name, "tflite-int8", m.out_dim, "0" * 64, spec.preprocess_config()))

@@ -84,14 +84,13 @@ def test_default_calibration_refused_for_a_native_model(cfg25, capsys):
     assert "committed default calibration set holds 125 Hz windows" in err and "sampled like its sensor" in err
 
 
-def test_export_of_a_native_model_carries_its_contract(recs, cfg25, tmp_path):
+def test_export_of_a_native_model_carries_its_contract(recs, cfg25, tmp_path, bn_model):
     """A random-init student-watch-25hz through export_all: every artifact's contract says 25 Hz /
     250 samples, parity holds under the tolerance table, TFLM runs it bit-identical to LiteRT's
     reference kernels in a measured arena; the arena command and the bench read the window from the
     contract."""
     pytest.importorskip("brevitas")
     pytest.importorskip("tensorflow")
-    import torch
 
     from anyppg_edge.cli.export import _bench_groups
     from anyppg_edge.deploy.bench.arena import artifact_arena_rows
@@ -99,16 +98,10 @@ def test_export_of_a_native_model_carries_its_contract(recs, cfg25, tmp_path):
     from anyppg_edge.deploy.export.build import export_all
     from anyppg_edge.deploy.export.config import ExportConfig
     from anyppg_edge.deploy.model_windows import model_ppg_windows
-    from anyppg_edge.models import create_model
 
     ieee = [r for r in recs if r.dataset.startswith("ieee")][:2]
     w = np.concatenate([model_ppg_windows(r, cfg25, hop_s=10.0).ppg for r in ieee]).astype(np.float32)
-    torch.manual_seed(0)
-    m = create_model(NATIVE)
-    m.train()
-    with torch.no_grad():  # real BN statistics
-        m(torch.as_tensor(w[:32, None]))
-    m.eval()
+    m = bn_model(NATIVE, w)
     ecfg = ExportConfig(out_dir=tmp_path, qat_steps=2, qat_batch_size=8, layer_windows=2, export_ptq_tflite=False,
                         progress=False, plot=False, preprocess=cfg25)
     rep = export_all(m, NATIVE, "0" * 64, w[:24], w[:24], w[24:48], ecfg)

@@ -461,19 +461,25 @@ def _read_sidecars(shards_dir: Path) -> list[dict]:
     return out
 
 
-def _open_shard(path: Path, expect_rows: int | None = None, expect_len: int | None = None) -> np.ndarray:
-    """Memory-map one shard, turning any corruption into a DataFormatError naming the file."""
+def _mmap(path: Path, what: str) -> np.ndarray:
+    """Memory-map one ``.npy`` of a prepared folder, turning a missing or corrupt file into a
+    DataFormatError naming it and the fix."""
     try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        return np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise DataFormatError(
-            f"shard file missing: {path}; delete its .json sidecar and re-run prepare_shards"
+            f"{what} missing: {path}; delete its recording's .json sidecar and re-run prepare-data"
         ) from None
     except (ValueError, OSError, EOFError) as exc:
         raise DataFormatError(
-            f"corrupt or truncated shard file {path} ({exc}); delete it and its .json sidecar and re-run "
-            "prepare_shards"
+            f"corrupt or truncated {what} {path} ({exc}); delete it and its recording's .json sidecar and re-run "
+            "prepare-data"
         ) from exc
+
+
+def _open_shard(path: Path, expect_rows: int | None = None, expect_len: int | None = None) -> np.ndarray:
+    """Memory-map one shard ``[N, 2, L]``, turning any corruption into a DataFormatError naming the file."""
+    arr = _mmap(path, "shard file")
     if arr.ndim != 3 or arr.shape[1] != 2:
         raise DataFormatError(f"shard {path} has shape {arr.shape}, expected [N, 2, L]")
     if expect_rows is not None and arr.shape[0] != expect_rows:
@@ -485,15 +491,7 @@ def _open_shard(path: Path, expect_rows: int | None = None, expect_len: int | No
 
 def open_native_shard(path: Path, expect_rows: int | None = None, expect_len: int | None = None) -> np.ndarray:
     """Memory-map one native-rate companion shard ``[N, L]`` (errors as :func:`_open_shard`)."""
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except FileNotFoundError:
-        raise DataFormatError(
-            f"native-rate shard missing: {path}; delete its recording's .json sidecar and re-run prepare-data"
-        ) from None
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataFormatError(f"corrupt or truncated native-rate shard {path} ({exc}); delete it and its recording's "
-                              ".json sidecar and re-run prepare-data") from exc
+    arr = _mmap(path, "native-rate shard")
     if arr.ndim != 2 or (expect_rows is not None and arr.shape[0] != expect_rows) or (
             expect_len is not None and arr.shape[1] != expect_len):
         raise DataFormatError(f"native-rate shard {path} has shape {arr.shape}, expected "
