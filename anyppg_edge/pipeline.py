@@ -422,7 +422,7 @@ def _tradeoff_stage(cfg: DemoConfig, out: Path) -> list[dict[str, Any]]:
     return tradeoff_table([
         TradeoffRun(out / "distill", out / "export" / cfg.student, c_dir("c_encoder")),
         TradeoffRun(out / "distill_native", out / "export" / cfg.native_student, c_dir("c_encoder_native")),
-    ], out / "tradeoff", latency_runs=cfg.bench_runs)
+    ], out / "tradeoff", latency_runs=cfg.bench_runs, plot=cfg.plot)
 
 
 def _retrieval_rows(retrieval: dict[str, Any]) -> list[dict[str, Any]]:

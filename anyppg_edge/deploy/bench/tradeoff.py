@@ -24,7 +24,7 @@ from typing import Any
 
 from anyppg_edge.errors import MissingFileError
 
-__all__ = ["TradeoffRun", "tradeoff_markdown", "tradeoff_rows", "tradeoff_table"]
+__all__ = ["TradeoffRun", "plot_tradeoff", "tradeoff_markdown", "tradeoff_rows", "tradeoff_table"]
 
 
 @dataclass(frozen=True)
@@ -104,13 +104,55 @@ def tradeoff_markdown(rows: list[dict[str, Any]]) -> str:
     return markdown_table(rows) + "\n"
 
 
-def tradeoff_table(runs: list[TradeoffRun], out_dir: str | Path, latency_runs: int = 50) -> list[dict[str, Any]]:
-    """:func:`tradeoff_rows`, written as ``tradeoff.md`` and ``tradeoff.json`` in ``out_dir``."""
+_COSTS = (("MMACs/window", "MACs per window (M)", 1.0), ("TFLM arena B (host, measured)", "TFLM arena (kB)", 1e-3),
+          ("M4 instr/window (DSP)", "Cortex-M4 instructions per window, DSP path (M)", 1e-6))
+
+
+def plot_tradeoff(rows: list[dict[str, Any]], path: str | Path) -> Path | None:
+    """What each student costs (MACs, TFLM arena, Cortex-M4 instructions: bars) against what it keeps
+    (cosine to the teacher: the line), one group per student; None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    names = [f"{r['model'].removeprefix('student-watch-')}\n{r['input Hz']} Hz" for r in rows]
+    costs = [(label, scale, [r.get(key) for r in rows]) for key, label, scale in _COSTS]
+    costs = [(label, scale, vals) for label, scale, vals in costs if all(v is not None for v in vals)]
+    fig, axes = plt.subplots(1, len(costs) + 1, figsize=(3.4 * (len(costs) + 1), 3.6))
+    for ax, (label, scale, vals) in zip(axes, costs, strict=False):
+        ax.bar(range(len(rows)), [v * scale for v in vals], color="tab:blue", alpha=0.8)
+        ax.set_xticks(range(len(rows)), names, fontsize=7)
+        ax.set_title(label, fontsize=9)
+        ax.grid(True, axis="y", alpha=0.3)
+    ax = axes[-1]
+    ax.plot(range(len(rows)), [r["cos to teacher (mean)"] for r in rows], "o-", label="cosine to teacher")
+    ret = [r["R@1 retention"] for r in rows]
+    if all(v is not None for v in ret):
+        ax.plot(range(len(rows)), ret, "s--", label="R@1 retention (noisy)")
+    ax.set_xticks(range(len(rows)), names, fontsize=7)
+    ax.set_title("what the student keeps (held-out windows)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def tradeoff_table(runs: list[TradeoffRun], out_dir: str | Path, latency_runs: int = 50,
+                   plot: bool = True) -> list[dict[str, Any]]:
+    """:func:`tradeoff_rows`, written as ``tradeoff.md``, ``tradeoff.json`` and (``plot``)
+    ``tradeoff.png`` in ``out_dir``."""
     from anyppg_edge.report import atomic_write_text, write_json
 
     rows = tradeoff_rows(runs, latency_runs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "tradeoff.json", {"rows": rows, "runs": [{k: str(v) for k, v in vars(r).items()} for r in runs]})
-    atomic_write_text(out / "tradeoff.md", tradeoff_markdown(rows))
+    png = plot_tradeoff(rows, out / "tradeoff.png") if plot else None
+    atomic_write_text(out / "tradeoff.md", tradeoff_markdown(rows) + (f"\n![trade-off]({png.name})\n" if png else ""))
     return rows
