@@ -128,3 +128,21 @@ def test_shared_native_windows_are_finite_and_normalised(shared):
     assert nw.ok.all()
     np.testing.assert_allclose(nw.x.mean(1), 0, atol=1e-5)
     np.testing.assert_allclose(nw.x.std(1), 1, atol=1e-4)
+
+
+def test_reference_heart_rate_is_measured_at_the_reference_rate(shared):
+    """A native-rate model is scored against the same ECG heart rate as a 125 Hz one: R peaks found on
+    an ECG brought down to 25 Hz are far off (why the reference stays at 125 Hz)."""
+    from anyppg_edge.eval.heart_rate import ecg_heart_rate_bpm, recording_reference_hr_bpm
+
+    rec = next(r for r in load_shared_recordings() if r.dataset.startswith("ieee"))
+    c25 = native_config(DEFAULT_CONFIG, 25)
+    starts = np.arange(0, 150, 10.0)
+    np.testing.assert_array_equal(recording_reference_hr_bpm(rec, starts, c25)[0],
+                                  recording_reference_hr_bpm(rec, starts, DEFAULT_CONFIG)[0])
+    a = extract_windows(rec, DEFAULT_CONFIG, hop_s=10.0, ecg_quality=False)
+    b = extract_windows(rec, c25, hop_s=10.0, ecg_quality=False)
+    both = np.intersect1d(a.start_s, b.start_s)
+    err = np.abs(ecg_heart_rate_bpm(a.ecg[np.isin(a.start_s, both)], 125.0)
+                 - ecg_heart_rate_bpm(b.ecg[np.isin(b.start_s, both)], 25.0))
+    assert np.nanmedian(err) > 10.0, err

@@ -129,3 +129,21 @@ def test_tradeoff_command_refuses_bad_rows(tmp_path, capsys):
     assert export_main(["tradeoff", "--row", str(tmp_path), str(tmp_path), "--out", str(tmp_path / "t")]) != 0
     err = capsys.readouterr().err
     assert "retention.json not found" in err and "distill" in err and "Traceback" not in err
+
+
+def test_arena_of_a_candidate_config_file(tmp_path):
+    """`export arena CAND.json`: a config not in the registry (the width search behind
+    student-watch-25hz) measured like a registered one; the same shapes give the same arena."""
+    pytest.importorskip("brevitas")
+    pytest.importorskip("tflite_micro")
+    import json
+
+    from anyppg_edge.deploy.bench.arena import arena_levers
+
+    d = get_model_spec(NATIVE).to_dict()
+    d["name"] = "cand-same-shapes"
+    path = tmp_path / "cand.json"
+    path.write_text(json.dumps(d))
+    rows = arena_levers([str(path), NATIVE], tmp_path / "out")
+    final = {r["model"]: r["arena B"] for r in rows if r["lever"].endswith("(default)")}
+    assert set(final) == {"cand-same-shapes", NATIVE} and final["cand-same-shapes"] == final[NATIVE] <= 32_768

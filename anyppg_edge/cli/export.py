@@ -470,8 +470,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     help="c_report.json of `export c --golden`: instructions per window on the emulated Cortex-M4/M33 replace the MACs/cycle assumption for those cores")
     mc.set_defaults(func=_cmd_mcu)
     ar = subparser(sub, "arena", help="TFLite Micro's measured arena of models' int8 exports, one memory lever at a time")
-    ar.add_argument("models", nargs="+", help="registry model names (seeded weights: the arena depends on shapes only; "
-                    "one row per memory lever) and/or int8 .tflite files (measured as exported, window from their contract)")
+    ar.add_argument("models", nargs="+", help="registry model names or model-config .json files (seeded weights: the "
+                    "arena depends on shapes only; one row per memory lever) and/or int8 .tflite files (measured as "
+                    "exported, window from their contract)")
     ar.add_argument("--out", default="runs/arena")
     ar.set_defaults(func=_cmd_arena)
     to = subparser(sub, "tradeoff", help="students at different input rates side by side: cost, memory, latency, "

@@ -6,7 +6,7 @@ contract cuts the recording itself, a native-rate contract (25 or 50 Hz) cuts th
 watch sensor at that rate delivers it (never a resampled 125 Hz recording). The ECG beside those
 windows is a *reference* signal (heart-rate labels, the CLIP teacher's ECG tower), so
 :func:`model_windows` gives it at the reference rate (:func:`~anyppg_edge.data.native_rate.reference_config`), row for row with the
-native PPG: an R-peak detector on a 25 Hz ECG misses beats (median error ~20 bpm on IEEE SPC).
+native PPG: R peaks found on an ECG brought down to 25 Hz are far off (tests/test_native_data.py).
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ LEVERS: tuple[tuple[str, dict[str, Any]], ...] = (
 
 def arena_levers(models: Sequence[str], out_dir: str | Path, seed: int = 0) -> list[dict[str, Any]]:
     """One row per model x lever: TFLM arena (total, head, tail), its change from the row above, and
-    the watch tier's verdict (arena ≤ 64 KiB)."""
+    the watch tier's verdict (arena ≤ 64 KiB). ``models``: registry names, or model-config JSON files
+    (a registry config with other widths: candidates measured before they are registered)."""
     import torch
 
     from anyppg_edge.contract import InputContract
@@ -47,6 +48,12 @@ def arena_levers(models: Sequence[str], out_dir: str | Path, seed: int = 0) -> l
     limit = TIERS["watch"].max_arena_bytes
     rows = []
     for name in models:
+        if str(name).endswith(".json"):  # a candidate config, not (yet) in the registry
+            import json
+
+            from anyppg_edge.models.registry import register_model
+
+            name = register_model(json.loads(Path(name).read_text()), overwrite=True).name
         spec = get_model_spec(name)
         torch.manual_seed(seed)
         model = create_model(name).eval()
