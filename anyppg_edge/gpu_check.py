@@ -5,14 +5,15 @@ Two steps (round trip in ``docs/gpu.md``):
 
 * :func:`prepare_carry` (``gpu-check prepare``), here, with ``../shared``: a small *carry folder*
   (default ``runs/gpu_carry``, git-ignored) holding a shard folder of the real recordings, the held-out
-  golden windows (exactly those ``export golden`` picks), the teacher and student checkpoints and a
-  manifest. It prints the device call: the command and the ``carry`` list.
+  golden windows (exactly those ``export golden`` picks, one file per input rate), the teacher, student
+  and native-rate student checkpoints and a manifest. It prints the device call: the command and the ``carry`` list.
 * :func:`run_gpu_check` (``gpu-check``), on the device, from a plain checkout with ``PYTHONPATH=.``:
   imports torch, numpy and scipy only. Sections, each timed, each failure recorded without losing the
   others, the JSON report rewritten atomically after each one:
 
   ``environment``  GPU, driver, torch/CUDA/cuDNN, TF32 and determinism flags, a bf16 matmul probe;
-  ``golden``       golden sets of the float teacher and the watch student on the golden windows (TF32
+  ``golden``       golden sets of the float teacher, the watch student and the native-rate (25 Hz)
+                   student, each on the golden windows of its own contract (TF32
                    off, deterministic algorithms; :func:`~anyppg_edge.deploy.parity.golden.make_golden_set`,
                    the ``export golden`` format), each also embedded on this machine's CPU and held to
                    the ``gpu-vs-cpu-float`` row;
@@ -66,7 +67,9 @@ from anyppg_edge.report import markdown_table
 
 __all__ = [
     "CARRY_SCHEMA",
+    "DEFAULT_STUDENTS",
     "PEAK_DENSE_TFLOPS",
+    "ROLES",
     "SCHEMA",
     "SECTIONS",
     "TINY",
@@ -197,11 +200,20 @@ def _folder_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
-def _default_student() -> Path | None:
-    for p in ("runs/distill_watch_slim/best.pt", "runs/demo/distill/best.pt"):
+ROLES = ("teacher", "student", "native_student")
+DEFAULT_STUDENTS = {"student": ("runs/distill_watch_slim/best.pt", "runs/demo/distill/best.pt"),
+                    "native_student": ("runs/distill_watch_25hz/best.pt", "runs/demo/distill_native/best.pt")}
+
+
+def _default_checkpoint(role: str) -> Path | None:
+    for p in DEFAULT_STUDENTS[role]:
         if (REPO_ROOT / p).is_file():
             return REPO_ROOT / p
     return None
+
+
+def _windows_file(rate_hz: int, reference_rate_hz: int) -> str:
+    return "golden_windows.npz" if rate_hz == reference_rate_hz else f"golden_windows.native{rate_hz}hz.npz"
 
 
 def prepare_carry(
@@ -211,6 +223,8 @@ def prepare_carry(
     teacher_model: str = "anyppg-released",
     student: str | Path | None = "auto",
     student_model: str = "student-watch-slim",
+    native_student: str | Path | None = "auto",
+    native_student_model: str = "student-watch-25hz",
     use_shared: bool = True,
     sim_subjects: int = 0,
     sim_duration_s: float = 300.0,
@@ -224,26 +238,41 @@ def prepare_carry(
 ) -> dict[str, Any]:
     """Build the carry folder of :func:`run_gpu_check` (see the module docstring) and return its
     manifest. ``teacher``: a checkpoint (default: ``../shared/reference/net1d_anyppg_released.state_dict.pt``);
-    ``student``: a checkpoint, ``"auto"`` (``runs/distill_watch_slim/best.pt`` or the demo's student when
-    present, else the seeded random init of ``student_model``) or ``None`` (seeded random init). The
-    golden windows are those of ``export golden --n golden_n --hop-s golden_hop_s --seed split_seed``
-    (``use_shared``), else drawn the same way from the simulated subjects."""
+    ``student`` (a 125 Hz student) and ``native_student`` (a native-rate one, e.g. 25 Hz): a checkpoint,
+    ``"auto"`` (the distilled one under ``runs/`` when present: :data:`DEFAULT_STUDENTS`) or ``"init"``
+    (the seeded random init of ``*_model``). When ``"auto"`` finds nothing, the student is the seeded
+    random init (warned) and the native student is left out; ``native_student=None`` leaves it out.
+    ``student=None`` is the random init (as ``"init"``).
+
+    The golden windows of each model's contract are those ``export golden --model M --n golden_n
+    --hop-s golden_hop_s --seed split_seed`` picks (:func:`golden_windows_for_model`; ``use_shared``),
+    else drawn the same way from the simulated subjects: one file per input rate (the native student's
+    are its sensor-rate windows of the same held-out subjects)."""
+    from anyppg_edge.config import model_preprocess_config
     from anyppg_edge.contract import RANDOM_INIT, sha256_file
     from anyppg_edge.data.shards import prepare_shards
     from anyppg_edge.deploy.parity.golden import (
+        golden_windows_for_model,
         golden_windows_from_recordings,
-        golden_windows_from_shared,
         save_golden_windows,
     )
     from anyppg_edge.models.loading import load_encoder
     from anyppg_edge.models.registry import get_model_spec
     from anyppg_edge.preprocessing import DEFAULT_CONFIG
 
-    rate = get_model_spec(student_model).input_sample_rate_hz
-    if rate != DEFAULT_CONFIG.target_sample_rate_hz:
-        raise UsageError(f"--student-model {student_model} reads {rate} Hz windows; the GPU check's golden windows are "
-                         f"the teacher's {DEFAULT_CONFIG.target_sample_rate_hz} Hz ones: use a 125 Hz student "
-                         "(student-watch-slim), and check the native-rate student's artifacts against its CPU golden set")
+    ref_rate = DEFAULT_CONFIG.target_sample_rate_hz
+
+    def rate_of(model: str) -> int:
+        return get_model_spec(model).input_sample_rate_hz
+
+    # the models' rates first: a student at the wrong rate is refused before anything is written
+    if rate_of(student_model) != ref_rate:
+        raise UsageError(f"--student-model {student_model} reads {rate_of(student_model)} Hz windows; the student is "
+                         f"the {ref_rate} Hz one (student-watch-slim): pass a native-rate student as --native-student "
+                         f"CKPT --native-student-model {student_model}")
+    if native_student is not None and rate_of(native_student_model) == ref_rate:
+        raise UsageError(f"--native-student-model {native_student_model} reads {ref_rate} Hz windows: that is a "
+                         "--student; the native student reads its sensor's rate (student-watch-25hz, student-watch-50hz)")
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         if not force:
@@ -252,81 +281,106 @@ def prepare_carry(
             raise UsageError(f"{out} is not a carry folder (no {MANIFEST_NAME}); refusing to delete it: choose another --out")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
+    try:  # a failed prepare leaves no half-made carry folder behind
+        t0 = time.perf_counter()
 
-    sources: list[Any] = []
-    if use_shared:
-        from anyppg_edge.data import load_shared_recordings
+        def checkpoint_entry(role: str, path: str | Path | None, model: str) -> dict[str, Any]:
+            if path is None:
+                loaded = load_encoder(None, model)
+                e = {"role": role, "model": loaded.model_name, "file": None, "sha256": RANDOM_INIT, "kind": loaded.kind,
+                     "source": "seeded random init (torch.manual_seed(0))"}
+            else:
+                src = Path(path)
+                loaded = load_encoder(src, model, name_is_claim=False)
+                dst = out / "checkpoints" / role / src.name
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
+                sha = sha256_file(dst)
+                if sha != loaded.sha256:
+                    raise DataFormatError(f"copy of {src} changed while copying (sha256 differs); prepare again")
+                e = {"role": role, "model": loaded.model_name, "file": dst.relative_to(out).as_posix(), "sha256": sha,
+                     "kind": loaded.kind, "source": str(src)}
+            rate, native_role = rate_of(e["model"]), role == "native_student"
+            if (rate != ref_rate) != native_role:
+                flag = {"teacher": "--teacher", "student": "--student", "native_student": "--native-student"}[role]
+                raise UsageError(f"{flag} {path}: model {e['model']} reads {rate} Hz windows, but the {role.replace('_', ' ')} "
+                                 + ("must be a native-rate model (25 or 50 Hz)" if native_role else f"must read {ref_rate} Hz"))
+            return e
 
-        sources += load_shared_recordings()
-    sims: list[Any] = []
-    if sim_subjects:
-        from anyppg_edge.data import simulate_cohort
+        teacher_path = Path(teacher) if teacher else shared_dir() / "reference" / "net1d_anyppg_released.state_dict.pt"
+        entries = {"teacher": checkpoint_entry("teacher", teacher_path, teacher_model)}
+        for role, ckpt, model in (("student", student, student_model), ("native_student", native_student, native_student_model)):
+            if ckpt == "auto":
+                ckpt = _default_checkpoint(role)
+                if ckpt is None and role == "student":
+                    log(f"WARNING: no distilled student found ({', '.join(DEFAULT_STUDENTS[role])}): the student golden "
+                        f"set will be of the seeded random init of {model!r}, which matches no artifact exported from "
+                        "trained weights; pass --student CKPT for the real one")
+                elif ckpt is None:
+                    log(f"no distilled native-rate student found ({', '.join(DEFAULT_STUDENTS[role])}): left out "
+                        "(pass --native-student CKPT to carry one)")
+                    continue
+            elif role == "native_student" and ckpt is None:
+                continue
+            entries[role] = checkpoint_entry(role, None if ckpt == "init" else ckpt, model)
+        for e in entries.values():
+            log(f"{e['role']}: {e['model']} ({e['kind']}, sha256 {e['sha256'][:12]}) from {e['source']}")
 
-        sims = simulate_cohort(sim_subjects, duration_s=sim_duration_s, seed=split_seed)
-        sources += sims
-    if not sources:
-        raise UsageError("nothing to prepare: use ../shared (the default) and/or --sim-subjects N")
-    log(f"shards: {len(sources)} recordings, hop {hop_s:g} s -> {out / 'shards'}")
-    summary = prepare_shards(sources, out / "shards", hop_s=hop_s, workers=1, ecg_quality=ecg_quality,
-                             dtype="float16", seed=split_seed, progress=False)
-    if use_shared:
-        windows, ids, desc = golden_windows_from_shared(golden_n, seed=split_seed, hop_s=golden_hop_s)
-    else:
-        windows, ids, desc = golden_windows_from_recordings(sims, golden_n, split_seed, golden_hop_s, source="simulator")
-    save_golden_windows(out / "golden_windows.npz", windows, ids, desc, DEFAULT_CONFIG,
-                        n=golden_n, hop_s=golden_hop_s, seed=split_seed, shared=use_shared)
-    log(f"golden windows: {desc}")
+        sources: list[Any] = []
+        if use_shared:
+            from anyppg_edge.data import load_shared_recordings
 
-    def checkpoint_entry(role: str, path: str | Path | None, model: str) -> dict[str, Any]:
-        if path is None:
-            loaded = load_encoder(None, model)
-            return {"role": role, "model": loaded.model_name, "file": None, "sha256": RANDOM_INIT, "kind": loaded.kind,
-                    "source": "seeded random init (torch.manual_seed(0))"}
-        src = Path(path)
-        loaded = load_encoder(src, model, name_is_claim=False)
-        dst = out / "checkpoints" / src.name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if dst.exists():
-            raise UsageError(f"teacher and student checkpoints share the file name {src.name}: rename one")
-        shutil.copyfile(src, dst)
-        sha = sha256_file(dst)
-        if sha != loaded.sha256:
-            raise DataFormatError(f"copy of {src} changed while copying (sha256 differs); prepare again")
-        return {"role": role, "model": loaded.model_name, "file": dst.relative_to(out).as_posix(), "sha256": sha,
-                "kind": loaded.kind, "source": str(src)}
+            sources += load_shared_recordings()
+        sims: list[Any] = []
+        if sim_subjects:
+            from anyppg_edge.data import simulate_cohort
 
-    teacher_path = Path(teacher) if teacher else shared_dir() / "reference" / "net1d_anyppg_released.state_dict.pt"
-    entries = {"teacher": checkpoint_entry("teacher", teacher_path, teacher_model)}
-    if student == "auto":
-        student = _default_student()
-        if student is None:
-            log(f"WARNING: no distilled student found (runs/distill_watch_slim/best.pt, runs/demo/distill/best.pt): the "
-                f"student golden set will be of the seeded random init of {student_model!r}, which matches no "
-                "artifact exported from trained weights; pass --student CKPT for the real one")
-    entries["student"] = checkpoint_entry("student", student, student_model)
-    for e in entries.values():
-        log(f"{e['role']}: {e['model']} ({e['kind']}, sha256 {e['sha256'][:12]}) from {e['source']}")
+            sims = simulate_cohort(sim_subjects, duration_s=sim_duration_s, seed=split_seed)
+            sources += sims
+        if not sources:
+            raise UsageError("nothing to prepare: use ../shared (the default) and/or --sim-subjects N")
+        log(f"shards: {len(sources)} recordings, hop {hop_s:g} s -> {out / 'shards'}")
+        summary = prepare_shards(sources, out / "shards", hop_s=hop_s, workers=1, ecg_quality=ecg_quality,
+                                 dtype="float16", seed=split_seed, progress=False)
+        windows_files: dict[str, dict[str, Any]] = {}
+        for e in entries.values():
+            name = _windows_file(rate_of(e["model"]), ref_rate)
+            if name not in windows_files:
+                cfg = model_preprocess_config(get_model_spec(e["model"]))
+                if use_shared:
+                    windows, ids, desc, _ = golden_windows_for_model(e["model"], golden_n, split_seed, golden_hop_s)
+                else:
+                    windows, ids, desc = golden_windows_from_recordings(sims, golden_n, split_seed, golden_hop_s, cfg,
+                                                                        source="simulator")
+                save_golden_windows(out / name, windows, ids, desc, cfg, n=golden_n, hop_s=golden_hop_s, seed=split_seed,
+                                    shared=use_shared)
+                windows_files[name] = {"file": name, "n": len(windows), "description": desc,
+                                       "sample_rate_hz": cfg.target_sample_rate_hz}
+                log(f"golden windows ({name}): {desc}")
+            e["golden_windows"] = name
 
-    commit = (_git("rev-parse", "HEAD") or "").strip() or None
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
-    manifest: dict[str, Any] = {
-        "schema": CARRY_SCHEMA,
-        "created_at": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "anyppg_edge_version": __version__,
-        "git_commit": commit,
-        "git_dirty": bool(dirty.strip()) if dirty is not None else None,
-        "code_sha256": _code_sha256(),
-        "shards": {"dir": "shards", "hop_s": hop_s, "ecg_quality": ecg_quality, "split_seed": split_seed,
-                   "total": summary.get("total", {}), "datasets": sorted(summary.get("datasets", {}))},
-        "golden_windows": {"file": "golden_windows.npz", "n": len(windows), "description": desc},
-        "teacher": entries["teacher"],
-        "student": entries["student"],
-        "prepare_seconds": round(time.perf_counter() - t0, 2),
-    }
-    manifest["size_bytes"] = _folder_bytes(out)
-    write_json(out / MANIFEST_NAME, manifest)
-    return manifest
+        commit = (_git("rev-parse", "HEAD") or "").strip() or None
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
+        manifest: dict[str, Any] = {
+            "schema": CARRY_SCHEMA,
+            "created_at": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "anyppg_edge_version": __version__,
+            "git_commit": commit,
+            "git_dirty": bool(dirty.strip()) if dirty is not None else None,
+            "code_sha256": _code_sha256(),
+            "shards": {"dir": "shards", "hop_s": hop_s, "ecg_quality": ecg_quality, "split_seed": split_seed,
+                       "total": summary.get("total", {}), "datasets": sorted(summary.get("datasets", {}))},
+            "golden_windows": windows_files[_windows_file(ref_rate, ref_rate)],
+            "golden_windows_files": sorted(windows_files.values(), key=lambda w: -w["sample_rate_hz"]),
+            **entries,
+            "prepare_seconds": round(time.perf_counter() - t0, 2),
+        }
+        manifest["size_bytes"] = _folder_bytes(out)
+        write_json(out / MANIFEST_NAME, manifest)
+        return manifest
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 @dataclass
@@ -340,7 +394,17 @@ class Carry:
 
     @property
     def golden_windows(self) -> Path:
+        """The reference-rate (125 Hz) golden windows: the teacher's and the student's."""
         return self.root / self.manifest["golden_windows"]["file"]
+
+    @property
+    def roles(self) -> list[str]:
+        """The carried models, in :data:`ROLES` order (a carry folder may have no native student)."""
+        return [r for r in ROLES if self.manifest.get(r)]
+
+    def golden_windows_for(self, role: str) -> Path:
+        """The golden windows of ``role``'s input contract."""
+        return self.root / self.manifest[role].get("golden_windows", self.manifest["golden_windows"]["file"])
 
     def checkpoint(self, role: str) -> tuple[Path | None, str, dict[str, Any]]:
         e = self.manifest[role]
@@ -585,13 +649,18 @@ def _sec_golden(run: _Run) -> dict[str, Any]:
     from anyppg_edge.preprocessing import PreprocessConfig
 
     carry = run.need_carry()
-    windows, ids, meta = load_golden_windows(carry.golden_windows)
-    pcfg = PreprocessConfig.from_dict(meta["preprocess"])
     row = GPU_REFERENCE_ROW if run.cuda else TOLERANCE_FOR_KIND["pytorch-float"]
-    out: dict[str, Any] = {"windows": len(windows), "window_source": meta["description"], "sets": [], "errors": {}}
-    for role in ("teacher", "student"):  # one failing keeps the other
+    out: dict[str, Any] = {"window_files": {}, "sets": [], "errors": {}}
+    loaded: dict[Path, tuple[np.ndarray, list[str], dict[str, Any], Any]] = {}
+    for role in carry.roles:  # one failing keeps the others
         try:
-            out["sets"].append(_golden_set(run, role, windows, ids, meta, pcfg, row))
+            path = carry.golden_windows_for(role)
+            if path not in loaded:
+                windows, ids, meta = load_golden_windows(path)
+                loaded[path] = (windows, ids, meta, PreprocessConfig.from_dict(meta["preprocess"]))
+                out["window_files"][path.name] = {"windows": len(windows), "window_source": meta["description"],
+                                                  "sample_rate_hz": loaded[path][3].target_sample_rate_hz}
+            out["sets"].append(_golden_set(run, role, *loaded[path], row))
         except _Deadline:
             raise
         except Exception as e:
@@ -634,6 +703,7 @@ def _golden_set(run: _Run, role: str, windows: np.ndarray, ids: list[str], meta:
               "; ".join(fails) or f"rel max abs {m['rel_max_abs']:.3g}, cos min {m['cos_min']:.8f}")
     return {
         "role": role, "model": loaded.model_name, "checkpoint_sha256": loaded.sha256, "file": gpath.name,
+        "sample_rate_hz": pcfg.target_sample_rate_hz,
         "provenance_file": gpath.name.removesuffix(".npz") + ".provenance.json",
         "n": len(g), "embedding_dim": int(g.embeddings.shape[1]), "device": g.provenance["device"],
         "device_s": round(dev_s, 3), "cpu_reference_s": round(cpu_s, 3), "cpu_reference_device": cpu_info["name"],
@@ -1043,8 +1113,11 @@ def render_markdown(report: dict[str, Any]) -> str:
                   markdown_table(tm["per_step"])]
     gd = res.get("golden")
     if gd:
-        lines += ["## Golden sets", "", f"{gd['windows']} windows: {gd['window_source']}.", "",
-                  markdown_table([{"model": s["model"], "file": s["file"], "sha256": s["checkpoint_sha256"][:12],
+        lines += ["## Golden sets", "",
+                  *[f"`{name}`: {w['windows']} windows at {w['sample_rate_hz']} Hz: {w['window_source']}.\n"
+                    for name, w in gd["window_files"].items()],
+                  markdown_table([{"model": s["model"], "Hz": s["sample_rate_hz"], "file": s["file"],
+                                   "sha256": s["checkpoint_sha256"][:12],
                                    "max abs vs CPU": s["vs_cpu"]["max_abs"], "rel max abs": s["vs_cpu"]["rel_max_abs"],
                                    "cos min": s["vs_cpu"]["cos_min"], "row": s["tolerance_row"], "pass": s["pass"],
                                    "device s": s["device_s"]} for s in gd["sets"]])]

@@ -56,13 +56,14 @@ try:
 finally:
     print("LOADED " + ",".join(n for n in BLOCKED if sys.modules.get(n) is not None), file=sys.stderr)
 """
-EXPECTED_FILES = {JSON_NAME, MD_NAME, "tiny.cpu.golden.npz", "tiny.cpu.golden.provenance.json",
-                  "student-watch-slim.cpu.golden.npz", "student-watch-slim.cpu.golden.provenance.json"}
+EXPECTED_FILES = {JSON_NAME, MD_NAME, *(f"{m}.cpu.golden.{ext}" for m in ("tiny", "student-watch-slim", "student-watch-25hz")
+                                         for ext in ("npz", "provenance.json"))}
 
 
 @pytest.fixture(scope="module")
 def carry(tmp_path_factory):
-    """A carry folder of simulated subjects, the tiny teacher from a file, the student's seeded init."""
+    """A carry folder of simulated subjects, the tiny teacher from a file, the seeded inits of the
+    student and of the 25 Hz student."""
     import torch
 
     from anyppg_edge.models import create_model
@@ -74,7 +75,7 @@ def carry(tmp_path_factory):
     out = root / "carry"
     rc = main(["gpu-check", "prepare", "--out", str(out), "--no-shared", "--sim-subjects", "5", "--no-ecg-quality",
                "--hop-s", "5", "--teacher", str(teacher), "--teacher-model", "tiny", "--student", "none",
-               "--golden-n", "12"])
+               "--native-student", "init", "--golden-n", "12"])
     assert rc == 0
     return out, teacher
 
@@ -97,12 +98,19 @@ def test_prepare_writes_a_carry_folder_and_the_device_call(carry, capsys):
     out, teacher = carry
     c = load_carry(out)
     m = c.manifest
-    assert m["teacher"]["model"] == "tiny" and m["teacher"]["file"] == f"checkpoints/{teacher.name}"
+    assert m["teacher"]["model"] == "tiny" and m["teacher"]["file"] == f"checkpoints/teacher/{teacher.name}"
     assert (out / m["teacher"]["file"]).read_bytes() == teacher.read_bytes()
     assert m["student"] == {**m["student"], "model": "student-watch-slim", "file": None, "sha256": "random-init"}
+    assert m["native_student"]["model"] == "student-watch-25hz" and c.roles == ["teacher", "student", "native_student"]
     assert m["shards"]["total"]["train_segments"] > 16 and (c.shards / "index.npz").is_file()
     x, ids, meta = load_golden_windows(c.golden_windows)
     assert x.shape == (12, 1250) and x.dtype == np.float32 and len(ids) == 12 and "held-out" in meta["description"]
+    assert c.golden_windows_for("student") == c.golden_windows_for("teacher") == c.golden_windows
+    # the 25 Hz student's windows: the same held-out windows, sampled like a 25 Hz sensor, in its contract
+    x25, ids25, meta25 = load_golden_windows(c.golden_windows_for("native_student"))
+    assert c.golden_windows_for("native_student").name == "golden_windows.native25hz.npz"
+    assert x25.shape == (12, 250) and ids25 == ids and meta25["preprocess"]["target_sample_rate_hz"] == 25
+    assert [w["sample_rate_hz"] for w in m["golden_windows_files"]] == [125, 25]
     assert m["size_bytes"] < 8 * 2**20
     call = device_call("runs/gpu_carry")
     assert call["carry"] == ["runs/gpu_carry"] and call["timeout_s"] <= 600
@@ -120,6 +128,18 @@ def test_prepare_writes_a_carry_folder_and_the_device_call(carry, capsys):
         load_golden_windows(bad)
 
 
+def test_prepare_refuses_a_student_at_the_other_rate(tmp_path, capsys):
+    """The student reads the teacher's 125 Hz windows, the native student its sensor's: swapped, exit
+    2 naming the flag, and nothing written."""
+    base = ["gpu-check", "prepare", "--no-shared", "--sim-subjects", "1", "--student", "init"]
+    assert main([*base, "--out", str(tmp_path / "a"), "--student-model", "student-watch-25hz"]) == 2
+    assert "--native-student" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "b"), "--native-student", "init",
+                 "--native-student-model", "student-watch-slim"]) == 2
+    assert "that is a --student" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 def test_dry_run_runs_every_section_with_torch_numpy_scipy_only(dry_run):
     p, out = dry_run
     assert p.returncode == 0, p.stderr[-3000:] + p.stdout[-3000:]
@@ -129,7 +149,7 @@ def test_dry_run_runs_every_section_with_torch_numpy_scipy_only(dry_run):
     assert r["schema"] == "anyppg-edge/gpu-check/v1" and r["device"] == "cpu"
     assert r["section_order"] == list(SECTIONS) == sorted(r["sections"], key=SECTIONS.index)
     assert {k: v["status"] for k, v in r["sections"].items()} == dict.fromkeys(SECTIONS, "ok")
-    assert r["complete"] and r["passed"] and all(c["pass"] for c in r["checks"]) and len(r["checks"]) == 4
+    assert r["complete"] and r["passed"] and all(c["pass"] for c in r["checks"]) and len(r["checks"]) == 5
     assert set(r["files"]) == EXPECTED_FILES == {f.name for f in out.iterdir()}
     assert sum(f.stat().st_size for f in out.iterdir()) < 2 * 2**20
     assert all(v["seconds"] >= 0 for v in r["sections"].values())
@@ -163,7 +183,10 @@ def test_dry_run_runs_every_section_with_torch_numpy_scipy_only(dry_run):
     assert tm["device_flags"]["deterministic_algorithms"] and not tm["device_flags"]["tf32_cudnn"]
 
     gd = res["golden"]
-    assert [s["model"] for s in gd["sets"]] == ["tiny", "student-watch-slim"]
+    assert [(s["model"], s["sample_rate_hz"]) for s in gd["sets"]] == [
+        ("tiny", 125), ("student-watch-slim", 125), ("student-watch-25hz", 25)]
+    assert {k: v["windows"] for k, v in gd["window_files"].items()} == {
+        "golden_windows.npz": 12, "golden_windows.native25hz.npz": 12}
     for s in gd["sets"]:
         assert s["vs_cpu"]["max_abs"] == 0 and s["tolerance_row"] == "float-vs-float" and s["pass"]
         g = load_golden_set(out / s["file"])  # the `export golden` format, checksum verified
@@ -215,6 +238,18 @@ def test_export_parity_takes_the_golden_sets(dry_run, carry, tmp_path, capsys):
     rows = json.loads((tmp_path / "d" / "parity_report.json").read_text())["rows"]
     assert [(r["kind"], r["tolerance"], r["pass"]) for r in rows] == [("golden-float", GPU_REFERENCE_ROW, False)]
 
+    # the 25 Hz student: its own windows and contract through the same rows
+    cpu25 = out / "student-watch-25hz.cpu.golden.npz"
+    gpu25 = _forge(load_golden_set(cpu25), tmp_path / "student-watch-25hz.cuda.golden.npz", "cuda")
+    assert main(["export", "parity", "--no-plot", "--model", "student-watch-25hz", str(cpu25), "--golden", str(gpu25),
+                 "--out", str(tmp_path / "n")]) == 0
+    rows = json.loads((tmp_path / "n" / "parity_report.json").read_text())["rows"]
+    assert [(r["kind"], r["tolerance"], r["pass"]) for r in rows] == [("golden-float", GPU_REFERENCE_ROW, True)]
+    # ... and not against the 125 Hz student's windows
+    capsys.readouterr()
+    assert main(["export", "parity", "--no-plot", str(out / "student-watch-slim.cpu.golden.npz"), "--golden",
+                 str(gpu25), "--out", str(tmp_path / "m")]) == 2
+
     # a golden set of other windows is not comparable: exit 2 naming the windows
     other = load_golden_set(cpu_golden)
     fewer = GoldenSet(other.windows[:6], other.embeddings[:6], other.window_ids[:6], dict(other.provenance))
@@ -238,7 +273,8 @@ def test_a_failing_section_is_recorded_and_the_others_run(carry, tmp_path):
     golden = r["sections"]["golden"]
     assert golden["status"] == "error" and "tiny_teacher" in golden["error"]
     # the teacher failing keeps the student's golden set (made, checked and written)
-    assert list(golden["result"]["errors"]) == ["teacher"] and golden["result"]["sets"][0]["model"] == "student-watch-slim"
+    assert list(golden["result"]["errors"]) == ["teacher"]
+    assert [s["model"] for s in golden["result"]["sets"]] == ["student-watch-slim", "student-watch-25hz"]
     assert (tmp_path / "out" / "student-watch-slim.cpu.golden.npz").is_file()
     assert r["sections"]["train_match"]["status"] == "ok" and not r["passed"] and not r["complete"]
     on_disk = json.loads((tmp_path / "out" / JSON_NAME).read_text())

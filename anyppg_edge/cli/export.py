@@ -297,12 +297,12 @@ def _cmd_firmware(args: argparse.Namespace) -> int:
 
 
 def _cmd_golden(args: argparse.Namespace) -> int:
-    from anyppg_edge.deploy.parity.golden import golden_windows_from_shared, make_golden_set, provenance_path
+    from anyppg_edge.deploy.parity.golden import golden_windows_for_model, make_golden_set, provenance_path
     from anyppg_edge.models.loading import load_encoder
 
     loaded = load_encoder(args.checkpoint, args.model)
-    cfg = _model_config(loaded.model_name)  # the model's contract (a native-rate model's own rate)
-    windows, ids, desc = golden_windows_from_shared(args.n, seed=args.seed, hop_s=args.hop_s, cfg=cfg)
+    # in the model's contract (a native-rate model's own rate); the GPU check carries the same windows
+    windows, ids, desc, cfg = golden_windows_for_model(loaded.model_name, args.n, seed=args.seed, hop_s=args.hop_s)
     g = make_golden_set(
         loaded.encoder,
         loaded.model_name,

@@ -2,7 +2,7 @@
 wrapper over :mod:`anyppg_edge.gpu_check`; the round trip is ``docs/gpu.md``).
 
 * ``gpu-check prepare [--out runs/gpu_carry]`` (here, with ``../shared``): the carry folder (shards,
-  golden windows, teacher and student checkpoints, manifest) and the exact device call to make;
+  golden windows, teacher, student and native-rate student checkpoints, manifest) and the exact device call to make;
 * ``gpu-check --carry runs/gpu_carry --out DIR [--device cuda|cpu] [--tiny]`` (on the device, from a
   plain checkout with ``PYTHONPATH=.``; torch, numpy and scipy only): environment, golden sets,
   training match and short real run, throughput, largest batch, ``torch.compile``; one JSON and one
@@ -68,10 +68,12 @@ def _cmd_gpu_check(args: argparse.Namespace) -> int:
 
 def _prepare(args: argparse.Namespace, G) -> int:
     out = args.out_dir or G.DEFAULT_CARRY
-    student = None if args.student == "none" else args.student
+    student = None if args.student in ("none", "init") else args.student
+    native = None if args.native_student == "off" else args.native_student
     m = G.prepare_carry(
         out, teacher=args.teacher, teacher_model=args.teacher_model, student=student,
-        student_model=args.student_model, use_shared=args.shared, sim_subjects=args.sim_subjects,
+        student_model=args.student_model, native_student=native, native_student_model=args.native_student_model,
+        use_shared=args.shared, sim_subjects=args.sim_subjects,
         hop_s=args.hop_s, ecg_quality=args.ecg_quality, golden_n=args.golden_n, golden_hop_s=args.golden_hop_s,
         split_seed=args.split_seed, force=args.force,
     )
@@ -79,8 +81,9 @@ def _prepare(args: argparse.Namespace, G) -> int:
     travel = G.travel_bytes()
     print(f"carry folder {out}: {m['size_bytes'] / 2**20:.1f} MiB; shards: "
           + ", ".join(f"{s} {total.get(f'{s}_segments', '?')}" for s in ("train", "val", "test"))
-          + f" windows; golden windows: {m['golden_windows']['n']}; teacher {m['teacher']['model']}, "
-            f"student {m['student']['model']} ({m['student']['kind']})")
+          + " windows; golden windows: " + ", ".join(f"{w['n']} at {w['sample_rate_hz']} Hz"
+                                                     for w in m["golden_windows_files"])
+          + "; " + ", ".join(f"{r.replace('_', ' ')} {m[r]['model']} ({m[r]['kind']})" for r in G.ROLES if m.get(r)))
     if travel is not None:
         mib = (travel + m["size_bytes"]) / 2**20
         print(f"travels to the device: checkout {travel / 2**20:.1f} MiB + carry {m['size_bytes'] / 2**20:.1f} MiB "
@@ -91,7 +94,8 @@ def _prepare(args: argparse.Namespace, G) -> int:
     call = G.device_call(rel)
     print("\nThe device call (the session's `run` tool; docs/gpu.md):")
     print(json.dumps(call, indent=2))
-    print("\nThen, here: python -m export parity ... --golden <device files>/anyppg-released.cuda.golden.npz (docs/gpu.md)")
+    print("\nThen, here: python -m export parity ... --golden <device files>/<model>.cuda.golden.npz for "
+          + ", ".join(m[r]["model"] for r in G.ROLES if m.get(r)) + " (docs/gpu.md)")
     return 0
 
 
@@ -112,9 +116,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="teacher checkpoint (default: ../shared/reference/net1d_anyppg_released.state_dict.pt)")
     p.add_argument("--teacher-model", default="anyppg-released", help="registry model of a state_dict teacher")
     p.add_argument("--student", default="auto",
-                   help="student checkpoint; auto: runs/distill_watch_slim/best.pt or runs/demo/distill/best.pt when "
-                        "present, else the seeded random init (warned); none: the seeded random init")
-    p.add_argument("--student-model", default="student-watch-slim", help="registry model of a random-init student")
+                   help="student checkpoint (125 Hz); auto: runs/distill_watch_slim/best.pt or runs/demo/distill/best.pt "
+                        "when present, else the seeded random init (warned); init (or none): the seeded random init")
+    p.add_argument("--student-model", default="student-watch-slim",
+                   help="registry model of a random-init student (a 125 Hz one)")
+    p.add_argument("--native-student", default="auto",
+                   help="native-rate student checkpoint; auto: runs/distill_watch_25hz/best.pt or the demo's when "
+                        "present, else left out; init: the seeded random init; off: left out")
+    p.add_argument("--native-student-model", default="student-watch-25hz",
+                   help="registry model of a random-init native-rate student")
     p.add_argument("--shared", action=argparse.BooleanOptionalAction, default=True,
                    help="shards and golden windows from ../shared (--no-shared: simulated subjects only)")
     p.add_argument("--sim-subjects", type=nonnegative_int, default=0, help="simulated subjects added to the shards")

@@ -392,6 +392,20 @@ def golden_windows_from_shared(
     return golden_windows_from_recordings(recs, n, seed, hop_s, cfg, splits, source="../shared")
 
 
+def golden_windows_for_model(model: str, n: int = 256, seed: int = 0, hop_s: float = 5.0,
+                             config: Any = None) -> tuple[np.ndarray, list[str], str, PreprocessConfig]:
+    """The golden windows of registry model ``model`` (:func:`golden_windows_from_shared` in the
+    model's own contract, :func:`~anyppg_edge.config.model_preprocess_config`; ``config``: the base
+    chain, default the reference one): what ``export golden --model`` embeds and what the GPU check
+    carries, so that their golden sets are of the same windows. Returns ``(windows, ids,
+    description, cfg)``."""
+    from anyppg_edge.config import model_preprocess_config
+    from anyppg_edge.models.registry import get_model_spec
+
+    cfg = model_preprocess_config(get_model_spec(model), config)
+    return (*golden_windows_from_shared(n, seed=seed, hop_s=hop_s, cfg=cfg), cfg)
+
+
 def golden_windows_from_recordings(
     recs: Sequence[Any],
     n: int = 256,
