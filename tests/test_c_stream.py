@@ -306,19 +306,23 @@ def test_refused_bursts_leave_the_state(libs):
     py.push(x[:100], t[:100])
     for codes, ts in ((x[100:110], t[100:110][::-1]),  # decreasing
                       (x[100:110], t[100:110] * 0 + t[99]),  # not after the previous burst
+                      (x[100:110], t[99] + (0.3 + np.arange(10)) / odr),  # starts 0.3 periods after it
                       (x[100:120], t[100] + np.arange(20) / (1.2 * odr)),  # 20 % fast
                       (x[100:102], np.array([t[100], t[100] + 0.1 / odr])),  # duplicated
                       (x[100:102], np.array([t[100], np.nan])),
-                      (x[100:102], np.array([t[100], t[100] + 1e20]))):  # (C only: no exact slot count)
-        with pytest.raises(InvalidSignalError):
-            c.push(codes, ts)
-        if ts[-1] - ts[0] < 1e10:
+                      (x[100:102], np.array([t[100], t[100] + 1e20])),  # no exact slot count
+                      (x[100:101], np.array([t[99] + 1e20]))):  # as a jump from the previous burst
+        for reset in (False, True):  # refused with a reset too: the reset is not armed
             with pytest.raises(InvalidSignalError):
-                py.push(codes, ts)
-    got = c.push(x[100:], t[100:])
+                c.push(codes, ts, reset=reset)
+            with pytest.raises(InvalidSignalError):
+                py.push(codes, ts, reset=reset)
+    got, got_py = c.push(x[100:], t[100:]), py.push(x[100:], t[100:])
     ref = _python([_B(x[:100], t[:100]), _B(x[100:], t[100:])], odr, "device")
-    assert [(w.index, w.flags) for w in got] == [(w.index, w.flags) for w in ref]
-    assert all(np.array_equal(a.x, b.x) for a, b in zip(got, ref, strict=True))
+    assert len(ref) >= 3 and not any(w.flags for w in ref)  # no window flagged: no reset was armed
+    for out in (got, got_py):
+        assert [(w.index, w.flags) for w in out] == [(w.index, w.flags) for w in ref]
+        assert all(np.array_equal(a.x, b.x) for a, b in zip(out, ref, strict=True))
 
 
 # ----------------------------------------------------------------------------- build and memory

@@ -45,6 +45,7 @@ from anyppg_edge.deploy.export.c_encoder import CFLAGS, SANITIZE_FLAGS, _cc, _ru
 from anyppg_edge.errors import DataFormatError, InvalidSignalError
 from anyppg_edge.stream.streamer import (
     _EPS,
+    _MAX_SLOTS,
     _RATE_CHECK_MIN_SLOTS,
     FLAG_NAMES,
     HARD_FLAGS,
@@ -203,7 +204,7 @@ def _config_header(t: StreamTables, cfg: pp.PreprocessConfig, contract: Any, ext
         "N_OUT": str(t.n_out), "MAX_FILL": str(t.max_fill), "N_SETTLE": str(t.n_settle),
         "HAS_RAILS": "1" if t.full_scale is not None else "0",
         "FULL_SCALE": f"{t.full_scale if t.full_scale is not None else 0}.0",
-        "MAX_SLOTS": _f64(2.0**53),
+        "MAX_SLOTS": _f64(_MAX_SLOTS),
         "RATE_TOLERANCE": _f64(extra["rate_tolerance"]), "RATE_CHECK_MIN_SLOTS": str(_RATE_CHECK_MIN_SLOTS),
         "MAX_DRIFT_PPM": _f64(extra["max_drift_ppm"]),
         "FLAT_W": str(t.flat_w), "FLAT_CHANGE_THRESHOLD": _f64(cfg.flat_change_threshold),

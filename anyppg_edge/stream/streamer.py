@@ -141,6 +141,8 @@ MODES = ("reference", "device", "causal")
 _OK, _FILLED, _MISSING, _NAN, _RESET_MISSING, _SETTLE = 0, 1, 2, 3, 4, 5
 _EPS = 1e-9
 _RATE_CHECK_MIN_SLOTS = 8  # a burst's rate is checked when it spans at least this many sample periods
+_MAX_SLOTS = 2.0**53  # longest timestamp step (sample periods) whose slot count is exact in a float64;
+# a longer jump is refused (Python and the generated C alike)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)  # samples beyond it cannot enter a float32 chain
 
 
@@ -496,6 +498,12 @@ class Streamer:
                 f"non-monotonic timestamps across bursts: burst starts at {t[0]!r} s, the previous "
                 f"sample was at {self._last_ts!r} s"
             )
+        since = float(t[-1]) - (float(t[0]) if self._last_ts is None else self._last_ts)
+        if not since * odr < _MAX_SLOTS:
+            raise InvalidSignalError(
+                f"a timestamp jump of {since:.6g} s ({since * odr:.3g} periods at odr_hz={odr:g} Hz): beyond 2^53 "
+                "periods no slot count is exact; the host clock is wrong (a unit error?), or restart the stream"
+            )
         return v, t, steps, has_nan
 
     # ------------------------------------------------------------------ main entry points
@@ -504,17 +512,9 @@ class Streamer:
         """Add one burst (native-rate samples and their host timestamps, seconds). ``reset``: the
         sensor was reset before its first sample. Returns the windows this burst completed."""
         v, t, intra, has_nan = self._check_burst(codes, timestamps_s)
-        if reset:
-            self._settle_left = self.n_settle
-            self._new_clock_run()  # a reset restarts the sensor clock at a new phase
-            if self.scfg.mode == "causal":
-                self._primed = False
-        if v.size == 0:
-            return []
         odr = self.scfg.odr_hz
-        if self._last_ts is None:
-            first = 1  # the first sample of the stream takes slot 0
-        else:
+        first = 1  # the first sample of the stream takes slot 0
+        if v.size and self._last_ts is not None:
             dt0 = float(t[0]) - self._last_ts
             first = round(dt0 * odr)
             if first < 1:
@@ -522,8 +522,16 @@ class Streamer:
                     f"a burst starts {dt0:.6g} s after the previous sample, less than half a period at "
                     f"odr_hz={odr:g} Hz (duplicated samples or a wrong rate)"
                 )
-            if first - 1 >= self.n_win:  # a jump past the ring: its slot count comes from the host clock
-                self._new_clock_run()
+        # the burst is valid: only now does the state change (a refused burst, reset or not, leaves it)
+        if reset:
+            self._settle_left = self.n_settle
+            self._new_clock_run()  # a reset restarts the sensor clock at a new phase
+            if self.scfg.mode == "causal":
+                self._primed = False
+        if v.size == 0:
+            return []
+        if first - 1 >= self.n_win:  # a jump past the ring: its slot count comes from the host clock
+            self._new_clock_run()
         self._fit(self._n - 1 + first, float(t[0]))
         self.pushed_samples += v.size
         if first == 1 and intra is None and not self._settle_left and not has_nan:
