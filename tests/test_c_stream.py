@@ -63,7 +63,7 @@ def _python(bursts, odr: float, mode: str, hop_s: float = HOP_S):
 def _compare(c_wins, bursts, odr: float, hop_s: float = HOP_S) -> dict:
     """Flags, window values and int8 inputs of the C windows vs the Python device and reference modes."""
     dev, ref = _python(bursts, odr, "device", hop_s), _python(bursts, odr, "reference", hop_s)
-    assert [(w.index, w.flags) for w in c_wins] == [(w.index, w.flags) for w in dev]
+    assert [(w.index, w.flags, w.t_start_s, w.t_end_s) for w in c_wins] == [(w.index, w.flags, w.t_start_s, w.t_end_s) for w in dev]
     assert [w.start_sample for w in c_wins] == [w.start_sample for w in dev]
     assert [(w.n_filled, w.n_missing) for w in c_wins] == [(w.n_filled, w.n_missing) for w in dev]
     assert [(w.flags, w.x is None) for w in dev] == [(w.flags, w.x is None) for w in ref]
@@ -274,7 +274,7 @@ def test_other_hops(tmp_path, hop_s):
     wins = c.run(bursts)
     assert all(w.q is None for w in wins)
     dev = _python(bursts, odr, "device", hop_s)
-    assert [(w.index, w.flags, w.start_sample) for w in wins] == [(w.index, w.flags, w.start_sample) for w in dev]
+    assert [(w.index, w.flags, w.start_sample, w.t_start_s, w.t_end_s) for w in wins] == [(w.index, w.flags, w.start_sample, w.t_start_s, w.t_end_s) for w in dev]
     assert all((a.x is None and b.x is None) or np.abs(a.x - b.x).max() <= MAX_ABS_DEVICE
                for a, b in zip(wins, dev, strict=True))
     seen = 0
@@ -293,8 +293,33 @@ def test_chunking_invariance(libs, sizes):
                                        seed=5))
     ref = _run_c(libs, 64.0, run.bursts)
     got = _run_c(libs, 64.0, rechunk(run.bursts, sizes))
-    assert [(w.index, w.flags) for w in got] == [(w.index, w.flags) for w in ref]
+    assert [(w.index, w.flags, w.t_start_s, w.t_end_s) for w in got] == [(w.index, w.flags, w.t_start_s, w.t_end_s) for w in ref]
     assert all((a.x is None and b.x is None) or np.array_equal(a.x, b.x) for a, b in zip(got, ref, strict=True))
+
+
+def test_window_timestamps_of_filled_and_missing_slots(libs):
+    """Window timestamps where they are estimated: every hop-start slot (a window's first) dropped,
+    with the next one (interpolated: ``t0 + dt * (j / (gap + 1))``) or with its neighbours past the fill limit
+    (missing: ``t0 + period * j``), over a drifting, jittered host clock; and a jump past the ring.
+    C and Python agree to the last bit."""
+    odr = 25.0
+    n_hop = int(HOP_S * odr)
+    x, _ = _ppg(int(200 * odr), odr)
+    rng = np.random.default_rng(3)
+    t = 1234.5678 + np.arange(x.size) / odr * (1 + 37e-6) + rng.normal(0.0, 1e-4, x.size)
+    keep = np.ones(x.size, bool)
+    keep[n_hop::n_hop] = keep[n_hop + 1 :: n_hop] = False  # two slots (the fill limit at 25 Hz): interpolated
+    for k in range(3 * n_hop, x.size - 10, 4 * n_hop):
+        keep[k - 2 : k + 3] = False  # five slots: missing
+    t[int(150 * odr) :] += 400.0  # a jump past the ring
+    xs, ts = x[keep], t[keep]
+    bursts = [_B(xs[i : i + 9], ts[i : i + 9]) for i in range(0, xs.size, 9)]
+    c = cs.CStreamer(libs[odr][0], pp.DEFAULT_CONFIG.window_samples).run(bursts)
+    py = _python(bursts, odr, "device")
+    assert sum(w.n_filled > 0 for w in py) > 10 and sum(w.n_missing > 0 for w in py) > 10
+    assert [(w.index, w.t_start_s, w.t_end_s) for w in c] == [(w.index, w.t_start_s, w.t_end_s) for w in py]
+    starts = {round(w.start_sample) for w in py}
+    assert any(s % n_hop == 0 and not keep[s] for s in starts if s < keep.size)  # estimated first slots
 
 
 def test_refused_bursts_leave_the_state(libs):
@@ -321,7 +346,7 @@ def test_refused_bursts_leave_the_state(libs):
     ref = _python([_B(x[:100], t[:100]), _B(x[100:], t[100:])], odr, "device")
     assert len(ref) >= 3 and not any(w.flags for w in ref)  # no window flagged: no reset was armed
     for out in (got, got_py):
-        assert [(w.index, w.flags) for w in out] == [(w.index, w.flags) for w in ref]
+        assert [(w.index, w.flags, w.t_start_s, w.t_end_s) for w in out] == [(w.index, w.flags, w.t_start_s, w.t_end_s) for w in ref]
         assert all(np.array_equal(a.x, b.x) for a, b in zip(out, ref, strict=True))
 
 
@@ -348,7 +373,7 @@ def test_sanitizer_driver_matches_library(libs, tmp_path):
         got, stdout = cs.run_stream_driver(exe, bursts, pp.DEFAULT_CONFIG.window_samples, tmp_path)
         want = _run_c(libs, odr, bursts)
         assert f"state_bytes {cs.CStreamer(libs[odr][0], 1250).state_bytes}" in stdout
-        assert [(w.index, w.flags) for w in got] == [(w.index, w.flags) for w in want]
+        assert [(w.index, w.flags, w.t_start_s, w.t_end_s) for w in got] == [(w.index, w.flags, w.t_start_s, w.t_end_s) for w in want]
         assert all((a.x is None and b.x is None) or np.array_equal(a.x, b.x) for a, b in zip(got, want, strict=True))
 
 

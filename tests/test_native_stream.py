@@ -57,7 +57,7 @@ def _stream(run, odr: float, mode: str, cfg: pp.PreprocessConfig | None = None, 
 
 
 def _keys(ws):
-    return [(w.index, w.flags, w.start_sample, w.n_filled, w.n_missing, w.x is None) for w in ws]
+    return [(w.index, w.flags, w.start_sample, w.n_filled, w.n_missing, w.t_start_s, w.t_end_s, w.x is None) for w in ws]
 
 
 def test_contract_is_native():
@@ -182,8 +182,8 @@ def test_c_preprocessor_bit_identical_native(rec, odr, tmp_path):
                 emulate(rec, fault_config(odr, DURATION_S, stall_s=3.0, saturate_s=1.5, adc_bits=ADC_BITS))):
         c = cs.CStreamer(lib, cfg.window_samples).run(run.bursts)
         dev = _stream(run, odr, "device")
-        assert [(w.index, w.flags, w.start_sample, w.n_filled, w.n_missing) for w in c] == \
-            [(w.index, w.flags, w.start_sample, w.n_filled, w.n_missing) for w in dev]
+        assert [(w.index, w.flags, w.start_sample, w.n_filled, w.n_missing, w.t_start_s, w.t_end_s) for w in c] == \
+            [(w.index, w.flags, w.start_sample, w.n_filled, w.n_missing, w.t_start_s, w.t_end_s) for w in dev]
         ok = [i for i, w in enumerate(dev) if w.x is not None]
         assert ok and all((c[i].x is None) == (dev[i].x is None) for i in range(len(dev)))
         for i in ok:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import math
 import struct
 import subprocess
 from dataclasses import dataclass
@@ -201,6 +202,7 @@ def _config_header(t: StreamTables, cfg: pp.PreprocessConfig, contract: Any, ext
     lines += [" */", "#ifndef ANYPPG_STREAM_CONFIG_H", "#define ANYPPG_STREAM_CONFIG_H", ""]
     d = {
         "ODR_HZ": _f64(t.odr_hz), "TARGET_HZ": str(t.target_hz), "N_WIN": str(t.n_win), "N_HOP": str(t.n_hop),
+        "N_TS": str((t.n_win - 1) // t.n_hop + 1),
         "N_OUT": str(t.n_out), "MAX_FILL": str(t.max_fill), "N_SETTLE": str(t.n_settle),
         "HAS_RAILS": "1" if t.full_scale is not None else "0",
         "FULL_SCALE": f"{t.full_scale if t.full_scale is not None else 0}.0",
@@ -219,6 +221,7 @@ def _config_header(t: StreamTables, cfg: pp.PreprocessConfig, contract: Any, ext
     }
     comments = {
         "N_WIN": "native samples per window: int(window_s * odr)", "N_HOP": "native samples per hop",
+        "N_TS": "hop-start timestamps kept: the hop starts one window spans, (N_WIN - 1) / N_HOP + 1",
         "N_OUT": "model input samples (contract rate * window_s)",
         "MAX_FILL": "longest gap filled by linear interpolation (slots)",
         "N_SETTLE": "samples after a sensor reset flagged 'reset'",
@@ -284,6 +287,8 @@ typedef struct {
     uint32_t flags;        /* ANYPPG_FLAG_* bits */
     int32_t n_filled;      /* interpolated slots */
     int32_t n_missing;     /* missing slots */
+    double t_start_s;      /* host timestamp of its first slot (interpolated for a filled or missing one) */
+    double t_end_s;        /* host timestamp of its last slot */
     const float *x;        /* ANYPPG_STREAM_N_OUT float32 model input; NULL when a hard flag is set */
     const int8_t *q;       /* its int8 quantization (ANYPPG_STREAM_HAS_QUANT), else NULL */
 } anyppg_window_t;
@@ -296,6 +301,8 @@ typedef struct {
     uint8_t st[ANYPPG_STREAM_N_WIN];   /* ring: per-slot state */
     int64_t n;                         /* next slot */
     int64_t win;                       /* next window */
+    double hop_ts[ANYPPG_STREAM_N_TS]; /* host timestamps of the last N_TS hop-start slots */
+    double cur_ts;                     /* host timestamp of the last slot */
     double last_ts;
     double last_val;
     int has_last;
@@ -602,6 +609,8 @@ static void emit(anyppg_stream_t *s)
     }
     w.index = s->win;
     w.start_sample = start;
+    w.t_start_s = s->hop_ts[(start / ANYPPG_STREAM_N_HOP) % ANYPPG_STREAM_N_TS];
+    w.t_end_s = s->cur_ts; /* a window is emitted as its last slot is appended */
     s->win += 1;
     if (cnt[ST_MISSING]) {
         flags |= ANYPPG_FLAG_GAP;
@@ -677,12 +686,16 @@ static void emit(anyppg_stream_t *s)
     }
 }
 
-static int append(anyppg_stream_t *s, double v, int state)
+static int append(anyppg_stream_t *s, double v, int state, double ts)
 {
     int emitted = 0;
     int i = (int)(s->n % ANYPPG_STREAM_N_WIN);
     s->val[i] = v;
     s->st[i] = (uint8_t)state;
+    if (s->n % ANYPPG_STREAM_N_HOP == 0) {
+        s->hop_ts[(s->n / ANYPPG_STREAM_N_HOP) % ANYPPG_STREAM_N_TS] = ts;
+    }
+    s->cur_ts = ts;
     s->n += 1;
     s->last_val = v;
     s->last_valid = state == ST_OK || state == ST_FILLED || state == ST_SETTLE;
@@ -693,33 +706,36 @@ static int append(anyppg_stream_t *s, double v, int state)
     return emitted;
 }
 
-static int append_missing(anyppg_stream_t *s, int64_t k, int state)
+/* missing slots j0 + 1 .. j1 of a gap: slot j at host time t0 + period * j */
+static int append_missing(anyppg_stream_t *s, int64_t j0, int64_t j1, int state, double t0, double period)
 {
     int emitted = 0;
     int64_t j;
-    for (j = 0; j < k; ++j) {
-        emitted += append(s, 0.0, state);
+    for (j = j0 + 1; j <= j1; ++j) {
+        emitted += append(s, 0.0, state, t0 + period * (double)j);
     }
     return emitted;
 }
 
-static int fill_gap(anyppg_stream_t *s, int64_t gap, double next_val, int is_reset)
+static int fill_gap(anyppg_stream_t *s, int64_t gap, double next_val, double next_ts, int is_reset)
 {
     int state, emitted = 0;
+    const double t0 = s->last_ts, period = (next_ts - t0) / (double)(gap + 1);
     if (is_reset) {
         state = ST_RESET_MISSING;
     } else if (gap <= ANYPPG_STREAM_MAX_FILL && s->last_valid) {
-        double a = s->last_val, d = next_val - s->last_val;
+        double a = s->last_val, d = next_val - s->last_val, dt = next_ts - t0;
         int64_t j;
         for (j = 1; j <= gap; ++j) {
-            emitted += append(s, a + d * ((double)j / (double)(gap + 1)), ST_FILLED);
+            double frac = (double)j / (double)(gap + 1);
+            emitted += append(s, a + d * frac, ST_FILLED, t0 + dt * frac);
         }
         return emitted;
     } else {
         state = ST_MISSING;
     }
     if (gap < ANYPPG_STREAM_N_WIN) {
-        return append_missing(s, gap, state);
+        return append_missing(s, 0, gap, state, t0, period);
     } else {
         /* a jump past the ring, in constant work: complete the windows holding samples from before
          * it, skip the windows made of missing slots only, then the last N_WIN missing slots */
@@ -728,7 +744,7 @@ static int fill_gap(anyppg_stream_t *s, int64_t gap, double next_val, int is_res
         if (head < 0) {
             head = 0;
         }
-        emitted += append_missing(s, head, state);
+        emitted += append_missing(s, 0, head, state, t0, period);
         first_win = (nxt + 1 - ANYPPG_STREAM_N_WIN + ANYPPG_STREAM_N_HOP - 1) / ANYPPG_STREAM_N_HOP;
         if (first_win > s->win) {
             s->win = first_win;
@@ -738,7 +754,7 @@ static int fill_gap(anyppg_stream_t *s, int64_t gap, double next_val, int is_res
             tail = head;
         }
         s->n += tail - head;
-        emitted += append_missing(s, gap - tail, state);
+        emitted += append_missing(s, tail, gap, state, t0, period);
     }
     return emitted;
 }
@@ -752,8 +768,12 @@ void anyppg_stream_init(anyppg_stream_t *s, anyppg_window_cb cb, void *user)
         s->val[i] = 0.0;
         s->st[i] = ST_MISSING;
     }
+    for (i = 0; i < ANYPPG_STREAM_N_TS; ++i) {
+        s->hop_ts[i] = 0.0;
+    }
     s->n = 0;
     s->win = 0;
+    s->cur_ts = 0.0;
     s->last_ts = 0.0;
     s->last_val = 0.0;
     s->has_last = 0;
@@ -854,13 +874,13 @@ int anyppg_stream_push(anyppg_stream_t *s, const int32_t *codes, const double *t
             clock_fit(s, (double)(s->n + gap), t_s[i]);
         }
         if (gap > 0) {
-            emitted += fill_gap(s, gap, (double)codes[i], reset && i == 0);
+            emitted += fill_gap(s, gap, (double)codes[i], t_s[i], reset && i == 0);
         }
         if (s->settle_left > 0) {
             state = ST_SETTLE;
             s->settle_left -= 1;
         }
-        emitted += append(s, (double)codes[i], state);
+        emitted += append(s, (double)codes[i], state, t_s[i]);
         s->last_ts = t_s[i];
         s->has_last = 1;
     }
@@ -870,7 +890,8 @@ int anyppg_stream_push(anyppg_stream_t *s, const int32_t *codes, const double *t
 
 _DRIVER = r"""/* Host driver (tests, sanitizer builds): bursts from a file, windows to a file.
  * in:  per burst int32 n, int32 reset, int32 codes[n], double t[n]
- * out: per window int64 index, uint32 flags, uint32 has_x, float x[N_OUT] when has_x */
+ * out: per window int64 index, uint32 flags, uint32 has_x, double t_start_s, double t_end_s,
+ *      float x[N_OUT] when has_x */
 #include <stdio.h>
 #include <stdlib.h>
 #include "anyppg_stream.h"
@@ -886,6 +907,8 @@ static void on_window(void *user, const anyppg_window_t *w)
     fwrite(&w->index, sizeof w->index, 1, f);
     fwrite(&w->flags, sizeof w->flags, 1, f);
     fwrite(&has_x, sizeof has_x, 1, f);
+    fwrite(&w->t_start_s, sizeof w->t_start_s, 1, f);
+    fwrite(&w->t_end_s, sizeof w->t_end_s, 1, f);
     if (has_x) {
         fwrite(w->x, sizeof(float), ANYPPG_STREAM_N_OUT, f);
     }
@@ -1025,6 +1048,8 @@ class CWindow(NamedTuple):
     start_sample: int = 0
     n_filled: int = 0
     n_missing: int = 0
+    t_start_s: float = math.nan  # host timestamp of the first slot (as StreamWindow.t_start_s)
+    t_end_s: float = math.nan  # of the last slot
 
 
 def _bursts(bursts: Any) -> list[tuple[np.ndarray, np.ndarray, bool]]:
@@ -1047,19 +1072,20 @@ def run_stream_driver(exe: str | Path, bursts: Any, n_out: int, workdir: str | P
     data = dst.read_bytes()
     out, pos = [], 0
     while pos < len(data):
-        idx, flags, has_x = struct.unpack_from("<qII", data, pos)
-        pos += 16
+        idx, flags, has_x, t_start, t_end = struct.unpack_from("<qIIdd", data, pos)
+        pos += 32
         x = None
         if has_x:
             x = np.frombuffer(data, np.float32, n_out, pos).copy()
             pos += 4 * n_out
-        out.append(CWindow(idx, flags, x))
+        out.append(CWindow(idx, flags, x, t_start_s=t_start, t_end_s=t_end))
     return out, p.stdout
 
 
 class _CWin(ctypes.Structure):
     _fields_ = [("index", ctypes.c_int64), ("start_sample", ctypes.c_int64), ("flags", ctypes.c_uint32),
                 ("n_filled", ctypes.c_int32), ("n_missing", ctypes.c_int32),
+                ("t_start_s", ctypes.c_double), ("t_end_s", ctypes.c_double),
                 ("x", ctypes.POINTER(ctypes.c_float)), ("q", ctypes.POINTER(ctypes.c_int8))]
 
 
@@ -1093,7 +1119,7 @@ class CStreamer:
         x = np.ctypeslib.as_array(w.x, (self.n_out,)).copy() if w.x else None
         q = np.ctypeslib.as_array(w.q, (self.n_out,)).copy() if w.q else None
         self._pending.append(CWindow(int(w.index), int(w.flags), x, q, int(w.start_sample), int(w.n_filled),
-                                     int(w.n_missing)))
+                                     int(w.n_missing), float(w.t_start_s), float(w.t_end_s)))
 
     @property
     def drift_ppm(self) -> float:
