@@ -341,8 +341,8 @@ def _c_encoder_stage(out_dir: Path, student: dict[str, Any]) -> dict[str, Any]:
 def _firmware_stage(out_dir: Path, student: dict[str, Any], recordings: list) -> dict[str, Any]:
     """The firmware bundle of the watch student (25 Hz sensor) and the harness driving it: one
     recording (the first real one when ../shared is there) through clean and fault scenarios at every
-    rate, C vs the Python device path, TFLM and the float model; one emulated Cortex-M4 run when the
-    cross toolchain is installed."""
+    rate, C vs the Python device path, TFLM and the float model; one run on each emulated board
+    (Cortex-M4F, M33) when the cross toolchain is installed."""
     from anyppg_edge.data.splits import SIMULATED_DATASETS
     from anyppg_edge.deploy.cortexm import toolchain_available
     from anyppg_edge.stream.firmware import firmware_summary, render_firmware_markdown, write_firmware_bundle
@@ -352,7 +352,7 @@ def _firmware_stage(out_dir: Path, student: dict[str, Any], recordings: list) ->
     real = [r for r in recordings if r.dataset not in SIMULATED_DATASETS]
     rec = (real or recordings)[:1]
     s = firmware_summary(bundle, rec, out_dir, float_encoder=student["_model"], duration_s=40.0,
-                         board="cortex-m4" if toolchain_available() else None)
+                         boards=("cortex-m4", "cortex-m33") if toolchain_available() else ())
     s["_md"] = render_firmware_markdown(s).split("\n", 1)[1]
     return s
 

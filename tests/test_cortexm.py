@@ -94,3 +94,65 @@ def test_generated_encoder_on_cortex_m4_and_m33(toolchain, slim_int8, ieee_windo
     assert all(d < p for d, p in zip(dsp, plain, strict=True))  # SMLAD pays on both cores
     assert "derived from instruction counts" in (tmp_path / "c_report.md").read_text()
     assert np.isfinite([b["instructions/MAC"] for b in rep["boards"]]).all()
+
+
+LIBRARY = r"""
+#include <math.h>
+#include <stdint.h>
+double lib_norm(const double *x, int n) {  /* double on a single-precision FPU: libgcc + libm */
+    double s = 0.0;
+    for (int i = 0; i < n; i++) s += x[i] * x[i];
+    return sqrt(s / n);
+}
+int64_t lib_div(int64_t a, int64_t b) { return a / b; }  /* 64-bit division: libgcc */
+static volatile uint8_t lib_table[3000];
+int lib_unused(int i) { return lib_table[i]; }  /* nothing calls it: dropped with its table */
+"""
+
+USER = r"""
+#include <stdint.h>
+double lib_norm(const double *x, int n);
+int64_t lib_div(int64_t a, int64_t b);
+static volatile double vx[2];
+static volatile int64_t va, vb;
+volatile double sink;
+volatile int64_t sink64;
+int main(void) {
+    double x[2] = {vx[0], vx[1]};
+    sink = lib_norm(x, 2);
+    sink64 = lib_div(va, vb);
+    return 0;
+}
+"""
+
+
+def test_link_footprint_and_map(toolchain, tmp_path):
+    """A library object linked with a user: the link map parsed (its kept sections add up to the ELF's
+    sizes), the libgcc / libm members it pulls in named and counted, its unused function dropped."""
+    import subprocess
+
+    b = cortexm.BOARDS["cortex-m4"]
+    (tmp_path / "lib.c").write_text(LIBRARY)
+    obj = tmp_path / "lib.o"
+    subprocess.run(["arm-none-eabi-gcc", *b.cflags, "-O2", "-std=c99", "-ffunction-sections", "-fdata-sections",
+                    "-c", str(tmp_path / "lib.c"), "-o", str(obj)], check=True)
+    fp = cortexm.link_footprint([obj], USER, tmp_path / "fp", b)
+    m = cortexm.parse_link_map(fp["map"])
+    for kind, outputs in (("text", ("text", "rodata", "vectors", "exidx")), ("data", ("data",)), ("bss", ("bss",))):
+        kept = sum(s["size"] for s in m["sections"] if s["output"].rsplit(".", 1)[-1] in outputs)
+        kept += sum(v for k, v in m["fill"].items() if k.rsplit(".", 1)[-1] in outputs)
+        assert kept == fp["elf_sizes"][kind], kind  # every byte of the ELF accounted for
+    why = {(i["archive"], i["member"]): (i["referenced_by"], i["symbol"]) for i in m["included"]}
+    sqrt_member = next(k for k in why if k[0] == "libm.a" and why[k][1] == "sqrt")
+    assert why[sqrt_member][0] == str(obj.resolve())
+    assert m["symbols"]["lib_norm"] == str(obj.resolve()) and "lib_unused" not in m["symbols"]
+    assert cortexm.archive_member(m["symbols"]["__aeabi_ddiv"])[0] == "libgcc.a"
+    pulled = {sym: mm["archive"] for mm in fp["archive_members"] for sym in mm["symbols"]}
+    assert {pulled[s] for s in ("__aeabi_dadd", "__aeabi_dmul", "__aeabi_ddiv", "__aeabi_ldivmod")} == {"libgcc.a"}
+    assert pulled["sqrt"] == "libm.a"
+    lib_size = cortexm.section_sizes(obj)
+    assert fp["objects_flash_bytes"] < lib_size["text"] and fp["objects_ram_bytes"] == 0  # lib_unused, lib_table gone
+    assert fp["archive_flash_bytes"] > 1000 and fp["stub_flash_bytes"] > 0
+    assert fp["flash_bytes"] - fp["objects_flash_bytes"] - fp["archive_flash_bytes"] in range(0, 64)
+    assert fp["flash_bytes"] == (fp["elf_sizes"]["text"] + fp["elf_sizes"]["data"]
+                                 - fp["baseline_sizes"]["text"] - fp["baseline_sizes"]["data"] - fp["stub_flash_bytes"])

@@ -1,11 +1,13 @@
 """The firmware bundle and the harness driving it (issue 19, items 2-4): ``write_firmware_bundle``
 builds with ``make`` alone in a bare copy (host and Cortex-M4), its C code matches the Python
 streamer's device path (flags identical, windows within ``stream-c-vs-device``), TFLM bit for bit
-where the int8 inputs are identical, and runs on the emulated Cortex-M4 with the host build's output.
+where the int8 inputs are identical, and runs on the emulated Cortex-M4 and M33 with the host build's
+output, its linked footprint counting the libc / libm / libgcc members it pulls in.
 Toolchain parts skip only when the tools are missing and ``CI`` is unset (a failure under CI=true)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +18,7 @@ import pytest
 from anyppg_edge.data.simulator import SimulatorConfig, simulate_pair
 from anyppg_edge.deploy import cortexm
 from anyppg_edge.deploy.parity.tolerances import TOLERANCES
+from anyppg_edge.errors import DataFormatError
 from anyppg_edge.stream import SensorConfig, emulate, fault_config
 from anyppg_edge.stream import firmware as fwm
 
@@ -99,18 +102,52 @@ def test_firmware_matches_python_and_tflm_every_rate(bundles, slim_int8, odr):
         assert r["vs_float"]["cos_mean"] > 0.95  # the PTQ test artifact; the 0.99 bar is the trained student's
 
 
-def test_cortex_m4_run_matches_host(toolchain, bundles):
-    """One qemu run over a whole fault recording: results identical to the host build; preprocessing
-    <= 1 M instructions per window at 25 Hz; RAM <= 96 KiB, flash <= 256 KiB."""
+def test_board_runs_match_host(toolchain, bundles, tmp_path):
+    """``firmware_summary`` on both emulated boards over the same fault recording: results identical to
+    the host build on each; preprocessing <= 1 M instructions per window at 25 Hz; RAM <= 96 KiB, flash
+    <= 256 KiB; the linked firmware counts the libc / libm / libgcc members the objects pull in (the
+    M4F's and M33's single-precision FPUs leave the preprocessor's double arithmetic to libgcc)."""
     rec = simulate_pair(SimulatorConfig(duration_s=64.0, seed=4))
-    run = emulate(rec, fault_config(25.0, 60.0, stall_s=3.0, saturate_s=1.5, seed=4))
-    br = fwm.run_firmware_on_board(bundles[25.0], run, "cortex-m4")
-    print({k: br[k] for k in ("n_windows", "n_embeddings", "instructions", "model_only")}, br["memory"]["ram_bytes"],
-          br["memory"]["flash_bytes"])
-    assert br["identical_to_host"] and br["n_windows"] == 11 and br["dropped"] == 0
-    ins = br["instructions"]
-    assert ins["preprocess_per_window_mean"] <= 1e6 and ins["preprocess_per_window_max"] <= 1e6
-    assert ins["encoder_per_window_mean"] > 1e6
-    assert br["memory"]["ram_bytes"] <= 96 * 1024 and br["memory"]["flash_bytes"] <= 256 * 1024
-    assert "whole firmware" in "\n".join(fwm.render_memory_rows(br))
-    assert np.isfinite(ins["total_per_window_mean"])
+    s = fwm.firmware_summary(bundles[25.0], [rec], tmp_path, rates_hz=(25.0,), tflm=False)
+    assert s["pass"], s["failures"]
+    assert [b["board"] for b in s["boards"]] == ["cortex-m4", "cortex-m33"]
+    for br in s["boards"]:
+        mem, linked = br["memory"], br["memory"]["linked"]
+        print(br["board"], br["instructions"], mem["ram_bytes"], mem["flash_bytes"],
+              {k: v for k, v in linked.items() if k != "archive_members"})
+        assert br["identical_to_host"] and br["n_windows"] == 11 and br["dropped"] == 0
+        ins = br["instructions"]
+        assert ins["preprocess_per_window_mean"] <= 1e6 and ins["preprocess_per_window_max"] <= 1e6
+        assert ins["encoder_per_window_mean"] > 1e6 and np.isfinite(ins["total_per_window_mean"])
+        assert linked["ram_bytes"] <= 96 * 1024 and linked["flash_bytes"] <= 256 * 1024
+        # linked = what the objects keep (the API's unused helpers dropped) + archive members + alignment
+        assert linked["flash_bytes"] >= mem["flash_bytes"] > linked["objects_flash_bytes"] > 0.9 * mem["flash_bytes"]
+        assert linked["archive_flash_bytes"] > 1000
+        assert 0 <= linked["flash_bytes"] - linked["objects_flash_bytes"] - linked["archive_flash_bytes"] < 128
+        assert linked["ram_bytes"] >= mem["ram_bytes"] and linked["objects_ram_bytes"] == mem["static_ram_bytes"]
+        pulled = {sym: m["archive"] for m in linked["archive_members"] if m["added_flash_bytes"] for sym in m["symbols"]}
+        assert {pulled.get(k) for k in ("__aeabi_dmul", "__aeabi_ddiv", "__aeabi_dadd", "__aeabi_d2f")} == {"libgcc.a"}
+        assert pulled.get("sqrt") == "libm.a" and pulled.get("floor") == "libm.a"
+        nm = subprocess.run(["arm-none-eabi-nm", linked["elf"]], capture_output=True, text=True, check=True).stdout
+        assert " T __aeabi_dmul" in nm and " T sqrt" in nm  # in the linked program, not just the map
+    md = (tmp_path / "firmware_report.md").read_text()
+    assert "| | cortex-m4 (mps2-an386) | cortex-m33 (mps2-an505) |" in md
+    assert "whole firmware, linked incl. libc/libm/libgcc: flash B" in md and "`libgcc.a(_arm_muldivdf3.o)`" in md
+    assert [b["board"] for b in json.loads((tmp_path / "firmware_summary.json").read_text())["boards"]] == [
+        "cortex-m4", "cortex-m33"]
+    one = fwm.render_memory_rows(s["boards"][0])  # one board: one column (the bundle's README, export firmware)
+    assert one[0] == "| | cortex-m4 (mps2-an386) |" and "linked incl. libc/libm/libgcc: flash B" in one[3]
+
+
+def test_board_failures_name_the_board(bundles, tmp_path, monkeypatch):
+    def fail(bundle, run, board, workdir=None, timeout_s=600):
+        raise DataFormatError(f"the firmware failed on {board} (exit 1)")
+
+    monkeypatch.setattr(fwm, "run_firmware_on_board", fail)
+    rec = simulate_pair(SimulatorConfig(duration_s=24.0, seed=5))
+    s = fwm.firmware_summary(bundles[25.0], [rec], tmp_path, rates_hz=(25.0,), tflm=False, duration_s=20.0)
+    assert not s["pass"] and [f.split(":")[0] for f in s["failures"][-2:]] == ["cortex-m4", "cortex-m33"]
+    assert [b["board"] for b in s["boards"]] == ["cortex-m4", "cortex-m33"] and all("error" in b for b in s["boards"])
+    assert "- cortex-m33: **failed**" in (tmp_path / "firmware_report.md").read_text()
+    with pytest.raises(KeyError, match="cortex-m7"):
+        fwm.firmware_summary(bundles[25.0], [rec], tmp_path, boards=("cortex-m7",))

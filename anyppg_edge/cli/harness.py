@@ -11,7 +11,9 @@ Commands:
 * ``bench``: the speed benchmark (streaming preprocessing per window on one core; 1 h of 25 Hz PPG
   end to end through the int8 student);
 * ``summary --artifact A --out DIR``: what the main job runs (parity at every rate, chunking, fault
-  replays of the shared recordings), ``DIR/harness_report.md``.
+  replays of the shared recordings), ``DIR/harness_report.md``; ``summary --firmware DIR`` drives a
+  firmware bundle's C code at every rate, then runs it on the emulated boards (``--board cortex-m4
+  --board cortex-m33``, the default: all of them; ``--no-board``: none), ``DIR/firmware_report.md``.
 """
 
 from __future__ import annotations
@@ -164,12 +166,14 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     from anyppg_edge.data import load_shared_recordings
 
     if args.firmware is not None:
+        from anyppg_edge.deploy.cortexm import BOARDS
         from anyppg_edge.stream.firmware import firmware_summary
         from anyppg_edge.stream.replay import load_recording
 
         recs = load_shared_recordings() if args.recordings == ["shared"] else [load_recording(r) for r in args.recordings]
+        boards = () if args.no_board else tuple(args.boards or BOARDS)
         s = firmware_summary(args.firmware, recs[: args.max_recordings], args.out, artifact=args.artifact,
-                             float_encoder=_float_model(args), board=None if args.no_board else "cortex-m4")
+                             float_encoder=_float_model(args), boards=boards)
         print((Path(args.out) / "firmware_report.md").read_text())
         return 0 if s["pass"] else 1
     if args.artifact is None:
@@ -190,6 +194,8 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    from anyppg_edge.deploy.cortexm import BOARDS
+
     def float_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--float-model", default=None,
                        help="registry name of the float model (required for a bare state_dict; else must match the checkpoint)")
@@ -233,8 +239,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     s = subparser(sub, "summary", help="the main job's harness section: parity, chunking, fault replays")
     s.add_argument("--artifact", default=None, help="int8 artifact (required without --firmware)")
-    s.add_argument("--firmware", default=None, help="a firmware bundle: its C code at every rate + one emulated Cortex-M4 run")
-    s.add_argument("--no-board", action="store_true", help="with --firmware: skip the emulated Cortex-M4 run")
+    s.add_argument("--firmware", default=None,
+                   help="a firmware bundle: its C code at every rate + one run on each emulated board")
+    on = s.add_mutually_exclusive_group()
+    on.add_argument("--board", dest="boards", action="append", choices=list(BOARDS), default=None,
+                    help=f"with --firmware: an emulated board to run the bundle on (repeatable; default: {', '.join(BOARDS)})")
+    on.add_argument("--no-board", action="store_true", help="with --firmware: no emulated board runs")
     s.add_argument("--recordings", nargs="+", default=["shared"], help="'shared' or recording specs")
     s.add_argument("--odr-hz", type=positive_float, default=None,
                    help="sensor rate of the fault replays (default: a native-rate model's own rate, else 25 Hz)")

@@ -21,15 +21,24 @@ time and energy derived from them need a CPI and a clock (see the reports that u
 
 **Stack high-water mark.** ``anyppg_stack_paint()`` fills the stack below the caller's frame with a
 pattern; ``anyppg_stack_used()`` finds the deepest word that changed.
+
+**Linked footprint.** :func:`link_footprint` links a library's objects with a small ``main`` that
+references its API, and the same startup file and linker script with an empty ``main`` (both with
+``--gc-sections`` and the libc :func:`build_program` links); the difference of the two ELFs is what
+the library costs in a firmware, the libc / libm / libgcc members it pulls in included (soft-float
+double helpers, ``sqrt``, 64-bit division…). :func:`parse_link_map` reads the ``-Wl,-Map`` link map:
+which archive members were pulled in, for which symbol, and the bytes each input file keeps.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from anyppg_edge.errors import MissingExtraError
 
@@ -38,6 +47,8 @@ __all__ = [
     "INSTRUCTIONS_PER_TICK",
     "Board",
     "build_program",
+    "link_footprint",
+    "parse_link_map",
     "require_toolchain",
     "run_program",
     "section_sizes",
@@ -47,7 +58,7 @@ __all__ = [
 
 INSTRUCTIONS_PER_TICK = 40  # -icount shift=0 (1 instruction per ns) / 25 MHz SysTick clock
 STACK_PAINT_BYTES = 48 * 1024  # painted below the caller's frame by anyppg_stack_paint()
-TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm")
+TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm")
 APT_PACKAGES = ("gcc-arm-none-eabi", "libnewlib-arm-none-eabi", "qemu-system-arm")
 
 
@@ -268,3 +279,194 @@ def section_sizes(path: str | Path) -> dict[str, int]:
             for k, v in zip(("text", "data", "bss"), parts[:3], strict=True):
                 total[k] += int(v)
     return total
+
+
+# ------------------------------------------------------------------------------------------------
+# linked footprint: link map and the difference of two ELFs
+# ------------------------------------------------------------------------------------------------
+
+# output sections of the generated linker script that take flash (.data: its load image) and RAM
+FLASH_SECTIONS = (".vectors", ".text", ".rodata", ".ARM.exidx", ".data")
+RAM_SECTIONS = (".data", ".bss")
+_HEX = "0x([0-9a-fA-F]+)"
+_ARCHIVE_MEMBER = re.compile(r"^(?:.*/)?([^/()]+\.a)\(([^()]+)\)$")
+_OUTPUT = re.compile(r"^(\.\S+)")
+_INPUT = re.compile(rf"^ (\S+)(?:\s+{_HEX}\s+{_HEX}(?:\s+(\S.*?))?)?\s*$")
+_INPUT_CONT = re.compile(rf"^\s+{_HEX}\s+{_HEX}\s+(\S.*?)\s*$")
+_SYMBOL = re.compile(rf"^\s+{_HEX}\s+([A-Za-z_.$][\w.$]*)\s*$")
+_REFERENCE = re.compile(r"^\s+(\S.*?) \((.+)\)\s*$")
+
+
+def archive_member(file: str) -> tuple[str, str] | None:
+    """``("libc.a", "lib_a-memcpy.o")`` for a link map's ``.../libc.a(lib_a-memcpy.o)``; None for a
+    plain object file."""
+    m = _ARCHIVE_MEMBER.match(file.strip())
+    return (m.group(1), m.group(2)) if m else None
+
+
+def parse_link_map(path: str | Path) -> dict[str, Any]:
+    """Read a GNU ld link map (``-Wl,-Map=FILE``).
+
+    Returns ``included``: the "Archive member included to satisfy reference by file (symbol)"
+    entries (``archive``, ``member``, ``referenced_by``: the file, ``symbol``), in link order;
+    ``sections``: the input sections kept in the flash / RAM output sections of the generated
+    linker script (``output``, ``input``, ``address``, ``size``, ``file``: as the linker names it,
+    ``archive.a(member.o)`` for archive members); ``fill``: alignment padding per output section;
+    ``symbols``: global symbol → the file that defines it."""
+    lines = Path(path).read_text().splitlines()
+    included: list[dict[str, Any]] = []
+    sections: list[dict[str, Any]] = []
+    fill: dict[str, int] = {}
+    symbols: dict[str, str] = {}
+    part = None
+    member: tuple[str, str] | None = None
+    output: str | None = None
+    pending: str | None = None  # an input section whose name filled its line
+    last_file: str | None = None
+    wanted = set(FLASH_SECTIONS) | set(RAM_SECTIONS)
+
+    def keep(name: str, addr: str, size: str, file: str) -> None:
+        nonlocal last_file
+        last_file = file
+        if output in wanted and int(size, 16) > 0:
+            sections.append({"output": output, "input": name, "address": int(addr, 16), "size": int(size, 16),
+                             "file": file})
+
+    for line in lines:
+        if line.startswith("Archive member included"):
+            part = "archive"
+            continue
+        if line.startswith(("Discarded input sections", "Memory Configuration", "Allocating common symbols")):
+            part = None
+            continue
+        if line.startswith("Linker script and memory map"):
+            part = "map"
+            continue
+        if part == "archive":
+            if line and not line[0].isspace():
+                member = archive_member(line)
+            elif member is not None and (m := _REFERENCE.match(line)):
+                included.append({"archive": member[0], "member": member[1], "referenced_by": m.group(1),
+                                 "symbol": m.group(2)})
+                member = None
+        elif part == "map":
+            if pending is not None and (m := _INPUT_CONT.match(line)):
+                keep(pending, m.group(1), m.group(2), m.group(3))
+                pending = None
+                continue
+            pending = None
+            if m := _OUTPUT.match(line):
+                output, last_file = m.group(1), None
+            elif line.startswith(" *fill*"):
+                parts = line.split()
+                if len(parts) >= 3 and output in wanted:
+                    fill[output] = fill.get(output, 0) + int(parts[2], 16)
+            elif line.startswith(" ") and not line.startswith("  ") and (m := _INPUT.match(line)):
+                name, addr, size, file = m.groups()
+                if name.startswith("*"):  # a linker script pattern such as *(.text*)
+                    continue
+                if addr is None:
+                    pending = name
+                elif file is not None:
+                    keep(name, addr, size, file)
+            elif last_file is not None and (m := _SYMBOL.match(line)):
+                symbols.setdefault(m.group(2), last_file)
+    return {"included": included, "sections": sections, "fill": fill, "symbols": symbols}
+
+
+def _bytes_by_file(link_map: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Flash and RAM bytes each input file keeps (flash: text, rodata, .data's load image; RAM: data, bss)."""
+    out: dict[str, dict[str, int]] = {}
+    for s in link_map["sections"]:
+        d = out.setdefault(s["file"], {"flash": 0, "ram": 0})
+        if s["output"] in FLASH_SECTIONS:
+            d["flash"] += s["size"]
+        if s["output"] in RAM_SECTIONS:
+            d["ram"] += s["size"]
+    return out
+
+
+def undefined_symbols(objects: Sequence[str | Path]) -> set[str]:
+    """The symbols ``objects`` use and do not define among themselves (``arm-none-eabi-nm``)."""
+    require_toolchain()
+    undefined: set[str] = set()
+    defined: set[str] = set()
+    for o in objects:
+        r = subprocess.run(["arm-none-eabi-nm", str(o)], capture_output=True, text=True, check=True)
+        for line in r.stdout.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == "U":
+                undefined.add(parts[1])
+            elif len(parts) == 3:
+                defined.add(parts[2])
+    return undefined - defined
+
+
+def link_footprint(objects: Sequence[str | Path], main_c: str, out_dir: str | Path, board: Board | str, *,
+                   include_dirs: Sequence[str | Path] = (), opt: str = "-O2") -> dict[str, Any]:
+    """What ``objects`` cost in a linked firmware for ``board``, libc / libm / libgcc included.
+
+    Links ``footprint.elf``: the board's startup file and linker script, ``main_c`` (a ``main`` that
+    calls or otherwise references the library's public API, so ``--gc-sections`` keeps it; it must
+    not print: the semihosting ``printf`` would pull stdio in) and ``objects``; and
+    ``baseline.elf``: the same startup and linker script with ``int main(void) { return 0; }``.
+    Both as :func:`build_program` links (``-ffunction-sections -fdata-sections -Wl,--gc-sections``,
+    newlib with ``--specs=rdimon.specs``, ``-lm``, libgcc), each with a link map.
+
+    ``flash_bytes`` = (text + data of footprint.elf) − (that of baseline.elf) − the ``main`` stub's
+    own growth (``stub_flash_bytes``, from the link map); ``static_ram_bytes`` likewise with data +
+    bss. Of these, ``objects_*``: what the objects keep; ``archive_*``: what the archive members
+    add over the baseline; the rest is alignment. ``archive_members``: every archive member that
+    adds bytes or defines a symbol the objects use (``in_baseline``: already linked by the startup
+    code, e.g. ``memcpy``; ``symbols``: those the objects use from it; ``referenced_by``: why the
+    linker pulled it in)."""
+    b = BOARDS[board] if isinstance(board, str) else board
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    objs = [Path(o).resolve() for o in objects]
+    (out / "footprint_main.c").write_text(main_c)
+    (out / "baseline_main.c").write_text("int main(void) { return 0; }\n")
+    maps = {k: out / f"{k}.map" for k in ("footprint", "baseline")}
+    build_program([out / "footprint_main.c", *objs], out / "footprint.elf", b, include_dirs=include_dirs, opt=opt,
+                  extra_flags=[f"-Wl,-Map={maps['footprint']}"])
+    build_program([out / "baseline_main.c"], out / "baseline.elf", b, opt=opt, extra_flags=[f"-Wl,-Map={maps['baseline']}"])
+    fp_map, base_map = parse_link_map(maps["footprint"]), parse_link_map(maps["baseline"])
+    fp_size, base_size = section_sizes(out / "footprint.elf"), section_sizes(out / "baseline.elf")
+    fp_by, base_by = _bytes_by_file(fp_map), _bytes_by_file(base_map)
+    zero = {"flash": 0, "ram": 0}
+    fp_main = fp_by.get(fp_map["symbols"].get("main", ""), zero)
+    base_main = base_by.get(base_map["symbols"].get("main", ""), zero)
+    stub = {k: fp_main[k] - base_main[k] for k in zero}
+    flash = (fp_size["text"] + fp_size["data"]) - (base_size["text"] + base_size["data"]) - stub["flash"]
+    ram = (fp_size["data"] + fp_size["bss"]) - (base_size["data"] + base_size["bss"]) - stub["ram"]
+    names = {str(o) for o in objs}
+    in_objects = {k: sum(v[k] for f, v in fp_by.items() if str(Path(f).resolve()) in names) for k in zero}
+
+    def by_member(by: dict[str, dict[str, int]]) -> dict[tuple[str, str], dict[str, int]]:
+        return {am: v for f, v in by.items() if (am := archive_member(f)) is not None}
+
+    fp_m, base_m = by_member(fp_by), by_member(base_by)
+    needed: dict[tuple[str, str], list[str]] = {}
+    for sym in sorted(undefined_symbols(objs)):
+        am = archive_member(fp_map["symbols"].get(sym, ""))
+        if am is not None:
+            needed.setdefault(am, []).append(sym)
+    why = {(i["archive"], i["member"]): f"{Path(i['referenced_by']).name} ({i['symbol']})" for i in fp_map["included"]}
+    members = []
+    for am, v in fp_m.items():
+        added = {k: v[k] - base_m.get(am, zero)[k] for k in zero}
+        if added["flash"] or added["ram"] or am in needed:
+            members.append({"archive": am[0], "member": am[1], "flash_bytes": v["flash"], "ram_bytes": v["ram"],
+                            "added_flash_bytes": added["flash"], "added_ram_bytes": added["ram"],
+                            "in_baseline": am in base_m, "symbols": needed.get(am, []), "referenced_by": why.get(am)})
+    members.sort(key=lambda m: (m["archive"], -m["added_flash_bytes"], m["member"]))
+    return {
+        "board": b.name, "elf": str(out / "footprint.elf"), "baseline_elf": str(out / "baseline.elf"),
+        "map": str(maps["footprint"]), "elf_sizes": fp_size, "baseline_sizes": base_size,
+        "flash_bytes": flash, "static_ram_bytes": ram,
+        "objects_flash_bytes": in_objects["flash"], "objects_ram_bytes": in_objects["ram"],
+        "archive_flash_bytes": sum(m["added_flash_bytes"] for m in members),
+        "archive_ram_bytes": sum(m["added_ram_bytes"] for m in members),
+        "stub_flash_bytes": stub["flash"], "stub_ram_bytes": stub["ram"],
+        "archive_members": members,
+    }
