@@ -116,6 +116,12 @@ def test_board_runs_match_host(toolchain, bundles, tmp_path):
         print(br["board"], br["instructions"], mem["ram_bytes"], mem["flash_bytes"],
               {k: v for k, v in linked.items() if k != "archive_members"})
         assert br["identical_to_host"] and br["n_windows"] == 11 and br["dropped"] == 0
+        # the results file carries each window's host timestamps (bit-identical to the Python streamer:
+        # compare_firmware): one 10 s window every 5 s hop on the sensor's (drifting) clock
+        res = fwm.read_results(tmp_path / f"board_{br['board']}" / "results.bin", int(fwm.read_bundle(bundles[25.0])["embed_dim"]))
+        assert [r["index"] for r in res] == list(range(11))
+        t0, t1 = np.array([r["t_start_s"] for r in res]), np.array([r["t_end_s"] for r in res])
+        assert np.allclose(t1 - t0, 249 / 25.0, atol=0.05) and np.allclose(np.diff(t0), 5.0, atol=0.05)
         ins = br["instructions"]
         assert ins["preprocess_per_window_mean"] <= 1e6 and ins["preprocess_per_window_max"] <= 1e6
         assert ins["encoder_per_window_mean"] > 1e6 and np.isfinite(ins["total_per_window_mean"])
