@@ -300,6 +300,7 @@ typedef struct {
     double val[ANYPPG_STREAM_N_WIN];   /* ring: samples (codes, or interpolated values) */
     uint8_t st[ANYPPG_STREAM_N_WIN];   /* ring: per-slot state */
     int64_t n;                         /* next slot */
+    int32_t ring_pos, hop_phase, hop_idx; /* n % N_WIN, n % N_HOP, (n / N_HOP) % N_TS: no 64-bit division per sample */
     int64_t win;                       /* next window */
     double hop_ts[ANYPPG_STREAM_N_TS]; /* host timestamps of the last N_TS hop-start slots */
     double cur_ts;                     /* host timestamp of the last slot */
@@ -686,17 +687,34 @@ static void emit(anyppg_stream_t *s)
     }
 }
 
+/* move to slot n (start, or a skip past a jump): the slot counters from n, once */
+static void seek(anyppg_stream_t *s, int64_t n)
+{
+    s->n = n;
+    s->ring_pos = (int32_t)(n % ANYPPG_STREAM_N_WIN);
+    s->hop_phase = (int32_t)(n % ANYPPG_STREAM_N_HOP);
+    s->hop_idx = (int32_t)((n / ANYPPG_STREAM_N_HOP) % ANYPPG_STREAM_N_TS);
+}
+
 static int append(anyppg_stream_t *s, double v, int state, double ts)
 {
     int emitted = 0;
-    int i = (int)(s->n % ANYPPG_STREAM_N_WIN);
-    s->val[i] = v;
-    s->st[i] = (uint8_t)state;
-    if (s->n % ANYPPG_STREAM_N_HOP == 0) {
-        s->hop_ts[(s->n / ANYPPG_STREAM_N_HOP) % ANYPPG_STREAM_N_TS] = ts;
+    s->val[s->ring_pos] = v;
+    s->st[s->ring_pos] = (uint8_t)state;
+    if (s->hop_phase == 0) {
+        s->hop_ts[s->hop_idx] = ts;
     }
     s->cur_ts = ts;
     s->n += 1;
+    if (++s->ring_pos == ANYPPG_STREAM_N_WIN) {
+        s->ring_pos = 0;
+    }
+    if (++s->hop_phase == ANYPPG_STREAM_N_HOP) {
+        s->hop_phase = 0;
+        if (++s->hop_idx == ANYPPG_STREAM_N_TS) {
+            s->hop_idx = 0;
+        }
+    }
     s->last_val = v;
     s->last_valid = state == ST_OK || state == ST_FILLED || state == ST_SETTLE;
     while (s->win * ANYPPG_STREAM_N_HOP + ANYPPG_STREAM_N_WIN <= s->n) {
@@ -753,7 +771,7 @@ static int fill_gap(anyppg_stream_t *s, int64_t gap, double next_val, double nex
         if (tail < head) {
             tail = head;
         }
-        s->n += tail - head;
+        seek(s, s->n + (tail - head));
         emitted += append_missing(s, tail, gap, state, t0, period);
     }
     return emitted;
@@ -771,7 +789,7 @@ void anyppg_stream_init(anyppg_stream_t *s, anyppg_window_cb cb, void *user)
     for (i = 0; i < ANYPPG_STREAM_N_TS; ++i) {
         s->hop_ts[i] = 0.0;
     }
-    s->n = 0;
+    seek(s, 0);
     s->win = 0;
     s->cur_ts = 0.0;
     s->last_ts = 0.0;
