@@ -345,14 +345,19 @@ def _firmware_stage(out_dir: Path, student: dict[str, Any], recordings: list) ->
     (Cortex-M4F, M33) when the cross toolchain is installed."""
     from anyppg_edge.data.splits import SIMULATED_DATASETS
     from anyppg_edge.deploy.cortexm import toolchain_available
-    from anyppg_edge.stream.firmware import firmware_summary, render_firmware_markdown, write_firmware_bundle
+    from anyppg_edge.stream.firmware import (
+        FIRMWARE_BOARDS,
+        firmware_summary,
+        render_firmware_markdown,
+        write_firmware_bundle,
+    )
 
     bundle = out_dir / "bundle"
     write_firmware_bundle(student["artifacts"]["tflite-int8"], bundle)  # the contract's rate, or 25 Hz for a 125 Hz model
     real = [r for r in recordings if r.dataset not in SIMULATED_DATASETS]
     rec = (real or recordings)[:1]
     s = firmware_summary(bundle, rec, out_dir, float_encoder=student["_model"], duration_s=40.0,
-                         boards=("cortex-m4", "cortex-m33") if toolchain_available() else ())
+                         boards=FIRMWARE_BOARDS if toolchain_available() else ())
     s["_md"] = render_firmware_markdown(s).split("\n", 1)[1]
     return s
 

@@ -560,7 +560,7 @@ def write_firmware_bundle(artifact_int8_tflite: str | Path, out_dir: str | Path,
         raise DataFormatError(f"{path}: the model takes {enc['input_len']} samples, the contract's window has {cfg.window_samples}")
     stream = generate_c_preprocessor(cfg, odr_hz, hop_s, out, adc_bits=adc_bits, input_quant=(q["scale"], q["zero_point"]),
                                      contract=contract)
-    for board in ("cortex-m4", "cortex-m33"):
+    for board in FIRMWARE_BOARDS:
         write_support_files(out / "cortexm" / board, board)
     manifest = {
         "generator": "anyppg_edge.stream.firmware",
