@@ -237,7 +237,8 @@ def prepare_carry(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Build the carry folder of :func:`run_gpu_check` (see the module docstring) and return its
-    manifest. ``teacher``: a checkpoint (default: ``../shared/reference/net1d_anyppg_released.state_dict.pt``);
+    manifest. ``teacher``: a checkpoint (default: ``../shared/reference/net1d_anyppg_released.state_dict.pt``;
+    ``"init"``: the seeded random init of ``teacher_model``, as the main job's teacher without ``../shared``);
     ``student`` (a 125 Hz student) and ``native_student`` (a native-rate one, e.g. 25 Hz): a checkpoint,
     ``"auto"`` (the distilled one under ``runs/`` when present: :data:`DEFAULT_STUDENTS`) or ``"init"``
     (the seeded random init of ``*_model``). When ``"auto"`` finds nothing, the student is the seeded
@@ -307,7 +308,10 @@ def prepare_carry(
                                  + ("must be a native-rate model (25 or 50 Hz)" if native_role else f"must read {ref_rate} Hz"))
             return e
 
-        teacher_path = Path(teacher) if teacher else shared_dir() / "reference" / "net1d_anyppg_released.state_dict.pt"
+        if teacher == "init":
+            teacher_path = None
+        else:
+            teacher_path = Path(teacher) if teacher else shared_dir() / "reference" / "net1d_anyppg_released.state_dict.pt"
         entries = {"teacher": checkpoint_entry("teacher", teacher_path, teacher_model)}
         for role, ckpt, model in (("student", student, student_model), ("native_student", native_student, native_student_model)):
             if ckpt == "auto":

@@ -157,6 +157,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     harness: dict[str, Any] | None = None
     c_report: dict[str, Any] | None = None
     firmware: dict[str, Any] | None = None
+    gpu_rehearsal: dict[str, Any] | None = None
     bench_md = parity_md = None
     bench_rows: list[dict[str, Any]] = []
     parity_rows: list[dict[str, Any]] = []
@@ -199,6 +200,10 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             t = time.perf_counter()
             tradeoff = _tradeoff_stage(cfg, out)
             timings["trade-off table s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        gpu_rehearsal = _gpu_rehearsal_stage(cfg, out, ckpt, kd["last_checkpoint"],
+                                             kd_native["last_checkpoint"] if kd_native is not None else None)
+        timings["GPU round trip (CPU rehearsal) s"] = time.perf_counter() - t
 
     stats_rows = budget_table()
     retrieval = pre.get("retrieval", {})
@@ -254,6 +259,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         "c_encoder_md": None if c_report is None else c_report["_md"],
         "firmware": None if firmware is None else {k: firmware[k] for k in ("pass", "failures", "rates_hz")},
         "firmware_md": None if firmware is None else firmware["_md"],
+        "gpu_rehearsal": None if gpu_rehearsal is None else {k: v for k, v in gpu_rehearsal.items() if k != "_md"},
+        "gpu_rehearsal_md": None if gpu_rehearsal is None else gpu_rehearsal["_md"],
         "model_stats": stats_rows,
         "timings_s": timings,
     }
@@ -430,6 +437,36 @@ def _tradeoff_stage(cfg: DemoConfig, out: Path) -> list[dict[str, Any]]:
     ], out / "tradeoff", latency_runs=cfg.bench_runs, plot=cfg.plot)
 
 
+def _gpu_rehearsal_stage(cfg: DemoConfig, out: Path, teacher: Path | None, student: Path,
+                         native_student: Path | None) -> dict[str, Any]:
+    """The GPU round trip of ``docs/gpu.md`` rehearsed on this CPU with the job's own models: the carry
+    folder (``gpu-check prepare``), the GPU check's dry run (``--device cpu --tiny``, every section, the
+    device's entry point), and every exported artifact held to the golden sets it returned
+    (``gpu-check parity``). On a GPU lease only step 2 changes (``--device cuda``, full settings)."""
+    from anyppg_edge.gpu_check import TINY, GpuCheckConfig, prepare_carry, run_gpu_check
+    from anyppg_edge.gpu_parity import gpu_parity
+
+    carry = out / "gpu_carry"
+    shared = cfg.use_shared and shared_available()
+    prepare_carry(carry, teacher=teacher or "init", teacher_model=cfg.model, student=student, student_model=cfg.student,
+                  native_student=native_student, native_student_model=cfg.native_student or "student-watch-25hz",
+                  use_shared=shared, sim_subjects=0 if shared else cfg.sim_subjects, hop_s=cfg.hop_s,
+                  golden_n=32, split_seed=cfg.seed, force=True, log=log.info)
+    t = time.perf_counter()
+    check = run_gpu_check(GpuCheckConfig(**TINY, carry_dir=str(carry), out_dir=str(out / "gpu_check"), device="cpu"),
+                          log=log.info)
+    check_s = time.perf_counter() - t
+    par = gpu_parity(out / "gpu_check", carry, out / "gpu_parity", export_roots=[out / "export"], plot=False,
+                     log_fn=log.info)
+    n_rows = sum(len(m["rows"]) for m in par["models"])
+    md = (f"Dry run of the GPU check on this CPU (`gpu_check/gpu_check.md`): {len(check['sections'])} sections in "
+          f"{check_s:.1f} s, {'PASS' if check['passed'] else 'FAIL'}. Parity of {n_rows} artifacts of "
+          f"{len(par['models'])} models against the golden sets it returned (`gpu_parity/`): "
+          f"{'PASS' if par['passed'] else 'FAIL'}.")
+    return {"check_passed": check["passed"], "check_wall_s": round(check_s, 2), "parity_passed": par["passed"],
+            "parity_rows": n_rows, "models": [m["model"] for m in par["models"]], "_md": md}
+
+
 def _retrieval_rows(retrieval: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for name in ("model", "spectral_baseline"):
@@ -547,6 +584,8 @@ def _tail_sections(summary: dict[str, Any]) -> list[str]:
                   md, ""]
     if summary.get("bench_md"):
         lines += ["## Latency per 10 s window (this host, 1 thread; details in `bench/`)", "", summary["bench_md"], ""]
+    if summary.get("gpu_rehearsal_md"):
+        lines += ["## GPU round trip, rehearsed on this CPU (docs/gpu.md)", "", summary["gpu_rehearsal_md"], ""]
     if summary.get("parity_md"):
         lines += ["## Parity of every artifact vs the golden sets of the float models", "", summary["parity_md"], ""]
     return lines

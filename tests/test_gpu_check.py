@@ -259,6 +259,79 @@ def test_export_parity_takes_the_golden_sets(dry_run, carry, tmp_path, capsys):
     assert "same windows" in capsys.readouterr().err
 
 
+def _returned(dry_run_out: Path, dst: Path, device_type: str = "cuda", scale: dict[str, float] | None = None,
+              skip: tuple[str, ...] = ()) -> Path:
+    """What the device sends back, as a GPU would: the dry run's report and its golden sets relabelled
+    (``scale``: per model, embeddings scaled; ``skip``: models whose golden set did not come back)."""
+    dst.mkdir()
+    (dst / JSON_NAME).write_bytes((dry_run_out / JSON_NAME).read_bytes())
+    for f in dry_run_out.glob("*.cpu.golden.npz"):
+        model = f.name.removesuffix(".cpu.golden.npz")
+        if model not in skip:
+            _forge(load_golden_set(f), dst / f"{model}.{device_type}.golden.npz", device_type, (scale or {}).get(model, 1.0))
+    return dst
+
+
+def test_gpu_check_parity_holds_every_carried_model_to_the_returned_golden_sets(dry_run, carry, tmp_path, capsys):
+    """Step 3 of the round trip in one command: each carried model's CPU float model and CPU golden set
+    against its returned GPU golden set under gpu-vs-cpu-float; a model off by 10x the row, a golden set
+    that did not come back, or one of other weights is named."""
+    from anyppg_edge.gpu_parity import JSON_NAME as PAR_JSON
+    from anyppg_edge.gpu_parity import MD_NAME as PAR_MD
+    from anyppg_edge.gpu_parity import find_export
+
+    _, out = dry_run
+    c = str(carry[0])
+    none = tmp_path / "no_exports"
+    none.mkdir()
+    common = ["gpu-check", "parity", "--carry", c, "--export-dir", str(none), "--no-plot"]
+    ok = _returned(out, tmp_path / "gpu")
+    assert main([*common, "--returned", str(ok), "--out", str(tmp_path / "p")]) == 0
+    r = json.loads((tmp_path / "p" / PAR_JSON).read_text())
+    assert r["passed"] and not r["rehearsal"] and r["reference_devices"] == ["cuda"]
+    got = {m["model"]: [(x["kind"], x["tolerance"], x["pass"]) for x in m["rows"]] for m in r["models"]}
+    row = (GPU_REFERENCE_ROW, True)
+    assert got == {"tiny": [("pytorch-float", *row), ("golden-float", *row)],  # the teacher's file, on this CPU
+                   "student-watch-slim": [("golden-float", *row)],  # a random init: no file, its CPU golden set
+                   "student-watch-25hz": [("golden-float", *row)]}
+    assert all("no artifacts exported from this checkpoint" in m["notes"][0] for m in r["models"])
+    md = (tmp_path / "p" / PAR_MD).read_text()
+    assert md.startswith("# Parity against the GPU model (PASS)") and "worst rel max abs" in md
+
+    # the 25 Hz student's GPU embeddings 1e-3 relative off (10x the row): exit 1, that model named
+    bound = TOLERANCES[GPU_REFERENCE_ROW]["rel_max_abs_max"]
+    off = _returned(out, tmp_path / "gpu_off", scale={"student-watch-25hz": 1 + 10 * bound})
+    assert main([*common, "--returned", str(off), "--out", str(tmp_path / "q")]) == 1
+    r = json.loads((tmp_path / "q" / PAR_JSON).read_text())
+    assert [m["model"] for m in r["models"] if not m["passed"]] == ["student-watch-25hz"]
+    assert "rel_max_abs" in r["models"][2]["failures"][0]
+    # a carried model whose golden set did not come back fails, the others are still checked
+    part = _returned(out, tmp_path / "gpu_part", skip=("student-watch-slim",))
+    assert main([*common, "--returned", str(part), "--out", str(tmp_path / "s")]) == 1
+    r = json.loads((tmp_path / "s" / PAR_JSON).read_text())
+    assert [m["passed"] for m in r["models"]] == [True, False, True]
+    assert "no golden set of student-watch-slim" in r["models"][1]["failures"][0]
+    # a golden set of other weights, or no folder at all: exit 2 with the fix
+    other = _returned(out, tmp_path / "gpu_other")
+    g = load_golden_set(other / "tiny.cuda.golden.npz")
+    g.provenance["checkpoint_sha256"] = "0" * 64
+    _forge(g, other / "tiny.cuda.golden.npz", "cuda")
+    capsys.readouterr()
+    assert main([*common, "--returned", str(other), "--out", str(tmp_path / "t")]) == 2
+    assert "not the same weights" in capsys.readouterr().err
+    assert main([*common, "--returned", str(tmp_path / "nowhere"), "--out", str(tmp_path / "u")]) == 2
+    assert "files_at" in capsys.readouterr().err
+    # the artifacts of a model are those whose export report names its checkpoint
+    exp = tmp_path / "exports" / "tiny"
+    exp.mkdir(parents=True)
+    (exp / "tiny.int8.tflite").write_bytes(b"x")
+    sha = load_carry(c).manifest["teacher"]["sha256"]
+    (exp / "export_report.json").write_text(json.dumps({"model": "tiny", "source_sha256": sha, "artifacts": {
+        "tflite-int8": "elsewhere/tiny.int8.tflite", "tflite-int8 (PTQ)": "ptq/tiny.int8-ptq.tflite"}}))
+    assert find_export("tiny", sha, [tmp_path / "exports"]) == (exp, {"tflite-int8": exp / "tiny.int8.tflite"})
+    assert find_export("tiny", "1" * 64, [tmp_path / "exports"]) == (None, {})
+
+
 def test_a_failing_section_is_recorded_and_the_others_run(carry, tmp_path):
     import shutil
 

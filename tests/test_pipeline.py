@@ -124,6 +124,14 @@ def test_demo_end_to_end_on_embedded_default(tmp_path, monkeypatch):
     # the firmware bundle (C preprocessor + C encoder) driven by the harness at every rate
     assert summary["firmware"]["pass"], summary["firmware"]["failures"]
     assert summary["firmware"]["rates_hz"] == [25.0, 50.0, 64.0, 100.0, 125.0] and "## Firmware bundle" in report
+    # the GPU round trip rehearsed on this CPU: carry folder (random-init tiny teacher, both students),
+    # the GPU check's dry run, every exported artifact of the three models against its golden sets
+    gr = summary["gpu_rehearsal"]
+    assert gr["check_passed"] and gr["parity_passed"], gr
+    assert gr["models"] == ["tiny", "student-watch-slim", "student-watch-25hz"]
+    # per model: CPU golden set + 4 artifacts + TFLM, and the checkpoint on the CPU (the random-init teacher has no file)
+    assert gr["parity_rows"] == 3 * 6 + 2
+    assert "## GPU round trip, rehearsed on this CPU" in report
     assert report.rstrip().splitlines()[-1].startswith("|")  # ends with the parity table
     # the firmware harness replayed the recordings through emulated sensors into the int8 student
     bars = summary["harness"]["bars"]

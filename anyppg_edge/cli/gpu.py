@@ -7,7 +7,11 @@ wrapper over :mod:`anyppg_edge.gpu_check`; the round trip is ``docs/gpu.md``).
   plain checkout with ``PYTHONPATH=.``; torch, numpy and scipy only): environment, golden sets,
   training match and short real run, throughput, largest batch, ``torch.compile``; one JSON and one
   markdown file (plus the golden sets). Exit 0 when every section ran and every check passed, 1 when
-  one did not (the report says which), 2 for a usage error.
+  one did not (the report says which), 2 for a usage error;
+* ``gpu-check parity [--returned runs/gpu] [--carry DIR] [--out runs/parity/gpu] [--export-dir DIR ...]`` (here, with the
+  device's files copied to ``runs/gpu``): every carried model's CPU float model, CPU golden set and exported
+  artifacts against the returned GPU golden sets (:mod:`anyppg_edge.gpu_parity`). Exit 0 when all pass,
+  1 when one does not, 2 for golden sets of other weights or windows.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from anyppg_edge.cli._common import (
     subparser,
 )
 
+ACTIONS = ("run", "prepare", "parity")
 RUN_FLAGS = ("out_dir", "carry_dir", "device", "sections", "time_budget_s", "seed", "model", "batch_size", "steps",
              "warmup_steps", "precisions", "compile_precisions", "compile_backend", "max_batch_cap", "train_model",
              "train_steps", "train_batch_size", "train_lr", "match_steps", "match_batch_size", "golden_batch_size")
@@ -38,7 +43,7 @@ RUN_TYPES = {"time_budget_s": positive_float, "batch_size": positive_int, "steps
              "compile_backend": choice("inductor", "eager", "aot_eager", "cudagraphs")}
 RUN_HELP = {
     "out_dir": "report folder: gpu_check.json, gpu_check.md and the golden sets (on the device: $OUT) "
-               "(prepare: the carry folder, default runs/gpu_carry)",
+               "(prepare: the carry folder, default runs/gpu_carry; parity: the report folder, default runs/parity/gpu)",
     "carry_dir": "the carry folder made by `gpu-check prepare`",
     "device": "auto (CUDA when available), cuda, cuda:N, cpu (the dry run)",
     "sections": "comma-separated subset of the sections, run in their fixed order",
@@ -56,6 +61,8 @@ def _cmd_gpu_check(args: argparse.Namespace) -> int:
 
     if args.action == "prepare":
         return _prepare(args, G)
+    if args.action == "parity":
+        return _parity(args)
     base = G.GpuCheckConfig(**G.TINY) if args.tiny else G.GpuCheckConfig()
     cfg = config_from_args(G.GpuCheckConfig, args, base, RUN_FLAGS)
     argv = sys.argv[1:] if Path(sys.argv[0]).name in ("__main__.py", "anyppg-edge") else []
@@ -99,13 +106,24 @@ def _prepare(args: argparse.Namespace, G) -> int:
     return 0
 
 
+def _parity(args: argparse.Namespace) -> int:
+    from anyppg_edge.gpu_parity import MD_NAME, gpu_parity
+
+    out = Path(args.out_dir or "runs/parity/gpu")
+    r = gpu_parity(args.returned, args.carry_dir, out, export_roots=args.export_dir, plot=not args.no_plot)
+    print((out / MD_NAME).read_text())
+    print("written: " + ", ".join(r["files"]))
+    return 0 if r["passed"] else 1
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     from anyppg_edge.gpu_check import GpuCheckConfig
 
     g = subparser(sub, "gpu-check",
                   help="the GPU check: `prepare` the carry folder here, then run it on the GPU machine (docs/gpu.md)")
-    g.add_argument("action", nargs="?", choices=("run", "prepare"), default="run",
-                   help="run (default): the check; prepare: build the carry folder and print the device call")
+    g.add_argument("action", nargs="?", choices=ACTIONS, default="run",
+                   help="run (default): the check; prepare: build the carry folder and print the device call; "
+                        "parity: every artifact against the golden sets the device returned (--returned)")
     add_config_args(g, GpuCheckConfig, RUN_FLAGS, flags={"out_dir": "--out", "carry_dir": "--carry"},
                     types_=RUN_TYPES, help=RUN_HELP)
     g.add_argument("--tiny", action="store_true",
@@ -113,8 +131,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         "given override them")
     p = g.add_argument_group("prepare", "options of `gpu-check prepare`")
     p.add_argument("--teacher", default=None,
-                   help="teacher checkpoint (default: ../shared/reference/net1d_anyppg_released.state_dict.pt)")
-    p.add_argument("--teacher-model", default="anyppg-released", help="registry model of a state_dict teacher")
+                   help="teacher checkpoint (default: ../shared/reference/net1d_anyppg_released.state_dict.pt; "
+                        "init: the seeded random init of --teacher-model)")
+    p.add_argument("--teacher-model", default="anyppg-released",
+                   help="registry model of a state_dict or random-init teacher")
     p.add_argument("--student", default="auto",
                    help="student checkpoint (125 Hz); auto: runs/distill_watch_slim/best.pt or runs/demo/distill/best.pt "
                         "when present, else the seeded random init (warned); init (or none): the seeded random init")
@@ -135,4 +155,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--golden-hop-s", type=positive_float, default=5.0, help="as export golden --hop-s")
     p.add_argument("--split-seed", type=int, default=0, help="subject split seed (as export golden --seed)")
     p.add_argument("--force", action="store_true", help="rebuild an existing carry folder")
+    q = g.add_argument_group("parity", "options of `gpu-check parity` (--carry: the carry folder the check ran on, "
+                                       "default the one its gpu_check.json names; --out: default runs/parity/gpu)")
+    q.add_argument("--returned", default="runs/gpu", metavar="DIR",
+                   help="the folder the device's returned files were copied to (default: runs/gpu)")
+    q.add_argument("--export-dir", action="append", default=None, metavar="DIR",
+                   help="an `export all` folder, or a folder of them, to search for each model's artifacts "
+                        "(repeatable; default runs/export and runs/demo/export): those exported from the carried checkpoint")
+    q.add_argument("--no-plot", action="store_true", help="no parity histograms")
     g.set_defaults(func=_cmd_gpu_check)
