@@ -101,8 +101,9 @@ def _prepare(args: argparse.Namespace, G) -> int:
     call = G.device_call(rel)
     print("\nThe device call (the session's `run` tool; docs/gpu.md):")
     print(json.dumps(call, indent=2))
-    print("\nThen, here: python -m export parity ... --golden <device files>/<model>.cuda.golden.npz for "
-          + ", ".join(m[r]["model"] for r in G.ROLES if m.get(r)) + " (docs/gpu.md)")
+    print("\nThen, here, with the returned files copied to runs/gpu/: python -m anyppg_edge gpu-check parity "
+          f"--returned runs/gpu --carry {rel} (every artifact of "
+          + ", ".join(m[r]["model"] for r in G.ROLES if m.get(r)) + " against the GPU model; docs/gpu.md)")
     return 0
 
 
