@@ -99,9 +99,8 @@ def gpu_parity(
     from anyppg_edge.deploy.parity.golden import load_golden_windows, make_golden_set
     from anyppg_edge.deploy.parity.suite import check_same_source, run_parity
     from anyppg_edge.deploy.parity.tolerances import GPU_REFERENCE_ROW, TOLERANCES
-    from anyppg_edge.gpu_check import DEFAULT_CARRY
+    from anyppg_edge.gpu_check import DEFAULT_CARRY, load_carry
     from anyppg_edge.gpu_check import JSON_NAME as CHECK_JSON
-    from anyppg_edge.gpu_check import load_carry
     from anyppg_edge.models.loading import load_encoder
     from anyppg_edge.preprocessing import PreprocessConfig
 
