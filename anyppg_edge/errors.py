@@ -36,6 +36,11 @@ class MissingExtraError(AnyPPGError, ImportError):
     """An optional dependency is not installed; the message names the extra that installs it."""
 
 
+class ToolchainError(AnyPPGError, RuntimeError):
+    """An external build tool or emulator (arm-none-eabi-gcc, make, qemu) failed, or the program it
+    built exited with an error; the message carries the tool's own output."""
+
+
 class ConfigError(AnyPPGError, ValueError):
     """A configuration value (a flag, a config file, a dataclass field) is out of range or unknown."""
 

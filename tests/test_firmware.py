@@ -18,7 +18,7 @@ import pytest
 from anyppg_edge.data.simulator import SimulatorConfig, simulate_pair
 from anyppg_edge.deploy import cortexm
 from anyppg_edge.deploy.parity.tolerances import TOLERANCES
-from anyppg_edge.errors import DataFormatError
+from anyppg_edge.errors import ToolchainError
 from anyppg_edge.stream import SensorConfig, emulate, fault_config
 from anyppg_edge.stream import firmware as fwm
 
@@ -145,9 +145,29 @@ def test_board_runs_match_host(toolchain, bundles, tmp_path):
     assert one[0] == "| | cortex-m4 (mps2-an386) |" and "linked incl. libc/libm/libgcc: flash B" in one[3]
 
 
+def test_export_firmware_measures_the_bundle_on_every_board(slim_int8, toolchain, tmp_path, capsys):
+    """``export firmware`` (measuring by default): the README's memory and instruction table has one
+    column per board the bundle's Makefile builds, from the same simulated recording, and bundle.json
+    keeps the figures."""
+    from anyppg_edge.cli import main
+
+    _, path = slim_int8
+    out = tmp_path / "bundle"
+    assert main(["export", "firmware", "--artifact", str(path), "--out", str(out), "--odr-hz", "25"]) == 0
+    head = "| | cortex-m4 (mps2-an386) | cortex-m33 (mps2-an505) |"
+    assert head in capsys.readouterr().out
+    readme = (out / "README.md").read_text()
+    assert head in readme and "Not measured" not in readme
+    runs = json.loads((out / fwm.MANIFEST).read_text())["boards"]
+    assert [b["board"] for b in runs] == list(fwm.FIRMWARE_BOARDS)
+    for b in runs:
+        assert b["identical_to_host"] and b["instructions"]["total_per_window_mean"] > 0
+        assert f"{b['memory']['linked']['flash_bytes']:,}" in readme
+
+
 def test_board_failures_name_the_board(bundles, tmp_path, monkeypatch):
     def fail(bundle, run, board, workdir=None, timeout_s=600):
-        raise DataFormatError(f"the firmware failed on {board} (exit 1)")
+        raise ToolchainError(f"the firmware failed on {board} (exit 1)")
 
     monkeypatch.setattr(fwm, "run_firmware_on_board", fail)
     rec = simulate_pair(SimulatorConfig(duration_s=24.0, seed=5))

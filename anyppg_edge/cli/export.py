@@ -292,7 +292,7 @@ def _cmd_firmware(args: argparse.Namespace) -> int:
     print(f"firmware bundle for {m['model_name']} at {m['odr_hz']:g} Hz (hop {m['hop_s']:g} s): {args.out}")
     print(f"  files: {', '.join(m['files'])}; build: make -C {args.out} [host|cortex-m4|cortex-m33]")
     if measure:
-        print("\n".join(render_memory_rows(m["cortex_m4"] | {"memory": m["cortex_m4"]["memory"]})[:5]))
+        print("\n".join(render_memory_rows(m["boards"])[:5]))
     return 0
 
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from anyppg_edge.errors import MissingExtraError
+from anyppg_edge.errors import MissingExtraError, ToolchainError
 
 __all__ = [
     "BOARDS",
@@ -248,7 +248,7 @@ def build_program(
     ]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
-        raise RuntimeError(f"arm-none-eabi-gcc failed ({b.name}):\n{r.stderr[-4000:]}")
+        raise ToolchainError(f"arm-none-eabi-gcc failed ({b.name}):\n{r.stderr[-4000:]}")
     return out_elf
 
 

@@ -40,7 +40,13 @@ import numpy as np
 
 from anyppg_edge import preprocessing as pp
 from anyppg_edge.deploy.parity.tolerances import TOLERANCES
-from anyppg_edge.errors import DataFormatError, InvalidSignalError, MissingExtraError, UnknownNameError
+from anyppg_edge.errors import (
+    DataFormatError,
+    InvalidSignalError,
+    MissingExtraError,
+    ToolchainError,
+    UnknownNameError,
+)
 from anyppg_edge.stream.streamer import check_sensor_rate
 
 __all__ = [
@@ -536,8 +542,9 @@ def write_firmware_bundle(artifact_int8_tflite: str | Path, out_dir: str | Path,
     uses the model's own input scale and zero point (checked against the contract's when it has
     one). ``odr_hz`` None: :func:`default_odr_hz` (a native-rate model's own rate, else 25 Hz); a
     native-rate model refuses any other rate (:class:`~anyppg_edge.errors.ContractMismatchError`).
-    ``measure``: build for Cortex-M4 and run a simulated recording in qemu to fill the README's
-    memory and instruction table (needs the toolchain). Returns the manifest (``bundle.json``)."""
+    ``measure``: build for every board of :data:`FIRMWARE_BOARDS` (Cortex-M4F, M33) and run the same
+    simulated recording on each in qemu to fill the README's memory and instruction table, one column
+    per board (needs the toolchain). Returns the manifest (``bundle.json``)."""
     from anyppg_edge.deploy.contract_io import read_contract
     from anyppg_edge.deploy.cortexm import write_support_files
     from anyppg_edge.deploy.export.c_encoder import generate_c_encoder
@@ -579,18 +586,20 @@ def write_firmware_bundle(artifact_int8_tflite: str | Path, out_dir: str | Path,
     for name, text in texts.items():
         (out / name).write_text(text)
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str) + "\n")
-    measured = None
-    if measure:
-        measured = measure_bundle(out)
-        manifest["cortex_m4"] = {k: v for k, v in measured.items() if k != "memory"} | {
-            "memory": {k: v for k, v in measured["memory"].items() if k != "objects"}}
+    measured: list[dict[str, Any]] = []
+    if measure:  # the same simulated recording on every board the Makefile builds
+        measured = [measure_bundle(out, measure_duration_s, board=board) for board in FIRMWARE_BOARDS]
+        manifest["boards"] = [{k: v for k, v in r.items() if k != "memory"}
+                              | {"memory": {k: v for k, v in r["memory"].items() if k != "objects"}} for r in measured]
         (out / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str) + "\n")
     (out / "README.md").write_text(_readme(manifest, measured))
     manifest["files"] = sorted(p.name for p in out.iterdir() if p.is_file())
     return manifest
 
 
-def _readme(m: dict[str, Any], measured: dict[str, Any] | None) -> str:
+def _readme(m: dict[str, Any], measured: Sequence[dict[str, Any]]) -> str:
+    from anyppg_edge.deploy.cortexm import BOARDS
+
     s = m["stream"]
     lines = [
         f"# AnyPPG firmware bundle: {m['model_name']} at {m['odr_hz']:g} Hz",
@@ -629,7 +638,7 @@ def _readme(m: dict[str, Any], measured: dict[str, Any] | None) -> str:
         f"- encoder: {m['encoder']['macs']:,} MACs, static arena {m['encoder']['arena_bytes']:,} B, "
         f"embedding {m['embed_dim']} int8 values",
         "",
-        "## Memory and instructions (Cortex-M4F, emulated)",
+        "## Memory and instructions (emulated " + " and ".join(f"{b} ({BOARDS[b].machine})" for b in FIRMWARE_BOARDS) + ")",
         "",
     ]
     if measured:
@@ -727,7 +736,7 @@ def build_firmware(bundle: str | Path, target: str = "host", timeout_s: float = 
         raise MissingExtraError("GNU make is not on PATH")
     r = subprocess.run([make, "-C", str(bundle), "-j2", target], capture_output=True, text=True, timeout=timeout_s)
     if r.returncode != 0:
-        raise DataFormatError(f"make {target} failed in {bundle}:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
+        raise ToolchainError(f"make {target} failed in {bundle}:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
     return Path(bundle)
 
 
@@ -993,10 +1002,10 @@ def run_firmware_on_board(bundle: str | Path, run: Any, board: str = "cortex-m4"
     host = subprocess.run([str(b / "build" / "host" / "anyppg_example"), str(wd / "bursts.bin"), str(wd / "results_host.bin")],
                           capture_output=True, text=True, timeout=timeout_s)
     if host.returncode != 0:
-        raise DataFormatError(f"host example failed ({host.returncode}): {host.stdout[-500:]}")
+        raise ToolchainError(f"host example failed ({host.returncode}): {host.stdout[-500:]}")
     r = run_program(b / "build" / board / "anyppg_example.elf", board, cwd=wd, timeout_s=timeout_s)
     if r.returncode != 0 or "windows" not in r.stdout:
-        raise DataFormatError(f"the firmware failed on {board} (exit {r.returncode}): {r.stdout[-500:]} {r.stderr[-1000:]}")
+        raise ToolchainError(f"the firmware failed on {board} (exit {r.returncode}): {r.stdout[-500:]} {r.stderr[-1000:]}")
     toks = r.stdout.split("windows", 1)[1].split()
     info = {"windows": int(toks[0])}
     info.update({k: int(v) for k, v in zip(toks[1::2], toks[2::2], strict=False) if v.isdigit()})
@@ -1119,7 +1128,7 @@ def firmware_summary(bundle: str | Path, recordings: Sequence[Any], out_dir: str
         for board in boards:  # the same sensor run on every board
             try:
                 br = run_firmware_on_board(b0, run, board, out / f"board_{board}")
-            except (DataFormatError, RuntimeError, subprocess.TimeoutExpired) as e:
+            except (ToolchainError, subprocess.TimeoutExpired) as e:  # this board fails, the others still run
                 board_runs.append({"board": board, "machine": BOARDS[board].machine, "error": str(e)})
                 fails.append(f"{board}: {e}")
                 continue
