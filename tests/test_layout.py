@@ -33,7 +33,7 @@ def layer_of(module: str) -> int:
     first = parts[1] if len(parts) > 1 else "__init__"
     if first == "__main__":
         first = "cli"
-    if first == "gpu_check":  # the GPU check: the main job's GPU half (training, golden sets), below the CLI
+    if first in ("gpu_check", "gpu_parity"):  # the GPU half of the main job and its parity step, below the CLI
         first = "pipeline"
     return LAYERS.index("base" if first in BASE else first)
 
