@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from anyppg_edge.errors import ContractMismatchError, UsageError
+from anyppg_edge.errors import ContractMismatchError, DataFormatError, UsageError
 from anyppg_edge.io import atomic_write_text, write_json
 from anyppg_edge.paths import REPO_ROOT
 from anyppg_edge.report import markdown_table
@@ -110,7 +110,10 @@ def gpu_parity(
                          "there, e.g. runs/gpu")
     check: dict[str, Any] = {}
     if (returned / CHECK_JSON).is_file():
-        check = json.loads((returned / CHECK_JSON).read_text())
+        try:
+            check = json.loads((returned / CHECK_JSON).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DataFormatError(f"{returned / CHECK_JSON} is not valid JSON ({e}): copy the device's files again") from e
     if carry_dir is None:  # the folder the check ran on (the device's path is the checkout's path here)
         carry_dir = check.get("config", {}).get("carry_dir") or DEFAULT_CARRY
     carry = load_carry(carry_dir)

@@ -321,6 +321,9 @@ def test_gpu_check_parity_holds_every_carried_model_to_the_returned_golden_sets(
     assert "not the same weights" in capsys.readouterr().err
     assert main([*common, "--returned", str(tmp_path / "nowhere"), "--out", str(tmp_path / "u")]) == 2
     assert "files_at" in capsys.readouterr().err
+    (other / JSON_NAME).write_text("{cut off")  # a damaged report: named, exit 2, no traceback
+    assert main([*common, "--returned", str(other), "--out", str(tmp_path / "v")]) == 2
+    assert "gpu_check.json is not valid JSON" in capsys.readouterr().err
     # the artifacts of a model are those whose export report names its checkpoint
     exp = tmp_path / "exports" / "tiny"
     exp.mkdir(parents=True)
