@@ -23,7 +23,6 @@ main job), the same code is a rehearsal: the float rows are then ``float-vs-floa
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,8 +33,6 @@ from anyppg_edge.errors import ContractMismatchError, DataFormatError, UsageErro
 from anyppg_edge.io import atomic_write_text, write_json
 from anyppg_edge.paths import REPO_ROOT
 from anyppg_edge.report import markdown_table
-
-log = logging.getLogger("anyppg_edge.gpu_parity")
 
 __all__ = ["DEFAULT_EXPORT_ROOTS", "SCHEMA", "find_export", "gpu_parity", "render_gpu_parity_markdown"]
 
@@ -154,8 +151,8 @@ def gpu_parity(
             m["notes"].append(f"no artifacts exported from this checkpoint under {', '.join(map(str, roots))}: export "
                               f"them (`python -m export all --checkpoint {entry.get('source')}`) and run again")
         artifacts.update({p.name: p for p in exported.values()})
-        m.update(reference=str(ref.path), reference_device=ref.provenance.get("device", {}), export_dir=
-                 None if folder is None else str(folder), n_windows=len(ref))
+        m.update(reference=str(ref.path), reference_device=ref.provenance.get("device", {}), n_windows=len(ref),
+                 export_dir=None if folder is None else str(folder))
         log_fn(f"{role}: {model_name} vs {ref.path.name} ({ref.device_type}): {len(artifacts)} artifacts"
                + (f" from {folder}" if folder else ""))
         rep = run_parity(artifacts, ref, out_dir=out / model_name, source_model=loaded.encoder, checkpoint=path,
