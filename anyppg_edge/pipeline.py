@@ -460,7 +460,7 @@ def _gpu_rehearsal_stage(cfg: DemoConfig, out: Path, teacher: Path | None, stude
                      log_fn=log.info)
     n_rows = sum(len(m["rows"]) for m in par["models"])
     md = (f"Dry run of the GPU check on this CPU (`gpu_check/gpu_check.md`): {len(check['sections'])} sections in "
-          f"{check_s:.1f} s, {'PASS' if check['passed'] else 'FAIL'}. Parity of {n_rows} artifacts of "
+          f"{check_s:.1f} s, {'PASS' if check['passed'] else 'FAIL'}. Parity of {n_rows} rows (artifacts and their TFLM runs) of "
           f"{len(par['models'])} models against the golden sets it returned (`gpu_parity/`): "
           f"{'PASS' if par['passed'] else 'FAIL'}.")
     return {"check_passed": check["passed"], "check_wall_s": round(check_s, 2), "parity_passed": par["passed"],
